@@ -1,0 +1,53 @@
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::CommandFactory;
+use clap_complete::Shell;
+
+#[derive(clap::Args, Debug)]
+pub struct GenDocsArgs {
+    /// Folder that receives man/ and completions/
+    #[arg(long, default_value = ".")]
+    out: PathBuf,
+}
+
+/// Renders the man pages (dtrain.1 and dtrain-SUB.1) and completions for bash,
+/// zsh and fish from the clap definition: they can never disagree with it.
+pub fn render() -> Result<Vec<(PathBuf, Vec<u8>)>> {
+    let mut files = Vec::new();
+    let cmd = crate::Cli::command();
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
+    files.push((PathBuf::from("man/dtrain.1"), buf));
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("dtrain-{}", sub.get_name());
+        let sub = sub
+            .clone()
+            .name(name.clone())
+            .version(env!("CARGO_PKG_VERSION"));
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(sub).render(&mut buf)?;
+        files.push((PathBuf::from(format!("man/{name}.1")), buf));
+    }
+    for (shell, file) in [
+        (Shell::Bash, "dtrain.bash"),
+        (Shell::Zsh, "_dtrain"),
+        (Shell::Fish, "dtrain.fish"),
+    ] {
+        let mut buf = Vec::new();
+        clap_complete::generate(shell, &mut crate::Cli::command(), "dtrain", &mut buf);
+        files.push((PathBuf::from(format!("completions/{file}")), buf));
+    }
+    Ok(files)
+}
+
+pub fn run(args: GenDocsArgs) -> Result<()> {
+    for (rel, bytes) in render()? {
+        let dest = args.out.join(&rel);
+        std::fs::create_dir_all(dest.parent().unwrap_or(Path::new(".")))?;
+        dtrain::fsio::write_atomic(&dest, &bytes)
+            .with_context(|| format!("writing {}", dest.display()))?;
+        println!("{}", dest.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,48 @@
+use anyhow::Result;
+
+#[derive(clap::Args, Debug)]
+pub struct InfoArgs {
+    /// Print one JSON object instead of lines
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: InfoArgs) -> Result<()> {
+    let i = dtrain::info::collect();
+    if args.json {
+        println!("{}", serde_json::to_string(&i)?);
+        return Ok(());
+    }
+    println!("dtrain: {}", i.dtrain);
+    println!("libtorch: {}", i.libtorch);
+    println!(
+        "libtorch path: {}",
+        i.libtorch_path.as_deref().unwrap_or("unknown")
+    );
+    println!(
+        "cuda: {}",
+        if i.cuda_available {
+            "available"
+        } else {
+            "not available"
+        }
+    );
+    println!("cuda backend: {}", i.cuda_load);
+    println!(
+        "cuda devices: {}",
+        if i.cuda_devices.is_empty() {
+            "none".into()
+        } else {
+            i.cuda_devices.join(", ")
+        }
+    );
+    if let Some(v) = i.cudnn {
+        println!("cudnn: {v}");
+    }
+    println!(
+        "threads: torch {}, rayon {}",
+        i.torch_threads, i.rayon_threads
+    );
+    println!("features: {}", i.features.join(" "));
+    Ok(())
+}

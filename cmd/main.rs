@@ -1,0 +1,56 @@
+//! The `dtrain` command line: argument parsing and printing only; the work is in
+//! the `dtrain` library. Each subcommand lives in its own file with its `Args`
+//! struct and a `run` function.
+
+use clap::{Parser, Subcommand};
+
+mod gen_docs;
+mod info;
+mod tokenize;
+
+/// Decentralized GPT-2 training as small Unix commands.
+#[derive(Parser, Debug)]
+#[command(name = "dtrain", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show libtorch, CUDA, threads and build features
+    Info(info::InfoArgs),
+    /// Turn text into a GPT-2 token shard (llm.c format)
+    Tokenize(tokenize::TokenizeArgs),
+    /// Write man pages and shell completions (for packagers)
+    #[command(hide = true)]
+    GenDocs(gen_docs::GenDocsArgs),
+}
+
+fn main() {
+    // Behave like a Unix filter: a closed pipe ends the process quietly.
+    // SAFETY: setting a signal disposition at start-up, before any threads.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(a) => info::run(a),
+        Command::Tokenize(a) => tokenize::run(a),
+        Command::GenDocs(a) => gen_docs::run(a),
+    };
+    if let Err(err) = result {
+        eprintln!("dtrain: {err:#}");
+        std::process::exit(dtrain::exit::code_of(&err) as i32);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

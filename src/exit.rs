@@ -1,0 +1,118 @@
+//! Exit codes: one table for every command, so scripts can tell failures apart.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | verification failed / a result was rejected |
+//! | 2 | usage error or bad input (including a missing or corrupt input file) |
+//! | 3 | I/O or network failure after retries |
+//! | 4 | peer or round failure (`reduce`) |
+//! | 5 | numeric failure (NaN/Inf) |
+//!
+//! Library errors are typed per module; [`code_of`] walks an error's chain and
+//! maps the first dtrain error it recognises to its code.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Code {
+    Ok = 0,
+    Rejected = 1,
+    BadInput = 2,
+    Io = 3,
+    Peer = 4,
+    Numeric = 5,
+}
+
+/// Implemented by each module's error type.
+pub trait Classify {
+    fn code(&self) -> Code;
+}
+
+/// An error that carries its code explicitly (used at the edges).
+#[derive(Debug, thiserror::Error)]
+#[error("{msg}")]
+pub struct Coded {
+    pub code: Code,
+    pub msg: String,
+}
+
+impl Coded {
+    pub fn new(code: Code, msg: impl Into<String>) -> Self {
+        Self {
+            code,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl Classify for Coded {
+    fn code(&self) -> Code {
+        self.code
+    }
+}
+
+impl Classify for crate::tokens::Error {
+    fn code(&self) -> Code {
+        Code::BadInput
+    }
+}
+
+impl Classify for crate::tensors::Error {
+    fn code(&self) -> Code {
+        Code::BadInput
+    }
+}
+
+impl Classify for crate::tokenizer::Error {
+    fn code(&self) -> Code {
+        match self {
+            crate::tokenizer::Error::Download(_) => Code::Io,
+            _ => Code::BadInput,
+        }
+    }
+}
+
+impl Classify for crate::tokenize::Error {
+    fn code(&self) -> Code {
+        match self {
+            crate::tokenize::Error::Tokenizer(e) => e.code(),
+            _ => Code::BadInput,
+        }
+    }
+}
+
+impl Classify for crate::device::Error {
+    fn code(&self) -> Code {
+        Code::BadInput
+    }
+}
+
+/// Tries each registered error type on one link of a chain.
+macro_rules! classify_chain {
+    ($cause:expr, $($t:ty),* $(,)?) => {
+        $( if let Some(e) = $cause.downcast_ref::<$t>() { return e.code(); } )*
+    };
+}
+
+/// The exit code for an error: the first dtrain error in its chain decides;
+/// a bare I/O error is [`Code::Io`]; anything else is [`Code::BadInput`].
+pub fn code_of(err: &anyhow::Error) -> Code {
+    for cause in err.chain() {
+        classify_chain!(
+            cause,
+            Coded,
+            crate::tokens::Error,
+            crate::tensors::Error,
+            crate::tokenizer::Error,
+            crate::tokenize::Error,
+            crate::device::Error,
+        );
+    }
+    if err
+        .chain()
+        .any(|c| c.downcast_ref::<std::io::Error>().is_some())
+    {
+        return Code::Io;
+    }
+    Code::BadInput
+}

@@ -1,0 +1,21 @@
+//! dtrain: decentralized GPT-2 training (Bittensor subnet 38's system) as small
+//! Unix commands. This crate is the library; the `dtrain` binary in `cmd/` only
+//! parses arguments, calls into it and prints.
+//!
+//! Data flow of one epoch (every arrow is a file or stdout):
+//!
+//! ```text
+//! miner:     fetch-shard → tokenize → train-step → reduce → apply → push
+//! validator: reduce (weight 0) → apply → verify → score → ledger → push
+//! ```
+
+pub mod device;
+pub mod exit;
+pub mod fsio;
+pub mod hub;
+pub mod info;
+pub mod progress;
+pub mod tensors;
+pub mod tokenize;
+pub mod tokenizer;
+pub mod tokens;

@@ -1,0 +1,635 @@
+//! Gradient and checkpoint files: safetensors, memory-mapped.
+//!
+//! `reduce` and `train-step` need two things the usual "load everything into a
+//! dict" API does not give: a read-only view of the whole data region as one flat
+//! `&[f32]` (tensors lie back to back, so a byte span of the file is a span of the
+//! model's parameters), and a writer that creates the file at its final size and
+//! lets the producer fill it through a mutable mapping before it is renamed into
+//! place. Header parsing and validation are the `safetensors` crate's; this module
+//! adds the mapping, the flat view, dtrain's metadata keys and atomic writing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use memmap2::{Mmap, MmapMut};
+use safetensors::tensor::{Dtype as StDtype, Metadata, TensorInfo};
+
+use crate::fsio::AtomicFile;
+
+/// Where the data region starts is rounded up to this many bytes (header padded
+/// with spaces, as the format allows), so the flat view is aligned for SIMD.
+const DATA_ALIGN: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: not a valid safetensors file: {reason}")]
+    Format { path: PathBuf, reason: String },
+    #[error("{path}: tensor {name} has dtype {dtype}; dtrain reads F32 and BF16")]
+    Dtype {
+        path: PathBuf,
+        name: String,
+        dtype: String,
+    },
+    #[error("{path}: {what}")]
+    NotFlat { path: PathBuf, what: String },
+    #[error("{path}: metadata key '{key}' is missing")]
+    MissingMeta { path: PathBuf, key: String },
+    #[error("{path}: metadata key '{key}' has an invalid value '{value}'")]
+    BadMeta {
+        path: PathBuf,
+        key: String,
+        value: String,
+    },
+    #[error("{path}: tensor layout differs from {other}: {what}")]
+    Layout {
+        path: PathBuf,
+        other: String,
+        what: String,
+    },
+    #[error("no tensor named {0}")]
+    NoTensor(String),
+}
+
+/// Element types dtrain writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum DType {
+    F32,
+    BF16,
+}
+
+impl DType {
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::BF16 => 2,
+        }
+    }
+    fn to_st(self) -> StDtype {
+        match self {
+            DType::F32 => StDtype::F32,
+            DType::BF16 => StDtype::BF16,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "F32",
+            DType::BF16 => "BF16",
+        }
+    }
+}
+
+impl std::str::FromStr for DType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "float32" => Ok(DType::F32),
+            "bf16" | "bfloat16" => Ok(DType::BF16),
+            _ => Err(format!("unknown dtype '{s}' (f32 or bf16)")),
+        }
+    }
+}
+
+/// Name, element type and shape of one tensor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+}
+
+impl TensorSpec {
+    pub fn new(name: impl Into<String>, dtype: DType, shape: &[usize]) -> Self {
+        Self {
+            name: name.into(),
+            dtype,
+            shape: shape.to_vec(),
+        }
+    }
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn nbytes(&self) -> usize {
+        self.numel() * self.dtype.size()
+    }
+}
+
+/// One tensor of an open file: its spec and its byte range in the data region.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub spec: TensorSpec,
+    pub range: Range<usize>,
+}
+
+/// A memory-mapped safetensors file.
+pub struct TensorFile {
+    path: PathBuf,
+    map: Mmap,
+    data_start: usize,
+    entries: Vec<Entry>,
+    index: HashMap<String, usize>,
+    metadata: BTreeMap<String, String>,
+}
+
+impl TensorFile {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        // SAFETY: read-only mapping; dtrain replaces these files by rename, never in place.
+        let map = unsafe { Mmap::map(&file) }.map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let (n, meta) =
+            safetensors::SafeTensors::read_metadata(&map).map_err(|e| Error::Format {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        let mut entries = Vec::new();
+        for name in meta.offset_keys() {
+            let info = meta.info(&name).expect("name comes from the header");
+            let dtype = match info.dtype {
+                StDtype::F32 => DType::F32,
+                StDtype::BF16 => DType::BF16,
+                other => {
+                    return Err(Error::Dtype {
+                        path,
+                        name,
+                        dtype: format!("{other:?}"),
+                    })
+                }
+            };
+            entries.push(Entry {
+                spec: TensorSpec {
+                    name,
+                    dtype,
+                    shape: info.shape.clone(),
+                },
+                range: info.data_offsets.0..info.data_offsets.1,
+            });
+        }
+        let index = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.spec.name.clone(), i))
+            .collect();
+        let metadata = meta
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        Ok(Self {
+            path,
+            map,
+            data_start: 8 + n,
+            entries,
+            index,
+            metadata,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Tensors in file (offset) order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub fn specs(&self) -> Vec<TensorSpec> {
+        self.entries.iter().map(|e| e.spec.clone()).collect()
+    }
+
+    pub fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.metadata
+    }
+
+    pub fn meta(&self, key: &str) -> Result<&str, Error> {
+        self.metadata
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| Error::MissingMeta {
+                path: self.path.clone(),
+                key: key.into(),
+            })
+    }
+
+    pub fn meta_u64(&self, key: &str) -> Result<u64, Error> {
+        let v = self.meta(key)?;
+        v.parse().map_err(|_| Error::BadMeta {
+            path: self.path.clone(),
+            key: key.into(),
+            value: v.into(),
+        })
+    }
+
+    /// The whole data region (all tensors, back to back).
+    pub fn data(&self) -> &[u8] {
+        &self.map[self.data_start..]
+    }
+
+    /// Total elements over all tensors.
+    pub fn numel(&self) -> usize {
+        self.entries.iter().map(|e| e.spec.numel()).sum()
+    }
+
+    /// The data region as one `&[f32]`; every tensor must be F32.
+    pub fn flat_f32(&self) -> Result<&[f32], Error> {
+        if let Some(e) = self.entries.iter().find(|e| e.spec.dtype != DType::F32) {
+            return Err(Error::NotFlat {
+                path: self.path.clone(),
+                what: format!(
+                    "tensor {} is {}, the flat view needs F32 throughout",
+                    e.spec.name,
+                    e.spec.dtype.name()
+                ),
+            });
+        }
+        cast_f32(self.data()).ok_or_else(|| Error::NotFlat {
+            path: self.path.clone(),
+            what: "data region is not 4-byte aligned (rewrite the file with dtrain)".into(),
+        })
+    }
+
+    /// All tensors as f32 in file order, converting BF16 (borrowed when already F32).
+    pub fn to_f32(&self) -> Result<std::borrow::Cow<'_, [f32]>, Error> {
+        if let Ok(flat) = self.flat_f32() {
+            return Ok(flat.into());
+        }
+        let mut out = Vec::with_capacity(self.numel());
+        for e in &self.entries {
+            out.extend_from_slice(&self.tensor_f32(&e.spec.name)?);
+        }
+        Ok(out.into())
+    }
+
+    pub fn entry(&self, name: &str) -> Result<&Entry, Error> {
+        self.index
+            .get(name)
+            .map(|&i| &self.entries[i])
+            .ok_or_else(|| Error::NoTensor(name.into()))
+    }
+
+    /// Raw bytes of one tensor.
+    pub fn tensor_bytes(&self, name: &str) -> Result<&[u8], Error> {
+        let e = self.entry(name)?;
+        Ok(&self.data()[e.range.clone()])
+    }
+
+    /// One tensor as f32 (borrowed when F32 and aligned, converted otherwise).
+    pub fn tensor_f32(&self, name: &str) -> Result<std::borrow::Cow<'_, [f32]>, Error> {
+        let e = self.entry(name)?;
+        let bytes = &self.data()[e.range.clone()];
+        Ok(match e.spec.dtype {
+            DType::F32 => match cast_f32(bytes) {
+                Some(s) => s.into(),
+                None => bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect::<Vec<_>>()
+                    .into(),
+            },
+            DType::BF16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect::<Vec<_>>()
+                .into(),
+        })
+    }
+
+    /// Checks that `other` has the same tensor names and shapes (dtype may differ).
+    pub fn check_same_layout(&self, other: &TensorFile) -> Result<(), Error> {
+        check_layout(&self.specs(), &other.specs()).map_err(|what| Error::Layout {
+            path: self.path.clone(),
+            other: other.path.display().to_string(),
+            what,
+        })
+    }
+}
+
+/// Compares two layouts by name and shape, in order; says what differs.
+pub fn check_layout(a: &[TensorSpec], b: &[TensorSpec]) -> Result<(), String> {
+    if a.len() != b.len() {
+        return Err(format!("{} tensors against {}", a.len(), b.len()));
+    }
+    for (x, y) in a.iter().zip(b) {
+        if x.name != y.name {
+            return Err(format!("tensor {} where {} was expected", y.name, x.name));
+        }
+        if x.shape != y.shape {
+            return Err(format!(
+                "tensor {} has shape {:?} against {:?}",
+                x.name, y.shape, x.shape
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn cast_f32(bytes: &[u8]) -> Option<&[f32]> {
+    if bytes.is_empty() {
+        return Some(&[]);
+    }
+    if bytes.as_ptr() as usize % 4 != 0 || bytes.len() % 4 != 0 {
+        return None;
+    }
+    // SAFETY: aligned, length a multiple of 4, every bit pattern is a valid f32,
+    // and the machine is little-endian like the format.
+    Some(unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const f32, bytes.len() / 4) })
+}
+
+/// The header bytes (length prefix included) for a layout and metadata.
+pub fn header_bytes(
+    specs: &[TensorSpec],
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, String> {
+    let mut offset = 0;
+    let mut infos = Vec::with_capacity(specs.len());
+    for s in specs {
+        let n = s.nbytes();
+        infos.push((
+            s.name.clone(),
+            TensorInfo {
+                dtype: s.dtype.to_st(),
+                shape: s.shape.clone(),
+                data_offsets: (offset, offset + n),
+            },
+        ));
+        offset += n;
+    }
+    let meta = if metadata.is_empty() {
+        None
+    } else {
+        Some(metadata.clone().into_iter().collect())
+    };
+    let meta = Metadata::new(meta, infos).map_err(|e| e.to_string())?;
+    let mut json = serde_json::to_vec(&meta).map_err(|e| e.to_string())?;
+    let padded = (8 + json.len()).next_multiple_of(DATA_ALIGN) - 8;
+    json.resize(padded, b' ');
+    let mut out = Vec::with_capacity(8 + json.len());
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    Ok(out)
+}
+
+/// Creates a safetensors file at its final size, to be filled through a mutable
+/// mapping and renamed into place by [`commit`](Self::commit).
+pub struct TensorWriter {
+    file: AtomicFile,
+    map: Option<MmapMut>,
+    data_start: usize,
+    specs: Vec<TensorSpec>,
+    offsets: Vec<usize>,
+}
+
+impl TensorWriter {
+    pub fn create(
+        dest: impl AsRef<Path>,
+        specs: &[TensorSpec],
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Self, Error> {
+        let dest = dest.as_ref();
+        let io_err = |source| Error::Io {
+            path: dest.to_path_buf(),
+            source,
+        };
+        let header = header_bytes(specs, metadata).map_err(|reason| Error::Format {
+            path: dest.to_path_buf(),
+            reason,
+        })?;
+        let data_len: usize = specs.iter().map(TensorSpec::nbytes).sum();
+        let mut file = AtomicFile::create(dest).map_err(io_err)?;
+        file.file()
+            .set_len((header.len() + data_len) as u64)
+            .map_err(io_err)?;
+        file.write_all(&header).map_err(io_err)?;
+        let map = if data_len > 0 {
+            // SAFETY: the temporary file is ours alone until commit renames it.
+            Some(
+                unsafe { memmap2::MmapOptions::new().offset(0).map_mut(file.file()) }
+                    .map_err(io_err)?,
+            )
+        } else {
+            None
+        };
+        let mut offsets = Vec::with_capacity(specs.len() + 1);
+        let mut o = 0;
+        for s in specs {
+            offsets.push(o);
+            o += s.nbytes();
+        }
+        offsets.push(o);
+        Ok(Self {
+            file,
+            map,
+            data_start: header.len(),
+            specs: specs.to_vec(),
+            offsets,
+        })
+    }
+
+    pub fn specs(&self) -> &[TensorSpec] {
+        &self.specs
+    }
+
+    /// The whole data region, writable.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        match &mut self.map {
+            Some(m) => &mut m[self.data_start..],
+            None => &mut [],
+        }
+    }
+
+    /// The data region as `&mut [f32]`; every tensor must be F32.
+    pub fn flat_f32_mut(&mut self) -> &mut [f32] {
+        assert!(
+            self.specs.iter().all(|s| s.dtype == DType::F32),
+            "flat_f32_mut on a file that is not all F32"
+        );
+        let d = self.data_mut();
+        // SAFETY: the mapping is page aligned and data_start a multiple of 64.
+        unsafe { std::slice::from_raw_parts_mut(d.as_mut_ptr() as *mut f32, d.len() / 4) }
+    }
+
+    /// Bytes of tensor `i` (in spec order), writable.
+    pub fn tensor_mut(&mut self, i: usize) -> &mut [u8] {
+        let r = self.offsets[i]..self.offsets[i + 1];
+        &mut self.data_mut()[r]
+    }
+
+    /// Flushes the mapping, syncs and renames the file into place.
+    pub fn commit(mut self) -> Result<(), Error> {
+        let path = self.file.dest().to_path_buf();
+        if let Some(m) = self.map.take() {
+            m.flush().map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        self.file
+            .commit()
+            .map_err(|source| Error::Io { path, source })
+    }
+}
+
+/// Writes tensors given as f32 slices (converted to each spec's dtype).
+pub fn write_f32(
+    dest: impl AsRef<Path>,
+    specs: &[TensorSpec],
+    data: &[&[f32]],
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let mut w = TensorWriter::create(dest, specs, metadata)?;
+    for (i, (s, d)) in specs.iter().zip(data).enumerate() {
+        assert_eq!(
+            s.numel(),
+            d.len(),
+            "data for {} has the wrong length",
+            s.name
+        );
+        let out = w.tensor_mut(i);
+        match s.dtype {
+            DType::F32 => {
+                for (o, v) in out.chunks_exact_mut(4).zip(d.iter()) {
+                    o.copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            DType::BF16 => {
+                for (o, v) in out.chunks_exact_mut(2).zip(d.iter()) {
+                    o.copy_from_slice(&half::bf16::from_f32(*v).to_le_bytes());
+                }
+            }
+        }
+    }
+    w.commit()
+}
+
+/// The metadata every gradient file carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GradMeta {
+    /// blake3 hex of the model.safetensors the gradient was computed from.
+    pub model: String,
+    /// The averaging weight: how many sequences this gradient averages.
+    pub sequences: u64,
+    pub tokens: u64,
+}
+
+impl GradMeta {
+    pub const MODEL: &'static str = "model";
+    pub const SEQUENCES: &'static str = "sequences";
+    pub const TOKENS: &'static str = "tokens";
+
+    pub fn read(f: &TensorFile) -> Result<Self, Error> {
+        let model = f.meta(Self::MODEL)?.to_string();
+        if model.len() != 64 || !model.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::BadMeta {
+                path: f.path.clone(),
+                key: Self::MODEL.into(),
+                value: model,
+            });
+        }
+        Ok(Self {
+            model,
+            sequences: f.meta_u64(Self::SEQUENCES)?,
+            tokens: f.meta_u64(Self::TOKENS)?,
+        })
+    }
+
+    /// Adds the three keys to `map`.
+    pub fn insert_into(&self, map: &mut BTreeMap<String, String>) {
+        map.insert(Self::MODEL.into(), self.model.clone());
+        map.insert(Self::SEQUENCES.into(), self.sequences.to_string());
+        map.insert(Self::TOKENS.into(), self.tokens.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn specs() -> Vec<TensorSpec> {
+        vec![
+            TensorSpec::new("a.weight", DType::F32, &[3, 5]),
+            TensorSpec::new("a.bias", DType::F32, &[5]),
+            TensorSpec::new("b", DType::F32, &[7]),
+        ]
+    }
+
+    #[test]
+    fn writer_fills_through_mmap_and_reader_sees_flat_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.safetensors");
+        let mut meta = BTreeMap::new();
+        GradMeta {
+            model: "ab".repeat(32),
+            sequences: 12,
+            tokens: 12 * 64,
+        }
+        .insert_into(&mut meta);
+        let mut w = TensorWriter::create(&p, &specs(), &meta).unwrap();
+        for (i, x) in w.flat_f32_mut().iter_mut().enumerate() {
+            *x = i as f32 * 0.5;
+        }
+        assert!(!p.exists(), "nothing visible before commit");
+        w.commit().unwrap();
+
+        let f = TensorFile::open(&p).unwrap();
+        let flat = f.flat_f32().unwrap();
+        assert_eq!(flat.len(), 27);
+        assert_eq!(flat[26], 13.0);
+        assert_eq!(
+            &*f.tensor_f32("a.bias").unwrap(),
+            &[7.5, 8.0, 8.5, 9.0, 9.5]
+        );
+        assert_eq!(GradMeta::read(&f).unwrap().sequences, 12);
+        assert_eq!(f.data().as_ptr() as usize % DATA_ALIGN, 0);
+        // the independent parser agrees
+        let bytes = std::fs::read(&p).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(st.tensor("b").unwrap().shape(), &[7]);
+    }
+
+    #[test]
+    fn bf16_is_converted_and_not_flat() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("h.safetensors");
+        let s = vec![TensorSpec::new("x", DType::BF16, &[4])];
+        write_f32(&p, &s, &[&[1.0, -2.0, 0.5, 3.0]], &BTreeMap::new()).unwrap();
+        let f = TensorFile::open(&p).unwrap();
+        assert!(f.flat_f32().is_err());
+        assert_eq!(&*f.to_f32().unwrap(), &[1.0, -2.0, 0.5, 3.0]);
+    }
+
+    #[test]
+    fn missing_metadata_and_layout_mismatch_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.safetensors");
+        let q = dir.path().join("b.safetensors");
+        let zeros = vec![0f32; 15];
+        write_f32(&p, &specs()[..1], &[&zeros], &BTreeMap::new()).unwrap();
+        let s2 = vec![TensorSpec::new("a.weight", DType::F32, &[5, 3])];
+        write_f32(&q, &s2, &[&zeros], &BTreeMap::new()).unwrap();
+        let (a, b) = (TensorFile::open(&p).unwrap(), TensorFile::open(&q).unwrap());
+        let e = GradMeta::read(&a).unwrap_err().to_string();
+        assert!(e.contains("'model' is missing"), "{e}");
+        let e = a.check_same_layout(&b).unwrap_err().to_string();
+        assert!(e.contains("shape [5, 3]"), "{e}");
+    }
+
+    #[test]
+    fn garbage_is_a_format_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.safetensors");
+        std::fs::write(&p, b"\x10\0\0\0\0\0\0\0{not json at all").unwrap();
+        assert!(matches!(TensorFile::open(&p), Err(Error::Format { .. })));
+    }
+}
