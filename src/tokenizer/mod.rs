@@ -213,7 +213,7 @@ impl Cache {
 
 /// A tokenizer: the fast GPT-2-style engine or any `tokenizer.json`.
 pub enum Tokenizer {
-    Bpe(Bpe),
+    Bpe(Box<Bpe>),
     Hf {
         inner: Box<tokenizers::Tokenizer>,
         eot: u32,
@@ -222,7 +222,7 @@ pub enum Tokenizer {
 
 impl Tokenizer {
     pub fn gpt2() -> Self {
-        Tokenizer::Bpe(Bpe::gpt2())
+        Tokenizer::Bpe(Box::new(Bpe::gpt2()))
     }
 
     /// `PATH` (a tokenizer.json, or a folder holding one or vocab.json + merges.txt)
@@ -267,7 +267,7 @@ impl Tokenizer {
                     .ok_or_else(|| err(format!("bad merge line {l:?}")))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Tokenizer::Bpe(Bpe::from_parts(v, pairs, &origin)?))
+        Ok(Tokenizer::Bpe(Box::new(Bpe::from_parts(v, pairs, &origin)?)))
     }
 
     /// A tokenizer.json: GPT-2-style byte-level BPE goes to the fast engine,
@@ -282,7 +282,7 @@ impl Tokenizer {
         let json: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
         if let Some((vocab, merges)) = gpt2_style(&json) {
-            return Ok(Tokenizer::Bpe(Bpe::from_parts(vocab, merges, &origin)?));
+            return Ok(Tokenizer::Bpe(Box::new(Bpe::from_parts(vocab, merges, &origin)?)));
         }
         let inner = tokenizers::Tokenizer::from_str(&text).map_err(|e| err(e.to_string()))?;
         let eot = inner
@@ -351,7 +351,10 @@ impl Tokenizer {
 
 /// Vocab and merges of a tokenizer.json that is GPT-2's kind of tokenizer:
 /// BPE model with a plain byte-level pre-tokenizer and no normalizer.
-fn gpt2_style(json: &serde_json::Value) -> Option<(HashMap<String, u32>, Vec<(String, String)>)> {
+/// A byte-level vocab and its merges in rank order.
+type VocabMerges = (HashMap<String, u32>, Vec<(String, String)>);
+
+fn gpt2_style(json: &serde_json::Value) -> Option<VocabMerges> {
     let model = json.get("model")?;
     if model.get("type")?.as_str()? != "BPE" || !json.get("normalizer").is_none_or(|n| n.is_null())
     {

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# One-time (and idempotent) set-up on a fresh clone:
+#   1. .venv with torch==2.11.0 (libtorch for tch) and the oracle/peer packages
+#   2. target/release/dtrain, built against that libtorch (rpath baked in)
+# A second run with nothing to do takes seconds. Set DTRAIN_SKIP_BUILD=1 to only
+# prepare the venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+req=scripts/requirements.txt
+stamp=.venv/.dtrain-requirements
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv" >&2
+  python3 -m venv .venv
+fi
+if ! cmp -s "$req" "$stamp" 2>/dev/null; then
+  echo "setup: installing Python packages (torch is ~4.6 GB; first time only)" >&2
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r "$req"
+  cp "$req" "$stamp"
+fi
+if [ "${DTRAIN_SKIP_BUILD:-0}" != 1 ]; then
+  # shellcheck disable=SC1091
+  source .venv/bin/activate
+  export LIBTORCH_USE_PYTORCH=1
+  cargo build --release --quiet
+fi

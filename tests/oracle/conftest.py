@@ -1,0 +1,31 @@
+"""Shared fixtures for the oracle tests: they run the real `dtrain` binary and
+compare its output with independent Python implementations."""
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+GPT2_DIR = ROOT / "src" / "tokenizer" / "gpt2"
+
+
+def dtrain_bin():
+    return os.environ.get("DTRAIN_BIN", str(ROOT / "target" / "release" / "dtrain"))
+
+
+def run(*args, input=None, check=True, env=None, timeout=600):
+    """Runs dtrain; returns the CompletedProcess (stdout as bytes)."""
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    p = subprocess.run([dtrain_bin(), *map(str, args)], input=input, capture_output=True, env=e, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"dtrain {' '.join(map(str, args))} exited {p.returncode}: {p.stderr.decode(errors='replace')}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def dtrain():
+    return run
