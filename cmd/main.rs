@@ -4,9 +4,14 @@
 
 use clap::{Parser, Subcommand};
 
+mod apply;
+mod common;
+mod eval;
 mod gen_docs;
 mod info;
+mod init;
 mod tokenize;
+mod train_step;
 
 /// Decentralized GPT-2 training as small Unix commands.
 #[derive(Parser, Debug)]
@@ -22,6 +27,14 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Turn text into a GPT-2 token shard (llm.c format)
     Tokenize(tokenize::TokenizeArgs),
+    /// Create a freshly initialised GPT-2 checkpoint
+    Init(init::InitArgs),
+    /// Compute a GPT-2 gradient on a token shard; write it and a receipt
+    TrainStep(train_step::TrainStepArgs),
+    /// Step the optimizer (AdamW or LAMB) with an averaged gradient
+    Apply(apply::ApplyArgs),
+    /// Mean loss of a checkpoint on a token shard
+    Eval(eval::EvalArgs),
     /// Write man pages and shell completions (for packagers)
     #[command(hide = true)]
     GenDocs(gen_docs::GenDocsArgs),
@@ -37,6 +50,10 @@ fn main() {
     let result = match cli.command {
         Command::Info(a) => info::run(a),
         Command::Tokenize(a) => tokenize::run(a),
+        Command::Init(a) => init::run(a),
+        Command::TrainStep(a) => train_step::run(a),
+        Command::Apply(a) => apply::run(a),
+        Command::Eval(a) => eval::run(a),
         Command::GenDocs(a) => gen_docs::run(a),
     };
     if let Err(err) = result {

@@ -28,6 +28,10 @@ complete -c dtrain -n "__fish_dtrain_needs_command" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_needs_command" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "info" -d 'Show libtorch, CUDA, threads and build features'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "tokenize" -d 'Turn text into a GPT-2 token shard (llm.c format)'
+complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "init" -d 'Create a freshly initialised GPT-2 checkpoint'
+complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "train-step" -d 'Compute a GPT-2 gradient on a token shard; write it and a receipt'
+complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "apply" -d 'Step the optimizer (AdamW or LAMB) with an averaged gradient'
+complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "eval" -d 'Mean loss of a checkpoint on a token shard'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "gen-docs" -d 'Write man pages and shell completions (for packagers)'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c dtrain -n "__fish_dtrain_using_subcommand info" -l json -d 'Print one JSON object instead of lines'
@@ -42,10 +46,65 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -l lossy -d 'Rep
 complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -l json -d 'Print a JSON summary line on stderr'
 complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand init" -l arch -d 'tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a config.json' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand init" -l seed -d 'Seed of the initialisation (same seed, same bits)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand init" -s o -l output -d 'Checkpoint folder to create' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand init" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand init" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l model -d 'Checkpoint folder (config.json + model.safetensors)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l tokens -d 'Token shard (llm.c format)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l seq-len -d 'Sequence length T (sequence k is tokens [k·T, k·T+T+1))' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l micro-batch -d 'Sequences per micro-batch' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l sequences -d 'Sequences to use, e.g. 0-63 or 1,5,9-12 [default: all whole sequences]' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l device -d 'auto, cpu, cuda or cuda:N' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l precision -d 'Compute precision of matmuls and attention' -r -f -a "f32\t''
+bf16\t''"
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s o -l output -d 'Gradient file to write (safetensors)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l receipt -d 'Receipt to write (JSON)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l benchmark -d 'Benchmark mode: time N steady-state passes over the micro-batches (after 3 warm-up passes) and print tokens/s; writes nothing' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l peak-flops -d 'Peak FLOP/s of the device, to report MFU in benchmark mode' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l json -d 'Print the summary as JSON'
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l model -d 'Checkpoint folder to step from' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l grad -d 'The (averaged) gradient' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l optim -r -f -a "adamw\t''
+lamb\t''"
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l lr -d 'Peak learning rate' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l schedule -r -f -a "constant\t''
+warmup-cosine\t''"
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l warmup -d 'Warm-up epochs (warmup-cosine)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l total -d 'Epoch at which the cosine reaches 10% of the peak (warmup-cosine)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l epoch -d 'Global epoch for the schedule [default: the optimizer\'s step count]' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l weight-decay -d 'Weight decay (applied to ≥2-D parameters only)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l beta1 -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l beta2 -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l eps -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l clip -d 'Clip the global gradient norm to this value (0: no clipping)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s o -l output -d 'The new checkpoint folder' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l json
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l model -d 'Checkpoint folder' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l tokens -d 'Token shard' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l seq-len -d 'Sequence length T (sequence k is tokens [k·T, k·T+T+1))' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l micro-batch -d 'Sequences per micro-batch' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l sequences -d 'Sequences to use, e.g. 0-63 or 1,5,9-12 [default: all whole sequences]' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l device -d 'auto, cpu, cuda or cuda:N' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l precision -d 'Compute precision of matmuls and attention' -r -f -a "f32\t''
+bf16\t''"
+complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l logits-out -d 'Also write every position\'s logits ("logits": [N, T, V], f32 safetensors)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l json
+complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand gen-docs" -l out -d 'Folder that receives man/ and completions/' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand gen-docs" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand gen-docs" -s V -l version -d 'Print version'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize gen-docs help" -f -a "info" -d 'Show libtorch, CUDA, threads and build features'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize gen-docs help" -f -a "tokenize" -d 'Turn text into a GPT-2 token shard (llm.c format)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize gen-docs help" -f -a "gen-docs" -d 'Write man pages and shell completions (for packagers)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize gen-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize init train-step apply eval gen-docs help" -f -a "info" -d 'Show libtorch, CUDA, threads and build features'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize init train-step apply eval gen-docs help" -f -a "tokenize" -d 'Turn text into a GPT-2 token shard (llm.c format)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize init train-step apply eval gen-docs help" -f -a "init" -d 'Create a freshly initialised GPT-2 checkpoint'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize init train-step apply eval gen-docs help" -f -a "train-step" -d 'Compute a GPT-2 gradient on a token shard; write it and a receipt'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize init train-step apply eval gen-docs help" -f -a "apply" -d 'Step the optimizer (AdamW or LAMB) with an averaged gradient'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize init train-step apply eval gen-docs help" -f -a "eval" -d 'Mean loss of a checkpoint on a token shard'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize init train-step apply eval gen-docs help" -f -a "gen-docs" -d 'Write man pages and shell completions (for packagers)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize init train-step apply eval gen-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

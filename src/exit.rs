@@ -87,6 +87,45 @@ impl Classify for crate::device::Error {
     }
 }
 
+impl Classify for crate::model::Error {
+    fn code(&self) -> Code {
+        match self {
+            crate::model::Error::Io(..) => Code::Io,
+            _ => Code::BadInput,
+        }
+    }
+}
+
+impl Classify for crate::train::Error {
+    fn code(&self) -> Code {
+        use crate::train::Error as E;
+        match self {
+            E::NonFinite(_) | E::NonFiniteGrad => Code::Numeric,
+            E::Io(..) => Code::Io,
+            E::Model(e) => e.code(),
+            _ => Code::BadInput,
+        }
+    }
+}
+
+impl Classify for crate::optim::Error {
+    fn code(&self) -> Code {
+        use crate::optim::Error as E;
+        match self {
+            E::NonFinite => Code::Numeric,
+            E::Io(..) => Code::Io,
+            E::Model(e) => e.code(),
+            _ => Code::BadInput,
+        }
+    }
+}
+
+impl Classify for crate::ranges::ParseError {
+    fn code(&self) -> Code {
+        Code::BadInput
+    }
+}
+
 /// Tries each registered error type on one link of a chain.
 macro_rules! classify_chain {
     ($cause:expr, $($t:ty),* $(,)?) => {
@@ -106,6 +145,10 @@ pub fn code_of(err: &anyhow::Error) -> Code {
             crate::tokenizer::Error,
             crate::tokenize::Error,
             crate::device::Error,
+            crate::model::Error,
+            crate::train::Error,
+            crate::optim::Error,
+            crate::ranges::ParseError,
         );
     }
     if err

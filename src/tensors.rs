@@ -15,7 +15,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapMut};
-use safetensors::tensor::{Dtype as StDtype, Metadata, TensorInfo};
+use safetensors::tensor::Dtype as StDtype;
 
 use crate::fsio::AtomicFile;
 
@@ -67,12 +67,6 @@ impl DType {
         match self {
             DType::F32 => 4,
             DType::BF16 => 2,
-        }
-    }
-    fn to_st(self) -> StDtype {
-        match self {
-            DType::F32 => StDtype::F32,
-            DType::BF16 => StDtype::BF16,
         }
     }
     pub fn name(self) -> &'static str {
@@ -348,31 +342,32 @@ fn cast_f32(bytes: &[u8]) -> Option<&[f32]> {
 }
 
 /// The header bytes (length prefix included) for a layout and metadata.
+///
+/// Written by hand rather than through the crate's serializer because that one
+/// emits `__metadata__` in hash-map order: dtrain needs the same bytes for the
+/// same content (model identities and reduce results are file hashes). Keys:
+/// `__metadata__` first (sorted), then tensors in data order.
 pub fn header_bytes(
     specs: &[TensorSpec],
     metadata: &BTreeMap<String, String>,
 ) -> Result<Vec<u8>, String> {
+    let mut obj = serde_json::Map::new();
+    if !metadata.is_empty() {
+        obj.insert("__metadata__".into(), serde_json::json!(metadata));
+    }
     let mut offset = 0;
-    let mut infos = Vec::with_capacity(specs.len());
     for s in specs {
         let n = s.nbytes();
-        infos.push((
+        if s.name == "__metadata__" || obj.contains_key(&s.name) {
+            return Err(format!("duplicate or reserved tensor name {}", s.name));
+        }
+        obj.insert(
             s.name.clone(),
-            TensorInfo {
-                dtype: s.dtype.to_st(),
-                shape: s.shape.clone(),
-                data_offsets: (offset, offset + n),
-            },
-        ));
+            serde_json::json!({"dtype": s.dtype.name(), "shape": s.shape, "data_offsets": [offset, offset + n]}),
+        );
         offset += n;
     }
-    let meta = if metadata.is_empty() {
-        None
-    } else {
-        Some(metadata.clone().into_iter().collect())
-    };
-    let meta = Metadata::new(meta, infos).map_err(|e| e.to_string())?;
-    let mut json = serde_json::to_vec(&meta).map_err(|e| e.to_string())?;
+    let mut json = serde_json::to_vec(&obj).map_err(|e| e.to_string())?;
     let padded = (8 + json.len()).next_multiple_of(DATA_ALIGN) - 8;
     json.resize(padded, b' ');
     let mut out = Vec::with_capacity(8 + json.len());
@@ -596,6 +591,23 @@ mod tests {
         let bytes = std::fs::read(&p).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         assert_eq!(st.tensor("b").unwrap().shape(), &[7]);
+    }
+
+    #[test]
+    fn same_content_gives_same_bytes() {
+        let meta: BTreeMap<String, String> = (0..20)
+            .map(|i| (format!("k{i}"), format!("v{i}")))
+            .collect();
+        let a = header_bytes(&specs(), &meta).unwrap();
+        for _ in 0..5 {
+            assert_eq!(header_bytes(&specs(), &meta).unwrap(), a);
+        }
+        // and the reference parser accepts it
+        let data_len: usize = specs().iter().map(TensorSpec::nbytes).sum();
+        let mut file = a.clone();
+        file.resize(a.len() + data_len, 0);
+        let (_, m) = safetensors::SafeTensors::read_metadata(&file).unwrap();
+        assert_eq!(m.metadata().as_ref().unwrap()["k13"], "v13");
     }
 
     #[test]

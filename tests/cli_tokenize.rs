@@ -6,7 +6,10 @@ use common::*;
 fn writes_a_shard_file_and_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("s.bin");
-    let o = dtrain(&["tokenize", "--format", "lines", "-o", out.to_str().unwrap()], b"Hello world\n the\n");
+    let o = dtrain(
+        &["tokenize", "--format", "lines", "-o", out.to_str().unwrap()],
+        b"Hello world\n the\n",
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let shard = dtrain::tokens::Shard::open(&out).unwrap();
     assert_eq!(shard.tokens(), &[50256, 15496, 995, 50256, 262]);
@@ -31,10 +34,21 @@ fn bad_json_names_the_line_and_leaves_no_output() {
         b"{\"text\": \"fine\"}\n{\"id\": 3}\n",
     );
     assert_fails(&o, 2, "line 2: no string field \"text\"");
-    assert_eq!(std::fs::read(&out).unwrap(), b"previous", "failed run must not touch the output");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left behind");
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        b"previous",
+        "failed run must not touch the output"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temp file left behind"
+    );
 
-    let o = dtrain(&["tokenize", "--format", "jsonl"], b"{\"text\": \"a\"}\n{broken\n");
+    let o = dtrain(
+        &["tokenize", "--format", "jsonl"],
+        b"{\"text\": \"a\"}\n{broken\n",
+    );
     assert_fails(&o, 2, "<stdin>: line 2: invalid JSON");
 }
 

@@ -267,7 +267,9 @@ impl Tokenizer {
                     .ok_or_else(|| err(format!("bad merge line {l:?}")))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Tokenizer::Bpe(Box::new(Bpe::from_parts(v, pairs, &origin)?)))
+        Ok(Tokenizer::Bpe(Box::new(Bpe::from_parts(
+            v, pairs, &origin,
+        )?)))
     }
 
     /// A tokenizer.json: GPT-2-style byte-level BPE goes to the fast engine,
@@ -282,7 +284,9 @@ impl Tokenizer {
         let json: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
         if let Some((vocab, merges)) = gpt2_style(&json) {
-            return Ok(Tokenizer::Bpe(Box::new(Bpe::from_parts(vocab, merges, &origin)?)));
+            return Ok(Tokenizer::Bpe(Box::new(Bpe::from_parts(
+                vocab, merges, &origin,
+            )?)));
         }
         let inner = tokenizers::Tokenizer::from_str(&text).map_err(|e| err(e.to_string()))?;
         let eot = inner

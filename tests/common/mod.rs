@@ -24,7 +24,10 @@ pub fn dtrain(args: &[&str], stdin: &[u8]) -> Output {
 pub fn dtrain_in(dir: Option<&Path>, args: &[&str], stdin: &[u8]) -> Output {
     use std::io::Write;
     let mut cmd = Command::new(bin());
-    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if let Some(d) = dir {
         cmd.current_dir(d);
     }
@@ -49,5 +52,8 @@ pub fn assert_fails(o: &Output, code: i32, needle: &str) {
     assert_eq!(o.status.code(), Some(code), "stderr: {err}");
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
-    assert!(lines[0].starts_with("dtrain: ") && lines[0].contains(needle), "{err}");
+    assert!(
+        lines[0].starts_with("dtrain: ") && lines[0].contains(needle),
+        "{err}"
+    );
 }

@@ -1,0 +1,95 @@
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use dtrain::model::Checkpoint;
+use dtrain::optim::{ApplyOptions, Optim, Schedule};
+use dtrain::tensors::TensorFile;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ScheduleKind {
+    Constant,
+    WarmupCosine,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ApplyArgs {
+    /// Checkpoint folder to step from
+    #[arg(long)]
+    model: PathBuf,
+    /// The (averaged) gradient
+    #[arg(long)]
+    grad: PathBuf,
+    #[arg(long, value_enum, default_value_t = Optim::Lamb)]
+    optim: Optim,
+    /// Peak learning rate
+    #[arg(long)]
+    lr: f64,
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Constant)]
+    schedule: ScheduleKind,
+    /// Warm-up epochs (warmup-cosine)
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
+    /// Epoch at which the cosine reaches 10% of the peak (warmup-cosine)
+    #[arg(long)]
+    total: Option<u64>,
+    /// Global epoch for the schedule [default: the optimizer's step count]
+    #[arg(long)]
+    epoch: Option<u64>,
+    /// Weight decay (applied to ≥2-D parameters only)
+    #[arg(long, default_value_t = 0.1)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 0.9)]
+    beta1: f64,
+    #[arg(long, default_value_t = 0.95)]
+    beta2: f64,
+    #[arg(long, default_value_t = 1e-8)]
+    eps: f64,
+    /// Clip the global gradient norm to this value (0: no clipping)
+    #[arg(long, default_value_t = 1.0)]
+    clip: f64,
+    /// The new checkpoint folder
+    #[arg(short, long)]
+    output: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: ApplyArgs) -> Result<()> {
+    let schedule = match args.schedule {
+        ScheduleKind::Constant => Schedule::Constant,
+        ScheduleKind::WarmupCosine => match args.total {
+            Some(total) if total > args.warmup => Schedule::WarmupCosine {
+                warmup: args.warmup,
+                total,
+            },
+            _ => bail!("--schedule warmup-cosine needs --total greater than --warmup"),
+        },
+    };
+    let opts = ApplyOptions {
+        optim: args.optim,
+        lr: args.lr,
+        schedule,
+        epoch: args.epoch,
+        weight_decay: args.weight_decay,
+        beta1: args.beta1,
+        beta2: args.beta2,
+        eps: args.eps,
+        clip: (args.clip > 0.0).then_some(args.clip),
+    };
+    let ckpt = Checkpoint::open(&args.model)?;
+    let grad = TensorFile::open(&args.grad)?;
+    let p = dtrain::optim::apply(&ckpt, &grad, &opts, &args.output)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&p)?);
+    } else {
+        println!(
+            "{}  {}  step {} lr {:.3e} grad-norm {:.4}",
+            p.model,
+            args.output.display(),
+            p.step,
+            p.lr,
+            p.grad_norm
+        );
+    }
+    Ok(())
+}

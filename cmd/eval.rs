@@ -1,0 +1,47 @@
+use std::path::PathBuf;
+
+use anyhow::Result;
+use dtrain::model::Checkpoint;
+use dtrain::tokens::Shard;
+
+use crate::common::BatchArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// Checkpoint folder
+    #[arg(long)]
+    model: PathBuf,
+    /// Token shard
+    #[arg(long)]
+    tokens: PathBuf,
+    #[command(flatten)]
+    batch: BatchArgs,
+    /// Also write every position's logits ("logits": [N, T, V], f32 safetensors)
+    #[arg(long)]
+    logits_out: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let ckpt = Checkpoint::open(&args.model)?;
+    let shard = Shard::open(&args.tokens)?;
+    let (loss, n) = dtrain::train::eval(
+        &ckpt,
+        &shard,
+        &args.batch.options()?,
+        args.logits_out.as_deref(),
+    )?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"loss": loss, "perplexity": loss.exp(), "sequences": n, "model": ckpt.hash})
+        );
+    } else {
+        println!(
+            "loss {loss:.6}  perplexity {:.3}  sequences {n}",
+            loss.exp()
+        );
+    }
+    Ok(())
+}

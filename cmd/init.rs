@@ -1,0 +1,28 @@
+use std::path::PathBuf;
+
+use anyhow::Result;
+use dtrain::model::Config;
+
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    /// tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a config.json
+    #[arg(long, default_value = "tiny")]
+    arch: String,
+    /// Seed of the initialisation (same seed, same bits)
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Checkpoint folder to create
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+pub fn run(args: InitArgs) -> Result<()> {
+    let config = Config::from_arch(&args.arch)?;
+    let hash = dtrain::model::init(&config, args.seed, &args.output)?;
+    println!(
+        "{hash}  {}  ({} parameters)",
+        args.output.display(),
+        config.num_params()
+    );
+    Ok(())
+}

@@ -1,0 +1,82 @@
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use dtrain::model::Checkpoint;
+use dtrain::tokens::Shard;
+
+use crate::common::BatchArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct TrainStepArgs {
+    /// Checkpoint folder (config.json + model.safetensors)
+    #[arg(long)]
+    model: PathBuf,
+    /// Token shard (llm.c format)
+    #[arg(long)]
+    tokens: PathBuf,
+    #[command(flatten)]
+    batch: BatchArgs,
+    /// Gradient file to write (safetensors)
+    #[arg(short, long, required_unless_present = "benchmark")]
+    output: Option<PathBuf>,
+    /// Receipt to write (JSON)
+    #[arg(long, required_unless_present = "benchmark")]
+    receipt: Option<PathBuf>,
+    /// Print the summary as JSON
+    #[arg(long)]
+    json: bool,
+    /// Benchmark mode: time N steady-state passes over the micro-batches (after
+    /// 3 warm-up passes) and print tokens/s; writes nothing
+    #[arg(long, value_name = "N")]
+    benchmark: Option<usize>,
+    /// Peak FLOP/s of the device, to report MFU in benchmark mode
+    #[arg(long, requires = "benchmark")]
+    peak_flops: Option<f64>,
+}
+
+pub fn run(args: TrainStepArgs) -> Result<()> {
+    let ckpt = Checkpoint::open(&args.model)?;
+    let shard = Shard::open(&args.tokens)?;
+    let opts = args.batch.options()?;
+    if let Some(iters) = args.benchmark {
+        let r = dtrain::train::bench(&ckpt, &shard, &opts, 3, iters, args.peak_flops)?;
+        if args.json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            println!(
+                "tokens/s {:.0}  ms/iter {:.1}  tokens/iter {}{}",
+                r.tokens_per_s,
+                r.ms_per_iter,
+                r.tokens_per_iter,
+                r.mfu
+                    .map(|m| format!("  mfu {:.1}%", m * 100.0))
+                    .unwrap_or_default()
+            );
+        }
+        return Ok(());
+    }
+    let (out, receipt_path) = (args.output.unwrap(), args.receipt.unwrap());
+    let shard_hash =
+        dtrain::fsio::hash_file(&args.tokens).with_context(|| args.tokens.display().to_string())?;
+    let receipt = dtrain::train::train_step(&ckpt, &shard, &shard_hash.to_hex(), &opts, &out)?;
+    if let Err(e) = dtrain::fsio::write_atomic(&receipt_path, receipt.to_json().as_bytes()) {
+        let _ = std::fs::remove_file(&out);
+        return Err(e).with_context(|| format!("writing {}", receipt_path.display()));
+    }
+    let tps = receipt.tokens as f64 / receipt.seconds;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"loss": receipt.loss, "tokens_per_s": tps, "seconds": receipt.seconds, "grad": receipt.grad, "grad_norm": receipt.grad_norm})
+        );
+    } else {
+        println!(
+            "loss {:.4}  tokens/s {:.0}  seconds {:.2}  grad {}",
+            receipt.loss,
+            tps,
+            receipt.seconds,
+            &receipt.grad[..16]
+        );
+    }
+    Ok(())
+}

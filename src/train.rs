@@ -1,0 +1,374 @@
+//! One training step's gradient (`train-step`) and evaluation (`eval`).
+//!
+//! Sequence k of a shard is tokens [k·T, k·T+T+1): inputs are the first T,
+//! targets the last T. The gradient is the mean over all the step's tokens,
+//! accumulated in f32 over micro-batches (each micro-batch's mean loss is scaled
+//! by its share of the sequences), so it equals the gradient of one big batch
+//! and is linear in the sequences: the sequence-weighted mean of two halves'
+//! gradients is the whole's — the property `reduce` relies on. The weights never
+//! change here; `apply` steps the optimizer.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use tch::{Device, Kind, Tensor};
+
+use crate::model::gpt::{Gpt, Precision};
+use crate::model::Checkpoint;
+use crate::ranges::RangeList;
+use crate::receipt::{MicroBatch, Receipt};
+use crate::tensors::{GradMeta, TensorWriter};
+use crate::tokens::Shard;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "the shard has {tokens} tokens: no sequence of length {seq_len} fits (need {seq_len} + 1)"
+    )]
+    ShardTooShort { tokens: usize, seq_len: usize },
+    #[error("sequence {index} is out of range: the shard holds {available} sequences of length {seq_len}")]
+    SequenceRange {
+        index: u64,
+        available: u64,
+        seq_len: usize,
+    },
+    #[error("the sequence list names a sequence twice")]
+    DuplicateSequence,
+    #[error("no sequences selected")]
+    NoSequences,
+    #[error("seq-len {seq_len} exceeds the model's n_positions {max}")]
+    SeqLen { seq_len: usize, max: usize },
+    #[error("micro-batch must be at least 1")]
+    MicroBatch,
+    #[error("the loss is not finite ({0}); nothing was written")]
+    NonFinite(f64),
+    #[error("the gradient is not finite; nothing was written")]
+    NonFiniteGrad,
+    #[error(transparent)]
+    Model(#[from] crate::model::Error),
+    #[error(transparent)]
+    Tensors(#[from] crate::tensors::Error),
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+/// What to compute.
+#[derive(Clone, Debug)]
+pub struct StepOptions {
+    pub seq_len: usize,
+    pub micro_batch: usize,
+    /// None: every whole sequence of the shard.
+    pub sequences: Option<RangeList>,
+    pub device: Device,
+    pub precision: Precision,
+}
+
+/// The sequences a step covers, checked against the shard.
+pub fn select_sequences(
+    shard_tokens: usize,
+    opts: &StepOptions,
+    max_positions: usize,
+) -> Result<Vec<u64>, Error> {
+    if opts.seq_len > max_positions {
+        return Err(Error::SeqLen {
+            seq_len: opts.seq_len,
+            max: max_positions,
+        });
+    }
+    if opts.micro_batch == 0 {
+        return Err(Error::MicroBatch);
+    }
+    if shard_tokens < opts.seq_len + 1 {
+        return Err(Error::ShardTooShort {
+            tokens: shard_tokens,
+            seq_len: opts.seq_len,
+        });
+    }
+    let available = ((shard_tokens - 1) / opts.seq_len) as u64;
+    let list = opts
+        .sequences
+        .clone()
+        .unwrap_or_else(|| RangeList::all(available));
+    if list.is_empty() {
+        return Err(Error::NoSequences);
+    }
+    if let Some(m) = list.max().filter(|&m| m >= available) {
+        return Err(Error::SequenceRange {
+            index: m,
+            available,
+            seq_len: opts.seq_len,
+        });
+    }
+    if list.has_duplicates() {
+        return Err(Error::DuplicateSequence);
+    }
+    Ok(list.iter().collect())
+}
+
+/// Inputs and targets (B, T) of the given sequences, on `device`.
+fn batch(tokens: &[u16], seqs: &[u64], seq_len: usize, device: Device) -> (Tensor, Tensor) {
+    let mut buf = Vec::with_capacity(seqs.len() * (seq_len + 1));
+    for &k in seqs {
+        let s = k as usize * seq_len;
+        buf.extend(tokens[s..s + seq_len + 1].iter().map(|&t| t as i64));
+    }
+    let all = Tensor::from_slice(&buf)
+        .view([seqs.len() as i64, seq_len as i64 + 1])
+        .to_device(device);
+    (
+        all.narrow(1, 0, seq_len as i64),
+        all.narrow(1, 1, seq_len as i64),
+    )
+}
+
+/// Global L2 norm of a flat vector, summed in f64 over fixed blocks in order:
+/// the same bits whatever the thread count.
+pub fn l2_norm(x: &[f32]) -> f64 {
+    sum_sq(x).sqrt()
+}
+
+pub fn sum_sq(x: &[f32]) -> f64 {
+    const BLOCK: usize = 1 << 16;
+    let partial: Vec<f64> = x
+        .par_chunks(BLOCK)
+        .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum())
+        .collect();
+    partial.iter().sum()
+}
+
+/// The loaded model and the micro-batch loop, shared by train-step, eval and verify.
+pub struct Engine {
+    pub gpt: Gpt,
+    pub device: Device,
+}
+
+impl Engine {
+    pub fn load(ckpt: &Checkpoint, device: Device, precision: Precision) -> Result<Self, Error> {
+        let params = ckpt.to_tensors(device)?;
+        Ok(Self {
+            gpt: Gpt::new(ckpt.config.clone(), params, precision),
+            device,
+        })
+    }
+
+    pub fn zero_grad(&mut self) {
+        for p in &mut self.gpt.params {
+            p.zero_grad();
+        }
+    }
+
+    /// Accumulates into the parameters' .grad the gradient of the mean loss over
+    /// `seqs`, scaled by `scale`; returns the mean loss of the micro-batches
+    /// (as device tensors, read once at the end).
+    pub fn accumulate(
+        &mut self,
+        tokens: &[u16],
+        seqs: &[u64],
+        opts: &StepOptions,
+        scale: f64,
+    ) -> Vec<Tensor> {
+        let total = seqs.len() as f64;
+        seqs.chunks(opts.micro_batch)
+            .map(|mb| {
+                let (x, y) = batch(tokens, mb, opts.seq_len, self.device);
+                self.gpt
+                    .forward_backward(&x, &y, scale * mb.len() as f64 / total)
+            })
+            .collect()
+    }
+
+    /// The accumulated gradient of parameter `i`, as a contiguous f32 CPU tensor.
+    pub fn grad(&self, i: usize) -> Tensor {
+        self.gpt.params[i]
+            .grad()
+            .to_kind(Kind::Float)
+            .to_device(Device::Cpu)
+            .contiguous()
+    }
+}
+
+/// Computes the gradient of `ckpt` on the shard's sequences and writes it to
+/// `grad_out` (atomically); returns the receipt (not yet written).
+pub fn train_step(
+    ckpt: &Checkpoint,
+    shard: &Shard,
+    shard_hash: &str,
+    opts: &StepOptions,
+    grad_out: &Path,
+) -> Result<Receipt, Error> {
+    let t0 = Instant::now();
+    let seqs = select_sequences(shard.len(), opts, ckpt.config.n_positions)?;
+    let mut engine = Engine::load(ckpt, opts.device, opts.precision)?;
+    let losses = engine.accumulate(shard.tokens(), &seqs, opts, 1.0);
+    let losses: Vec<f64> = Tensor::stack(&losses, 0)
+        .to_kind(Kind::Double)
+        .to_device(Device::Cpu)
+        .try_into()?;
+    let n = seqs.len() as f64;
+    let mean: f64 = seqs
+        .chunks(opts.micro_batch)
+        .zip(&losses)
+        .map(|(mb, l)| l * mb.len() as f64 / n)
+        .sum();
+    if !mean.is_finite() {
+        return Err(Error::NonFinite(mean));
+    }
+
+    let specs = ckpt.specs();
+    let mut meta = BTreeMap::new();
+    let tokens = seqs.len() as u64 * opts.seq_len as u64;
+    GradMeta {
+        model: ckpt.hash.clone(),
+        sequences: seqs.len() as u64,
+        tokens,
+    }
+    .insert_into(&mut meta);
+    meta.insert("shard".into(), shard_hash.into());
+    meta.insert("seq_len".into(), opts.seq_len.to_string());
+    let mut w = TensorWriter::create(grad_out, &specs, &meta)?;
+    for (i, s) in specs.iter().enumerate() {
+        engine.grad(i).f_copy_data_u8(w.tensor_mut(i), s.numel())?;
+    }
+    let flat = w.flat_f32_mut();
+    let grad_norm = l2_norm(flat);
+    if !grad_norm.is_finite() {
+        return Err(Error::NonFiniteGrad);
+    }
+    w.commit()?;
+    let grad = crate::fsio::hash_file(grad_out)
+        .map_err(|e| Error::Io(grad_out.display().to_string(), e))?;
+
+    Ok(Receipt {
+        version: crate::receipt::VERSION,
+        model: ckpt.hash.clone(),
+        shard: shard_hash.to_string(),
+        sequences: RangeList::from_indices(seqs.iter().copied()),
+        seq_len: opts.seq_len,
+        micro_batch: opts.micro_batch,
+        micro_batches: seqs
+            .chunks(opts.micro_batch)
+            .zip(&losses)
+            .map(|(mb, &loss)| MicroBatch {
+                sequences: RangeList::from_indices(mb.iter().copied()),
+                loss,
+            })
+            .collect(),
+        loss: mean,
+        tokens,
+        grad: grad.to_hex().to_string(),
+        grad_norm,
+        device: crate::device::kind_name(opts.device).into(),
+        precision: opts.precision.name().into(),
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// Steady-state throughput of the micro-batch loop (the benchmark mode of
+/// train-step): `warmup` untimed iterations, then `iters` timed ones.
+#[derive(Debug, serde::Serialize)]
+pub struct BenchResult {
+    pub tokens_per_s: f64,
+    pub ms_per_iter: f64,
+    pub tokens_per_iter: u64,
+    pub iters: usize,
+    pub mfu: Option<f64>,
+    pub peak_memory_bytes: Option<u64>,
+}
+
+pub fn bench(
+    ckpt: &Checkpoint,
+    shard: &Shard,
+    opts: &StepOptions,
+    warmup: usize,
+    iters: usize,
+    peak_flops: Option<f64>,
+) -> Result<BenchResult, Error> {
+    let seqs = select_sequences(shard.len(), opts, ckpt.config.n_positions)?;
+    let mut engine = Engine::load(ckpt, opts.device, opts.precision)?;
+    let sync = |d: Device| {
+        if let Device::Cuda(i) = d {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    let run = |engine: &mut Engine| {
+        engine.zero_grad();
+        let l = engine.accumulate(shard.tokens(), &seqs, opts, 1.0);
+        let _ = l.last().map(|t| t.double_value(&[]));
+    };
+    for _ in 0..warmup {
+        run(&mut engine);
+    }
+    sync(opts.device);
+    let t0 = Instant::now();
+    for _ in 0..iters {
+        run(&mut engine);
+    }
+    sync(opts.device);
+    let dt = t0.elapsed().as_secs_f64() / iters.max(1) as f64;
+    let tokens = seqs.len() as u64 * opts.seq_len as u64;
+    let tps = tokens as f64 / dt;
+    Ok(BenchResult {
+        tokens_per_s: tps,
+        ms_per_iter: dt * 1e3,
+        tokens_per_iter: tokens,
+        iters,
+        mfu: peak_flops.map(|p| tps * ckpt.config.flops_per_token(opts.seq_len) / p),
+        peak_memory_bytes: None,
+    })
+}
+
+/// Mean loss over the selected sequences (no gradient); optionally the logits
+/// of every position, written as f32 safetensors ("logits": [N, T, V]).
+pub fn eval(
+    ckpt: &Checkpoint,
+    shard: &Shard,
+    opts: &StepOptions,
+    logits_out: Option<&Path>,
+) -> Result<(f64, usize), Error> {
+    let seqs = select_sequences(shard.len(), opts, ckpt.config.n_positions)?;
+    let engine = Engine::load(ckpt, opts.device, opts.precision)?;
+    let _guard = tch::no_grad_guard();
+    let v = ckpt.config.vocab_size;
+    let mut writer = match logits_out {
+        Some(p) => {
+            let spec = crate::tensors::TensorSpec::new(
+                "logits",
+                crate::tensors::DType::F32,
+                &[seqs.len(), opts.seq_len, v],
+            );
+            Some(TensorWriter::create(p, &[spec], &BTreeMap::new())?)
+        }
+        None => None,
+    };
+    let mut sum = 0.0;
+    let mut done = 0usize;
+    for mb in seqs.chunks(opts.micro_batch) {
+        let (x, y) = batch(shard.tokens(), mb, opts.seq_len, engine.device);
+        let logits = engine.gpt.logits(&x);
+        let loss = logits.cross_entropy_loss::<Tensor>(
+            &y.reshape([-1]),
+            None,
+            tch::Reduction::Mean,
+            -100,
+            0.0,
+        );
+        sum += loss.double_value(&[]) * mb.len() as f64;
+        if let Some(w) = writer.as_mut() {
+            let n = mb.len() * opts.seq_len * v;
+            let start = done * opts.seq_len * v * 4;
+            logits
+                .to_device(Device::Cpu)
+                .contiguous()
+                .f_copy_data_u8(&mut w.data_mut()[start..start + n * 4], n)?;
+        }
+        done += mb.len();
+    }
+    if let Some(w) = writer {
+        w.commit()?;
+    }
+    Ok((sum / seqs.len() as f64, seqs.len()))
+}

@@ -1,0 +1,283 @@
+//! init / train-step / apply / eval as processes: determinism, failure modes,
+//! exit codes, and that failed commands write nothing.
+mod common;
+use std::path::Path;
+
+use common::*;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn setup(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let m = dir.join("m");
+    let o = dtrain(&["init", "--arch", "tiny", "--seed", "1", "-o", s(&m)], b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shard = dir.join("s.bin");
+    let text: String = (0..400)
+        .map(|i| format!("Line {i} of some text, said the tester.\n"))
+        .collect();
+    let o = dtrain(
+        &["tokenize", "--format", "lines", "-o", s(&shard)],
+        text.as_bytes(),
+    );
+    assert!(o.status.success());
+    (m, shard)
+}
+
+fn train(m: &Path, shard: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let r = out.with_extension("json");
+    let mut args = vec![
+        "train-step",
+        "--model",
+        s(m),
+        "--tokens",
+        s(shard),
+        "--seq-len",
+        "32",
+        "--micro-batch",
+        "2",
+    ];
+    args.extend_from_slice(&["--device", "cpu", "-o", s(out), "--receipt", s(&r)]);
+    args.extend_from_slice(extra);
+    dtrain(&args, b"")
+}
+
+#[test]
+fn init_prints_the_hash_and_is_reproducible() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dtrain(
+        &["init", "--seed", "4", "-o", s(&dir.path().join("a"))],
+        b"",
+    );
+    let b = dtrain(
+        &["init", "--seed", "4", "-o", s(&dir.path().join("b"))],
+        b"",
+    );
+    let ha = String::from_utf8(a.stdout).unwrap();
+    let hb = String::from_utf8(b.stdout).unwrap();
+    assert_eq!(ha.split_whitespace().next(), hb.split_whitespace().next());
+    let ck = dtrain::model::Checkpoint::open(dir.path().join("a")).unwrap();
+    assert_eq!(ha.split_whitespace().next().unwrap(), ck.hash);
+    let o = dtrain(
+        &["init", "--arch", "gpt9", "-o", s(&dir.path().join("c"))],
+        b"",
+    );
+    assert_fails(&o, 2, "unknown architecture 'gpt9'");
+}
+
+#[test]
+fn train_step_writes_gradient_and_receipt_that_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, shard) = setup(dir.path());
+    let g = dir.path().join("g.safetensors");
+    let o = train(&m, &shard, &g, &["--sequences", "0-4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let receipt: dtrain::receipt::Receipt = dtrain::receipt::Receipt::from_json(
+        &std::fs::read_to_string(g.with_extension("json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(receipt.micro_batches.len(), 3);
+    assert_eq!(
+        receipt.grad,
+        dtrain::fsio::hash_file(&g).unwrap().to_hex().to_string()
+    );
+    let f = dtrain::tensors::TensorFile::open(&g).unwrap();
+    let meta = dtrain::tensors::GradMeta::read(&f).unwrap();
+    assert_eq!((meta.sequences, meta.tokens), (5, 160));
+    assert_eq!(meta.model, receipt.model);
+    let norm = dtrain::train::l2_norm(f.flat_f32().unwrap());
+    assert!((norm - receipt.grad_norm).abs() < 1e-9 * norm);
+}
+
+#[test]
+fn bad_sequence_selection_is_rejected_without_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, shard) = setup(dir.path());
+    let g = dir.path().join("g.safetensors");
+    assert_fails(
+        &train(&m, &shard, &g, &["--sequences", "0-99999"]),
+        2,
+        "out of range",
+    );
+    assert_fails(
+        &train(&m, &shard, &g, &["--sequences", "0-3,2"]),
+        2,
+        "names a sequence twice",
+    );
+    // a malformed value is a usage error, reported by clap in its own format
+    let o = train(&m, &shard, &g, &["--sequences", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with("error: invalid value 'x' for '--sequences"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!g.exists() && !g.with_extension("json").exists());
+}
+
+/// Rewrites one tensor of a checkpoint's model.safetensors with NaN.
+fn poison(ckpt: &Path) {
+    let path = ckpt.join("model.safetensors");
+    let f = dtrain::tensors::TensorFile::open(&path).unwrap();
+    let specs = f.specs();
+    let mut data: Vec<Vec<f32>> = specs
+        .iter()
+        .map(|s| f.tensor_f32(&s.name).unwrap().into_owned())
+        .collect();
+    data[1][0] = f32::NAN;
+    drop(f);
+    let refs: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
+    dtrain::tensors::write_f32(&path, &specs, &refs, &dtrain::model::model_metadata()).unwrap();
+}
+
+#[test]
+fn nan_loss_exits_5_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, shard) = setup(dir.path());
+    poison(&m);
+    let g = dir.path().join("g.safetensors");
+    assert_fails(
+        &train(&m, &shard, &g, &["--sequences", "0-3"]),
+        5,
+        "not finite",
+    );
+    assert!(!g.exists() && !g.with_extension("json").exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "no temp files left"
+    );
+}
+
+#[test]
+fn apply_checks_the_gradient_belongs_to_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, shard) = setup(dir.path());
+    let g = dir.path().join("g.safetensors");
+    assert!(train(&m, &shard, &g, &["--sequences", "0-3"])
+        .status
+        .success());
+    let other = dir.path().join("other");
+    assert!(dtrain(&["init", "--seed", "2", "-o", s(&other)], b"")
+        .status
+        .success());
+    let out = dir.path().join("next");
+    let o = dtrain(
+        &[
+            "apply",
+            "--model",
+            s(&other),
+            "--grad",
+            s(&g),
+            "--lr",
+            "1e-3",
+            "-o",
+            s(&out),
+        ],
+        b"",
+    );
+    assert_fails(&o, 2, "the gradient was computed on model");
+    assert!(!out.exists());
+
+    // a good apply, then its state is carried to the next step
+    let o = dtrain(
+        &[
+            "apply",
+            "--model",
+            s(&m),
+            "--grad",
+            s(&g),
+            "--lr",
+            "1e-3",
+            "-o",
+            s(&out),
+        ],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let g2 = dir.path().join("g2.safetensors");
+    assert!(train(&out, &shard, &g2, &["--sequences", "4-7"])
+        .status
+        .success());
+    let out2 = dir.path().join("next2");
+    let o = dtrain(
+        &[
+            "apply",
+            "--model",
+            s(&out),
+            "--grad",
+            s(&g2),
+            "--lr",
+            "1e-3",
+            "--json",
+            "-o",
+            s(&out2),
+        ],
+        b"",
+    );
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(p["step"], 2);
+    // a different optimizer cannot continue LAMB's state
+    let o = dtrain(
+        &[
+            "apply",
+            "--model",
+            s(&out),
+            "--grad",
+            s(&g2),
+            "--optim",
+            "adamw",
+            "--lr",
+            "1e-3",
+            "-o",
+            s(&out2),
+        ],
+        b"",
+    );
+    assert_fails(&o, 2, "optimizer state");
+}
+
+#[test]
+fn apply_refuses_a_nonfinite_gradient() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, shard) = setup(dir.path());
+    let g = dir.path().join("g.safetensors");
+    assert!(train(&m, &shard, &g, &["--sequences", "0-3"])
+        .status
+        .success());
+    poison_grad(&g);
+    let out = dir.path().join("next");
+    let o = dtrain(
+        &[
+            "apply",
+            "--model",
+            s(&m),
+            "--grad",
+            s(&g),
+            "--lr",
+            "1e-3",
+            "-o",
+            s(&out),
+        ],
+        b"",
+    );
+    assert_fails(&o, 5, "NaN or Inf");
+    assert!(!out.exists());
+}
+
+fn poison_grad(g: &Path) {
+    let f = dtrain::tensors::TensorFile::open(g).unwrap();
+    let specs = f.specs();
+    let meta = f.metadata().clone();
+    let mut flat = f.flat_f32().unwrap().to_vec();
+    drop(f);
+    flat[10] = f32::INFINITY;
+    let mut parts = Vec::new();
+    let mut o = 0;
+    for s in &specs {
+        parts.push(&flat[o..o + s.numel()]);
+        o += s.numel();
+    }
+    dtrain::tensors::write_f32(g, &specs, &parts, &meta).unwrap();
+}
