@@ -93,10 +93,10 @@ impl Gpt {
                 &qh, &kh, &vh, None, 0.0, true, None, false,
             );
             let y = y.transpose(1, 2).contiguous().view([b * t, c]);
-            x = x + self.linear(&y, &q[4], &q[5]);
+            x = x.g_add(&self.linear(&y, &q[4], &q[5])); // out of place: layer_norm saved x
             let h = self.layer_norm(&x, &q[6], &q[7]);
             let h = self.linear(&h, &q[8], &q[9]).gelu("tanh");
-            x = x + self.linear(&h, &q[10], &q[11]);
+            x = x.g_add(&self.linear(&h, &q[10], &q[11]));
         }
         let n = p.len();
         self.layer_norm(&x, &p[n - 2], &p[n - 1])
