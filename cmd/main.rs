@@ -46,6 +46,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    dtrain::panics::install_hook();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(a) => info::run(a),

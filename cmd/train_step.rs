@@ -44,10 +44,11 @@ pub fn run(args: TrainStepArgs) -> Result<()> {
             println!("{}", serde_json::to_string(&r)?);
         } else {
             println!(
-                "tokens/s {:.0}  ms/iter {:.1}  tokens/iter {}{}",
+                "tokens/s {:.0}  ms/iter {:.1}  tokens/iter {}  peak-mem {:.0} MiB{}",
                 r.tokens_per_s,
                 r.ms_per_iter,
                 r.tokens_per_iter,
+                r.peak_memory_bytes as f64 / (1 << 20) as f64,
                 r.mfu
                     .map(|m| format!("  mfu {:.1}%", m * 100.0))
                     .unwrap_or_default()

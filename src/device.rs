@@ -159,6 +159,32 @@ pub fn cuda_device_name(index: usize) -> Option<String> {
     None
 }
 
+/// Bytes in use on a CUDA device (total − free, as cudaMemGetInfo reports it;
+/// includes memory libtorch's caching allocator holds), after selecting it.
+pub fn cuda_mem_used(index: usize) -> Option<u64> {
+    load_cuda().ok()?;
+    type SetDev = unsafe extern "C" fn(libc::c_int) -> libc::c_int;
+    type MemInfo = unsafe extern "C" fn(*mut usize, *mut usize) -> libc::c_int;
+    let sym = |name: &str| {
+        let c = CString::new(name).unwrap();
+        // SAFETY: symbol lookup in the global namespace.
+        let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c.as_ptr()) };
+        (!f.is_null()).then_some(f)
+    };
+    let (set, info) = (sym("cudaSetDevice")?, sym("cudaMemGetInfo")?);
+    let (mut free, mut total) = (0usize, 0usize);
+    // SAFETY: the CUDA runtime's signatures for these two calls.
+    unsafe {
+        if std::mem::transmute::<*mut libc::c_void, SetDev>(set)(index as libc::c_int) != 0 {
+            return None;
+        }
+        if std::mem::transmute::<*mut libc::c_void, MemInfo>(info)(&mut free, &mut total) != 0 {
+            return None;
+        }
+    }
+    Some((total - free) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

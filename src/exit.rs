@@ -101,7 +101,7 @@ impl Classify for crate::train::Error {
         use crate::train::Error as E;
         match self {
             E::NonFinite(_) | E::NonFiniteGrad => Code::Numeric,
-            E::Io(..) => Code::Io,
+            E::Io(..) | E::OutOfMemory { .. } | E::TorchPanic(_) => Code::Io,
             E::Model(e) => e.code(),
             _ => Code::BadInput,
         }

@@ -16,6 +16,7 @@ pub mod hub;
 pub mod info;
 pub mod model;
 pub mod optim;
+pub mod panics;
 pub mod progress;
 pub mod ranges;
 pub mod receipt;

@@ -50,8 +50,12 @@ pub enum Error {
     Model(#[from] crate::model::Error),
     #[error(transparent)]
     Tensors(#[from] crate::tensors::Error),
-    #[error("torch: {0}")]
+    #[error("torch: {}", crate::panics::torch_message(&.0.to_string()))]
     Torch(#[from] tch::TchError),
+    #[error("torch: {0}")]
+    TorchPanic(String),
+    #[error("the model does not fit in {device} memory: {msg}")]
+    OutOfMemory { device: String, msg: String },
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
 }
@@ -191,6 +195,26 @@ impl Engine {
     }
 }
 
+/// Runs a compute section, turning libtorch panics (out of memory, …) into errors.
+fn guarded<T>(device: Device, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    match crate::panics::catch_torch(f) {
+        Ok(r) => r,
+        Err(msg) if crate::panics::is_oom(&msg) => Err(Error::OutOfMemory {
+            device: crate::device::kind_name(device).into(),
+            msg,
+        }),
+        Err(msg) => Err(Error::TorchPanic(msg)),
+    }
+}
+
+/// Memory high-water mark of the step: device bytes in use on CUDA, peak RSS on CPU.
+pub fn peak_memory(device: Device) -> u64 {
+    match device {
+        Device::Cuda(i) => crate::device::cuda_mem_used(i).unwrap_or(0),
+        _ => crate::panics::peak_rss_bytes(),
+    }
+}
+
 /// Computes the gradient of `ckpt` on the shard's sequences and writes it to
 /// `grad_out` (atomically); returns the receipt (not yet written).
 pub fn train_step(
@@ -202,8 +226,22 @@ pub fn train_step(
 ) -> Result<Receipt, Error> {
     let t0 = Instant::now();
     let seqs = select_sequences(shard.len(), opts, ckpt.config.n_positions)?;
+    guarded(opts.device, || {
+        train_step_inner(ckpt, shard, shard_hash, opts, grad_out, &seqs, t0)
+    })
+}
+
+fn train_step_inner(
+    ckpt: &Checkpoint,
+    shard: &Shard,
+    shard_hash: &str,
+    opts: &StepOptions,
+    grad_out: &Path,
+    seqs: &[u64],
+    t0: Instant,
+) -> Result<Receipt, Error> {
     let mut engine = Engine::load(ckpt, opts.device, opts.precision)?;
-    let losses = engine.accumulate(shard.tokens(), &seqs, opts, 1.0);
+    let losses = engine.accumulate(shard.tokens(), seqs, opts, 1.0);
     let losses: Vec<f64> = Tensor::stack(&losses, 0)
         .to_kind(Kind::Double)
         .to_device(Device::Cpu)
@@ -276,7 +314,7 @@ pub struct BenchResult {
     pub tokens_per_iter: u64,
     pub iters: usize,
     pub mfu: Option<f64>,
-    pub peak_memory_bytes: Option<u64>,
+    pub peak_memory_bytes: u64,
 }
 
 pub fn bench(
@@ -288,6 +326,20 @@ pub fn bench(
     peak_flops: Option<f64>,
 ) -> Result<BenchResult, Error> {
     let seqs = select_sequences(shard.len(), opts, ckpt.config.n_positions)?;
+    guarded(opts.device, || {
+        bench_inner(ckpt, shard, opts, &seqs, warmup, iters, peak_flops)
+    })
+}
+
+fn bench_inner(
+    ckpt: &Checkpoint,
+    shard: &Shard,
+    opts: &StepOptions,
+    seqs: &[u64],
+    warmup: usize,
+    iters: usize,
+    peak_flops: Option<f64>,
+) -> Result<BenchResult, Error> {
     let mut engine = Engine::load(ckpt, opts.device, opts.precision)?;
     let sync = |d: Device| {
         if let Device::Cuda(i) = d {
@@ -296,7 +348,7 @@ pub fn bench(
     };
     let run = |engine: &mut Engine| {
         engine.zero_grad();
-        let l = engine.accumulate(shard.tokens(), &seqs, opts, 1.0);
+        let l = engine.accumulate(shard.tokens(), seqs, opts, 1.0);
         let _ = l.last().map(|t| t.double_value(&[]));
     };
     for _ in 0..warmup {
@@ -317,7 +369,7 @@ pub fn bench(
         tokens_per_iter: tokens,
         iters,
         mfu: peak_flops.map(|p| tps * ckpt.config.flops_per_token(opts.seq_len) / p),
-        peak_memory_bytes: None,
+        peak_memory_bytes: peak_memory(opts.device),
     })
 }
 

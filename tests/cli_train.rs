@@ -281,3 +281,37 @@ fn poison_grad(g: &Path) {
     }
     dtrain::tensors::write_f32(g, &specs, &parts, &meta).unwrap();
 }
+
+#[test]
+fn a_batch_that_does_not_fit_gives_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    assert!(dtrain(&["init", "-o", s(&m)], b"").status.success());
+    let shard = fixture("tinyshakespeare.txt");
+    let tokens = dir.path().join("s.bin");
+    assert!(dtrain(&["tokenize", s(&shard), "-o", s(&tokens)], b"")
+        .status
+        .success());
+    let g = dir.path().join("g.safetensors");
+    // 1.5 GB of address space cannot hold 256 × 1024 tokens of activations
+    let script = format!(
+        "ulimit -v 1500000; exec {} train-step --model {} --tokens {} --seq-len 1024 --micro-batch 256 \
+         --sequences 0-255 --device cpu -o {} --receipt {}",
+        bin().display(),
+        s(&m),
+        s(&tokens),
+        s(&g),
+        s(&g.with_extension("json"))
+    );
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert_fails(
+        &o,
+        3,
+        "does not fit in cpu memory: DefaultCPUAllocator: can't allocate memory",
+    );
+    assert!(!g.exists());
+}

@@ -22,7 +22,7 @@ import json, sys
 o, p, th = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
 print(f"train-step on CPU, tiny GPT-2 (2 layers, 64 wide), T=128, micro-batch 8, 32 sequences, {th} threads")
 print(f"{'':<28}{'tokens/s':>10}{'ms/iter':>10}")
-print(f"{'dtrain train-step':<28}{o['tokens_per_s']:>10.0f}{o['ms_per_iter']:>10.1f}")
-print(f"{'HF GPT2LMHeadModel (torch)':<28}{p['tokens_per_s']:>10.0f}{p['ms_per_iter']:>10.1f}")
+print(f"{'dtrain train-step':<28}{o['tokens_per_s']:>10.0f}{o['ms_per_iter']:>10.1f}   peak RSS {o['peak_memory_bytes']/2**20:.0f} MiB")
+print(f"{'HF GPT2LMHeadModel (torch)':<28}{p['tokens_per_s']:>10.0f}{p['ms_per_iter']:>10.1f}   peak RSS {p['peak_rss_bytes']/2**20:.0f} MiB")
 print(f"ratio dtrain/HF: {o['tokens_per_s']/p['tokens_per_s']:.2f}x")
 PY

@@ -122,4 +122,7 @@ if a.peak_flops:
     out["mfu"] = tokens / dt * flops / a.peak_flops
 if dev.type == "cuda":
     out["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
+import resource  # noqa: E402
+
+out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps(out))

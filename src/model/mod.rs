@@ -37,7 +37,7 @@ pub enum Error {
     Checkpoint { dir: PathBuf, what: String },
     #[error(transparent)]
     Tensors(#[from] crate::tensors::Error),
-    #[error("torch: {0}")]
+    #[error("torch: {}", crate::panics::torch_message(&.0.to_string()))]
     Torch(#[from] tch::TchError),
 }
 
