@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand};
 mod apply;
 mod common;
 mod eval;
+mod fetch_shard;
 mod gen_docs;
+mod hub;
 mod info;
 mod init;
 mod tokenize;
@@ -25,6 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Show libtorch, CUDA, threads and build features
     Info(info::InfoArgs),
+    /// Stream a miner's assigned rows of fineweb from the Hub (JSON lines)
+    FetchShard(fetch_shard::FetchShardArgs),
     /// Turn text into a GPT-2 token shard (llm.c format)
     Tokenize(tokenize::TokenizeArgs),
     /// Create a freshly initialised GPT-2 checkpoint
@@ -35,6 +39,8 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Mean loss of a checkpoint on a token shard
     Eval(eval::EvalArgs),
+    /// The local hub: serve a folder over the Hugging Face Hub API
+    Hub(hub::HubArgs),
     /// Write man pages and shell completions (for packagers)
     #[command(hide = true)]
     GenDocs(gen_docs::GenDocsArgs),
@@ -50,11 +56,13 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(a) => info::run(a),
+        Command::FetchShard(a) => fetch_shard::run(a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Init(a) => init::run(a),
         Command::TrainStep(a) => train_step::run(a),
         Command::Apply(a) => apply::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Hub(a) => hub::run(a),
         Command::GenDocs(a) => gen_docs::run(a),
     };
     if let Err(err) = result {

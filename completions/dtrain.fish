@@ -27,16 +27,33 @@ end
 complete -c dtrain -n "__fish_dtrain_needs_command" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_needs_command" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "info" -d 'Show libtorch, CUDA, threads and build features'
+complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "fetch-shard" -d 'Stream a miner\'s assigned rows of fineweb from the Hub (JSON lines)'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "tokenize" -d 'Turn text into a GPT-2 token shard (llm.c format)'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "init" -d 'Create a freshly initialised GPT-2 checkpoint'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "train-step" -d 'Compute a GPT-2 gradient on a token shard; write it and a receipt'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "apply" -d 'Step the optimizer (AdamW or LAMB) with an averaged gradient'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "eval" -d 'Mean loss of a checkpoint on a token shard'
+complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "hub" -d 'The local hub: serve a folder over the Hugging Face Hub API'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "gen-docs" -d 'Write man pages and shell completions (for packagers)'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c dtrain -n "__fish_dtrain_using_subcommand info" -l json -d 'Print one JSON object instead of lines'
 complete -c dtrain -n "__fish_dtrain_using_subcommand info" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand info" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l repo -d 'Dataset repository on the Hub' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l config -d 'Dataset config (sample-350BT reads sample/350BT/)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l revision -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l source -d 'Read local parquet files laid out like the repo instead of the Hub' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l seed -d 'Seed of the subnet\'s assignment' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l epoch -d 'Global epoch' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l uid -d 'The miner\'s uid' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l rows -d 'Rows to fetch' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l spec -d 'Fetch exactly the rows of this data spec (ignores --seed/--epoch/--uid/--rows)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l spec-out -d 'Write the data spec of the selected rows here' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s o -l output -d 'Write the rows (JSON lines) to a file instead of standard output' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l retries -d 'Retries per HTTP request (exponential backoff)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l json -d 'Print a JSON summary on stderr'
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -l format -d 'How the input is cut into documents' -r -f -a "jsonl\t'One JSON object per line; its "text" field is a document'
 text\t'Paragraphs separated by blank lines are documents'
 lines\t'Every non-empty line is a document'"
@@ -97,14 +114,33 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l logits-out -d 'Al
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l json
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and not __fish_seen_subcommand_from serve help" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and not __fish_seen_subcommand_from serve help" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and not __fish_seen_subcommand_from serve help" -f -a "serve" -d 'Serve a folder over the Hugging Face Hub HTTP API (a local hub / mirror)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and not __fish_seen_subcommand_from serve help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l root -d 'Folder holding datasets/{org}/{name}/… and {org}/{name}/… (models)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l addr -d 'Address to listen on (port 0 picks a free port; the URL is printed)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l token -d 'Require `Authorization: Bearer TOKEN` on every request' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l fail-every -d 'Fault injection: answer 503 to every K-th request' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l fail-first -d 'Fault injection: answer 503 to the first N requests' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l drop-every -d 'Fault injection: cut every K-th request half way through its body' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l slow-ms -d 'Fault injection: wait MS milliseconds before every response' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -s q -l quiet -d 'Do not log requests on stderr'
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from help" -f -a "serve" -d 'Serve a folder over the Hugging Face Hub HTTP API (a local hub / mirror)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c dtrain -n "__fish_dtrain_using_subcommand gen-docs" -l out -d 'Folder that receives man/ and completions/' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand gen-docs" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand gen-docs" -s V -l version -d 'Print version'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize init train-step apply eval gen-docs help" -f -a "info" -d 'Show libtorch, CUDA, threads and build features'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize init train-step apply eval gen-docs help" -f -a "tokenize" -d 'Turn text into a GPT-2 token shard (llm.c format)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize init train-step apply eval gen-docs help" -f -a "init" -d 'Create a freshly initialised GPT-2 checkpoint'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize init train-step apply eval gen-docs help" -f -a "train-step" -d 'Compute a GPT-2 gradient on a token shard; write it and a receipt'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize init train-step apply eval gen-docs help" -f -a "apply" -d 'Step the optimizer (AdamW or LAMB) with an averaged gradient'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize init train-step apply eval gen-docs help" -f -a "eval" -d 'Mean loss of a checkpoint on a token shard'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize init train-step apply eval gen-docs help" -f -a "gen-docs" -d 'Write man pages and shell completions (for packagers)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info tokenize init train-step apply eval gen-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "info" -d 'Show libtorch, CUDA, threads and build features'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "fetch-shard" -d 'Stream a miner\'s assigned rows of fineweb from the Hub (JSON lines)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "tokenize" -d 'Turn text into a GPT-2 token shard (llm.c format)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "init" -d 'Create a freshly initialised GPT-2 checkpoint'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "train-step" -d 'Compute a GPT-2 gradient on a token shard; write it and a receipt'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "apply" -d 'Step the optimizer (AdamW or LAMB) with an averaged gradient'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "eval" -d 'Mean loss of a checkpoint on a token shard'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "hub" -d 'The local hub: serve a folder over the Hugging Face Hub API'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "gen-docs" -d 'Write man pages and shell completions (for packagers)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and __fish_seen_subcommand_from hub" -f -a "serve" -d 'Serve a folder over the Hugging Face Hub HTTP API (a local hub / mirror)'

@@ -126,6 +126,27 @@ impl Classify for crate::ranges::ParseError {
     }
 }
 
+impl Classify for crate::hub::client::ClientError {
+    fn code(&self) -> Code {
+        use crate::hub::client::ClientError as E;
+        match self {
+            E::Auth { .. } | E::NotFound { .. } => Code::BadInput,
+            _ => Code::Io,
+        }
+    }
+}
+
+impl Classify for crate::data::Error {
+    fn code(&self) -> Code {
+        use crate::data::Error as E;
+        match self {
+            E::Hub(e) => e.code(),
+            E::Io { .. } => Code::Io,
+            _ => Code::BadInput,
+        }
+    }
+}
+
 /// Tries each registered error type on one link of a chain.
 macro_rules! classify_chain {
     ($cause:expr, $($t:ty),* $(,)?) => {
@@ -149,6 +170,8 @@ pub fn code_of(err: &anyhow::Error) -> Code {
             crate::train::Error,
             crate::optim::Error,
             crate::ranges::ParseError,
+            crate::data::Error,
+            crate::hub::client::ClientError,
         );
     }
     if err

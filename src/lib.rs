@@ -9,6 +9,7 @@
 //! validator: reduce (weight 0) → apply → verify → score → ledger → push
 //! ```
 
+pub mod data;
 pub mod device;
 pub mod exit;
 pub mod fsio;

@@ -4,6 +4,13 @@
 //! `HF_ENDPOINT` (default https://huggingface.co), `HF_TOKEN` (else the token file
 //! `$HF_HOME/token`), and `HF_HOME` (default `~/.cache/huggingface`).
 
+pub mod client;
+pub mod http;
+pub mod serve;
+pub mod store;
+
+pub use store::{RepoId, RepoType};
+
 use std::path::PathBuf;
 
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";

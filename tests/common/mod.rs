@@ -57,3 +57,83 @@ pub fn assert_fails(o: &Output, code: i32, needle: &str) {
         "{err}"
     );
 }
+
+/// A `dtrain hub serve` process on a free loopback port, killed on drop.
+pub struct Hub {
+    pub url: String,
+    child: std::process::Child,
+}
+
+impl Hub {
+    pub fn start(root: &Path, extra: &[&str]) -> Hub {
+        use std::io::BufRead;
+        let mut child = Command::new(bin())
+            .args([
+                "hub",
+                "serve",
+                "--quiet",
+                "--addr",
+                "127.0.0.1:0",
+                "--root",
+                root.to_str().unwrap(),
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn hub");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("hub prints its URL")
+            .to_string();
+        Hub { url, child }
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        let body = ureq::get(&format!("{}/_dtrain/stats", self.url))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Copies a folder tree (fixtures into a scratch root the hub may write to).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(&name));
+        } else {
+            std::fs::copy(e.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// Runs dtrain with extra environment variables.
+pub fn dtrain_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}

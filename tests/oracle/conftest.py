@@ -29,3 +29,27 @@ def run(*args, input=None, check=True, env=None, timeout=600):
 @pytest.fixture(scope="session")
 def dtrain():
     return run
+
+
+class Hub:
+    """`dtrain hub serve` on a free loopback port."""
+
+    def __init__(self, root, *extra):
+        self.proc = subprocess.Popen([dtrain_bin(), "hub", "serve", "--quiet", "--addr", "127.0.0.1:0", "--root", str(root), *extra],
+                                     stdout=subprocess.PIPE)
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith("listening on "), line
+        self.url = line.split()[-1]
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def hub_root(tmp_path):
+    import shutil
+
+    root = tmp_path / "hubroot"
+    shutil.copytree(FIXTURES / "hub", root, ignore=shutil.ignore_patterns(".*"))
+    return root
