@@ -12,6 +12,8 @@ mod gen_docs;
 mod hub;
 mod info;
 mod init;
+mod keygen;
+mod reduce;
 mod tokenize;
 mod train_step;
 
@@ -37,6 +39,10 @@ pub enum Command {
     TrainStep(train_step::TrainStepArgs),
     /// Step the optimizer (AdamW or LAMB) with an averaged gradient
     Apply(apply::ApplyArgs),
+    /// Create an ed25519 key for reduce, receipts and the ledger
+    Keygen(keygen::KeygenArgs),
+    /// Butterfly all-reduce of gradient files with the round's peers
+    Reduce(reduce::ReduceArgs),
     /// Mean loss of a checkpoint on a token shard
     Eval(eval::EvalArgs),
     /// The local hub: serve a folder over the Hugging Face Hub API
@@ -47,13 +53,23 @@ pub enum Command {
 }
 
 fn main() {
-    // Behave like a Unix filter: a closed pipe ends the process quietly.
-    // SAFETY: setting a signal disposition at start-up, before any threads.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     dtrain::panics::install_hook();
     let cli = Cli::parse();
+    // Filters behave like Unix filters: a closed stdout pipe ends the process
+    // quietly. Network commands must instead see a dead peer's socket as an
+    // error (EPIPE), not die of SIGPIPE.
+    let network = matches!(cli.command, Command::Reduce(_) | Command::Hub(_));
+    // SAFETY: setting a signal disposition at start-up, before any threads.
+    unsafe {
+        libc::signal(
+            libc::SIGPIPE,
+            if network {
+                libc::SIG_IGN
+            } else {
+                libc::SIG_DFL
+            },
+        );
+    }
     let result = match cli.command {
         Command::Info(a) => info::run(a),
         Command::FetchShard(a) => fetch_shard::run(a),
@@ -62,6 +78,8 @@ fn main() {
         Command::TrainStep(a) => train_step::run(a),
         Command::Apply(a) => apply::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Keygen(a) => keygen::run(a),
+        Command::Reduce(a) => reduce::run(a),
         Command::Hub(a) => hub::run(a),
         Command::GenDocs(a) => gen_docs::run(a),
     };

@@ -147,6 +147,30 @@ impl Classify for crate::data::Error {
     }
 }
 
+impl Classify for crate::keys::Error {
+    fn code(&self) -> Code {
+        Code::BadInput
+    }
+}
+
+impl Classify for crate::reduce::peers::Error {
+    fn code(&self) -> Code {
+        Code::BadInput
+    }
+}
+
+impl Classify for crate::reduce::Error {
+    fn code(&self) -> Code {
+        use crate::reduce::Error as E;
+        match self {
+            E::Tensors(_) | E::Peers(_) | E::NotAPeer(_) | E::Layout(_) => Code::BadInput,
+            E::NonFinite => Code::Numeric,
+            E::Io(..) | E::Listen { .. } => Code::Io,
+            _ => Code::Peer,
+        }
+    }
+}
+
 /// Tries each registered error type on one link of a chain.
 macro_rules! classify_chain {
     ($cause:expr, $($t:ty),* $(,)?) => {
@@ -172,6 +196,9 @@ pub fn code_of(err: &anyhow::Error) -> Code {
             crate::ranges::ParseError,
             crate::data::Error,
             crate::hub::client::ClientError,
+            crate::reduce::Error,
+            crate::reduce::peers::Error,
+            crate::keys::Error,
         );
     }
     if err

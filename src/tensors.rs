@@ -351,6 +351,16 @@ pub fn header_bytes(
     specs: &[TensorSpec],
     metadata: &BTreeMap<String, String>,
 ) -> Result<Vec<u8>, String> {
+    header_bytes_sized(specs, metadata, None)
+}
+
+/// As [`header_bytes`], padded to exactly `total` bytes when given (an error if
+/// the header does not fit), so a header can be rewritten in place later.
+pub fn header_bytes_sized(
+    specs: &[TensorSpec],
+    metadata: &BTreeMap<String, String>,
+    total: Option<usize>,
+) -> Result<Vec<u8>, String> {
     let mut obj = serde_json::Map::new();
     if !metadata.is_empty() {
         obj.insert("__metadata__".into(), serde_json::json!(metadata));
@@ -368,7 +378,16 @@ pub fn header_bytes(
         offset += n;
     }
     let mut json = serde_json::to_vec(&obj).map_err(|e| e.to_string())?;
-    let padded = (8 + json.len()).next_multiple_of(DATA_ALIGN) - 8;
+    let padded = match total {
+        Some(t) if 8 + json.len() <= t => t - 8,
+        Some(t) => {
+            return Err(format!(
+                "header of {} bytes does not fit the {t} reserved",
+                8 + json.len()
+            ))
+        }
+        None => (8 + json.len()).next_multiple_of(DATA_ALIGN) - 8,
+    };
     json.resize(padded, b' ');
     let mut out = Vec::with_capacity(8 + json.len());
     out.extend_from_slice(&(json.len() as u64).to_le_bytes());
@@ -392,15 +411,32 @@ impl TensorWriter {
         specs: &[TensorSpec],
         metadata: &BTreeMap<String, String>,
     ) -> Result<Self, Error> {
+        Self::create_with_room(dest, specs, metadata, 0)
+    }
+
+    /// Creates the file with `room` spare header bytes (rounded up to 4 KiB
+    /// when non-zero), so [`rewrite_metadata`](Self::rewrite_metadata) can put
+    /// longer metadata in later without moving the data.
+    pub fn create_with_room(
+        dest: impl AsRef<Path>,
+        specs: &[TensorSpec],
+        metadata: &BTreeMap<String, String>,
+        room: usize,
+    ) -> Result<Self, Error> {
         let dest = dest.as_ref();
         let io_err = |source| Error::Io {
             path: dest.to_path_buf(),
             source,
         };
-        let header = header_bytes(specs, metadata).map_err(|reason| Error::Format {
+        let fmt_err = |reason| Error::Format {
             path: dest.to_path_buf(),
             reason,
-        })?;
+        };
+        let mut header = header_bytes(specs, metadata).map_err(fmt_err)?;
+        if room > 0 {
+            let total = (header.len() + room).next_multiple_of(4096);
+            header = header_bytes_sized(specs, metadata, Some(total)).map_err(fmt_err)?;
+        }
         let data_len: usize = specs.iter().map(TensorSpec::nbytes).sum();
         let mut file = AtomicFile::create(dest).map_err(io_err)?;
         file.file()
@@ -434,6 +470,32 @@ impl TensorWriter {
 
     pub fn specs(&self) -> &[TensorSpec] {
         &self.specs
+    }
+
+    /// Replaces the metadata in the reserved header space.
+    pub fn rewrite_metadata(&mut self, metadata: &BTreeMap<String, String>) -> Result<(), Error> {
+        let header =
+            header_bytes_sized(&self.specs, metadata, Some(self.data_start)).map_err(|reason| {
+                Error::Format {
+                    path: self.file.dest().to_path_buf(),
+                    reason,
+                }
+            })?;
+        match &mut self.map {
+            Some(m) => m[..self.data_start].copy_from_slice(&header),
+            None => {
+                use std::io::{Seek, SeekFrom};
+                let f = self.file.file();
+                let mut f = f;
+                f.seek(SeekFrom::Start(0))
+                    .and_then(|_| f.write_all(&header))
+                    .map_err(|source| Error::Io {
+                        path: self.file.dest().to_path_buf(),
+                        source,
+                    })?;
+            }
+        }
+        Ok(())
     }
 
     /// The whole data region, writable.
@@ -608,6 +670,22 @@ mod tests {
         file.resize(a.len() + data_len, 0);
         let (_, m) = safetensors::SafeTensors::read_metadata(&file).unwrap();
         assert_eq!(m.metadata().as_ref().unwrap()["k13"], "v13");
+    }
+
+    #[test]
+    fn metadata_can_be_rewritten_in_reserved_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.safetensors");
+        let mut w = TensorWriter::create_with_room(&p, &specs(), &BTreeMap::new(), 1000).unwrap();
+        w.flat_f32_mut().fill(2.0);
+        let meta: BTreeMap<String, String> =
+            [("contributors".to_string(), "a,b,c".repeat(50))].into();
+        w.rewrite_metadata(&meta).unwrap();
+        w.commit().unwrap();
+        let f = TensorFile::open(&p).unwrap();
+        assert_eq!(f.metadata()["contributors"].len(), 250);
+        assert!(f.flat_f32().unwrap().iter().all(|&x| x == 2.0));
+        assert_eq!(f.data().as_ptr() as usize % 4096, 0);
     }
 
     #[test]

@@ -1,0 +1,132 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use dtrain::keys::Key;
+use dtrain::reduce::peers::Peers;
+use dtrain::reduce::wire::Wire;
+use dtrain::reduce::{self, Config};
+
+#[derive(clap::Args, Debug)]
+pub struct ReduceArgs {
+    /// The round's peers ([[peer]] name, addr, pubkey, bandwidth)
+    #[arg(long)]
+    peers: PathBuf,
+    /// This peer's name in the peers file
+    #[arg(long)]
+    me: String,
+    /// This peer's key (from `dtrain keygen`)
+    #[arg(long)]
+    key: PathBuf,
+    /// Round id (all peers use the same; frames of other rounds are refused)
+    #[arg(long)]
+    round: String,
+    /// This peer's gradient (never modified)
+    #[arg(long = "in")]
+    input: PathBuf,
+    /// The averaged gradient, written only if the round succeeds
+    #[arg(long)]
+    out: PathBuf,
+    /// Signed JSON record of the round
+    #[arg(long)]
+    transcript: Option<PathBuf>,
+    /// Number format on the wire
+    #[arg(long, value_enum, default_value_t = Wire::F32)]
+    wire: Wire,
+    /// Seconds by which the round finishes or fails
+    #[arg(long, default_value_t = 120.0)]
+    deadline: f64,
+    /// Averaging weight [default: `sequences` in the input's metadata; 0 receives without contributing]
+    #[arg(long)]
+    weight: Option<u64>,
+    /// Send and accept contributions containing NaN or Inf
+    #[arg(long)]
+    allow_nonfinite: bool,
+    /// Byzantine-robust averaging by owners: centered:TAU (TAU = RMS clip radius per element)
+    #[arg(long, value_name = "centered:TAU")]
+    clip: Option<String>,
+    /// Limit this peer's sending rate (MB/s)
+    #[arg(long, value_name = "MB/s")]
+    max_rate: Option<f64>,
+    /// Elements per chunk
+    #[arg(long, default_value_t = reduce::DEFAULT_CHUNK, hide = true)]
+    chunk: usize,
+    /// Benchmark the transport floor: same bytes and connections, no MAC, no arithmetic
+    #[arg(long, hide = true)]
+    floor: bool,
+    /// Members needed to finish [default: a majority of the peers file]
+    #[arg(long)]
+    min_peers: Option<usize>,
+    /// Print a JSON summary
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: ReduceArgs) -> Result<()> {
+    let clip = match &args.clip {
+        None => None,
+        Some(s) => match s
+            .strip_prefix("centered:")
+            .and_then(|t| t.parse::<f64>().ok())
+        {
+            Some(t) if t > 0.0 => Some(t),
+            _ => bail!("--clip takes centered:TAU with TAU > 0, got '{s}'"),
+        },
+    };
+    if !(args.deadline > 0.0) {
+        bail!("--deadline must be positive");
+    }
+    let cfg = Config {
+        peers: Peers::read(&args.peers)?,
+        me: args.me.clone(),
+        key: Key::load(&args.key)?,
+        round: args.round.clone(),
+        input: args.input.clone(),
+        output: args.out.clone(),
+        wire: args.wire,
+        deadline: Duration::from_secs_f64(args.deadline),
+        weight: args.weight,
+        allow_nonfinite: args.allow_nonfinite,
+        clip,
+        max_rate: args.max_rate.map(|r| r * 1e6),
+        chunk: args.chunk,
+        floor: args.floor,
+        min_peers: args.min_peers,
+    };
+    let outcome = reduce::run(cfg)?;
+    let b = &outcome.transcript.body;
+    if let Some(t) = &args.transcript {
+        dtrain::fsio::write_atomic(t, outcome.transcript.to_json().as_bytes())?;
+    }
+    let moved: u64 = b.traffic.iter().map(|t| t.sent + t.received).sum();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"result": b.result, "members": b.members, "sum_weight": b.sum_weight,
+                "attempts": b.attempts, "failures": b.failures, "seconds": b.seconds_reduce,
+                "seconds_total": b.seconds_total, "bytes_moved": moved, "peak_anon_rss_bytes": b.peak_anon_rss_bytes})
+        );
+    } else {
+        println!(
+            "{}  members {}  weight {}  {:.3}s  {:.1} MB moved{}",
+            &b.result[..16],
+            b.members.join(","),
+            b.sum_weight,
+            b.seconds_reduce,
+            moved as f64 / 1e6,
+            if b.failures.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "  failed: {}",
+                    b.failures
+                        .iter()
+                        .map(|f| f.peer.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
+            }
+        );
+    }
+    Ok(())
+}

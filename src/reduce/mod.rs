@@ -1,0 +1,1592 @@
+//! `reduce`: butterfly all-reduce of memory-mapped gradient files over TCP.
+//!
+//! # The round
+//!
+//! Peers (PEERS.toml, rank = position) average their gradients so that every
+//! peer applies the same update: AVG = Σ wᵢ·gᵢ / Σ wᵢ over the contributors,
+//! wᵢ = the `sequences` in gᵢ's metadata. The flat f32 data region is cut into
+//! one contiguous span per member ([`peers::Plan`]); the member of rank i owns
+//! span i. Phase 1: every contributor streams its copy of span j to owner j in
+//! chunks. Phase 2: each owner streams its averaged span to every member. Each
+//! peer sends and receives 2(n−1)/n·S bytes. Chunks pipeline: an owner reduces
+//! chunk c as soon as every contribution to it arrived and sends it on while
+//! the next chunks are still on the wire.
+//!
+//! # Exactness and determinism
+//!
+//! An owner adds wᵢ·gᵢ in f64, in rank order whatever order the bytes arrived
+//! in, and rounds once to f32; so the result's bits do not depend on timing,
+//! and it is more exact than an f32 ring. Owners write their span's result as
+//! every receiver will decode it (bf16 and q8 are quantised once, by the
+//! owner), so every member ends with byte-identical output. A per-sender credit
+//! of [`CREDITS`] unconsumed chunks bounds the buffering: memory stays a few
+//! chunks per peer, whatever the vector's size; inputs and outputs are
+//! memory-mapped.
+//!
+//! # Connections and security
+//!
+//! Each member dials every other member ([`handshake`]: mutual ed25519
+//! authentication over nonces, round id and ephemeral X25519 keys) and accepts
+//! their dials, so each ordered pair has one connection carrying data one way.
+//! Frames carry a keyed blake3 MAC and have a hard size cap ([`wire`]).
+//!
+//! # Failures
+//!
+//! Silence beyond a timeout derived from `--deadline`, a broken connection, a
+//! bad frame or a non-finite contribution marks a peer failed. The attempt is
+//! aborted everywhere (Abort frames), the survivors agree on the new member set
+//! (two rounds of flooding their failure sets) and the round restarts with
+//! them: the dead peer's contributions are gone and its span is re-reduced by
+//! the new plan's owners. A peer finishes only after it holds the whole result
+//! and every live member confirmed the same result hash (Done frames); by the
+//! deadline a peer has either finished with that identical result or exits
+//! non-zero without writing `--out`.
+
+pub mod handshake;
+pub mod peers;
+pub mod transcript;
+pub mod wire;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::io::{BufReader, BufWriter, Write};
+use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use crate::keys::Key;
+use crate::tensors::{GradMeta, TensorFile, TensorWriter};
+use handshake::{Local, Session};
+use peers::{Peers, Plan};
+use transcript::{Body, Contribution, Failure, PeerEntry, SpanRecord, Traffic, Transcript};
+use wire::{kind, MacKey, Wire};
+
+/// Unconsumed data chunks a sender may have in flight to one receiver.
+pub const CREDITS: usize = 4;
+/// Elements per chunk (2 MiB of f32; fits a frame in every wire format).
+pub const DEFAULT_CHUNK: usize = 1 << 19;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Tensors(#[from] crate::tensors::Error),
+    #[error(transparent)]
+    Peers(#[from] peers::Error),
+    #[error("'{0}' is not in the peers file")]
+    NotAPeer(String),
+    #[error("cannot listen on {addr}: {why}")]
+    Listen { addr: String, why: String },
+    #[error("the input contains NaN or Inf (use --allow-nonfinite to send it anyway)")]
+    NonFinite,
+    #[error("no contributor with a positive weight is left in the round")]
+    NoContributors,
+    #[error("this peer was excluded from the round by the others ({0})")]
+    Excluded(String),
+    #[error("round failed: peers disagree on the result ({0})")]
+    Mismatch(String),
+    #[error("round did not finish before the deadline ({0})")]
+    Deadline(String),
+    #[error(
+        "this peer's gradient has another tensor layout or model than {0} of the peers it reached"
+    )]
+    Layout(String),
+    #[error("only {members} peer(s) are left in the round, fewer than --min-peers {min}")]
+    TooFew { members: usize, min: usize },
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+/// What one peer does in a round.
+pub struct Config {
+    pub peers: Peers,
+    pub me: String,
+    pub key: Key,
+    pub round: String,
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub wire: Wire,
+    pub deadline: Duration,
+    /// Overrides the averaging weight from the input's metadata (0: receive only).
+    pub weight: Option<u64>,
+    pub allow_nonfinite: bool,
+    /// Centered clipping radius (RMS per element), owners apply it.
+    pub clip: Option<f64>,
+    /// Egress limit in bytes per second.
+    pub max_rate: Option<f64>,
+    pub chunk: usize,
+    /// Transport floor (benchmarks): same connections and bytes, no MAC, no arithmetic.
+    pub floor: bool,
+    /// Members needed to finish (default: a majority of the peers file), so a
+    /// partitioned minority cannot finish on its own and diverge.
+    pub min_peers: Option<usize>,
+}
+
+/// What a finished round produced.
+pub struct Outcome {
+    pub transcript: Transcript,
+}
+
+// ---------------------------------------------------------------------------
+// shared state between the coordinator, readers and writers
+
+/// Raw view of the output's f32 data region. The coordinator writes a region
+/// before it enqueues frames that read it and never rewrites it in the same
+/// attempt; a new attempt takes `epoch` for writing, which waits for writers
+/// still sending the previous attempt's data.
+#[derive(Clone, Copy)]
+struct OutBuf {
+    ptr: *mut f32,
+    len: usize,
+}
+// SAFETY: see the type's comment: disjoint regions, ordered by the epoch lock.
+unsafe impl Send for OutBuf {}
+unsafe impl Sync for OutBuf {}
+
+impl OutBuf {
+    /// SAFETY: the caller must hold the region exclusively (see the type's comment).
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn region_mut(&self, start: usize, len: usize) -> &mut [f32] {
+        assert!(start + len <= self.len);
+        std::slice::from_raw_parts_mut(self.ptr.add(start), len)
+    }
+    /// SAFETY: no one may be writing the region.
+    unsafe fn region(&self, start: usize, len: usize) -> &[f32] {
+        assert!(start + len <= self.len);
+        std::slice::from_raw_parts(self.ptr.add(start), len)
+    }
+}
+
+/// Egress token bucket shared by all writers.
+struct RateLimit {
+    rate: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl RateLimit {
+    fn take(&self, bytes: u64) {
+        let mut s = self.state.lock().unwrap();
+        let now = Instant::now();
+        let (ref mut tokens, ref mut last) = *s;
+        *tokens =
+            (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.rate * 0.05);
+        *last = now;
+        *tokens -= bytes as f64;
+        if *tokens < 0.0 {
+            let wait = -*tokens / self.rate;
+            drop(s);
+            std::thread::sleep(Duration::from_secs_f64(wait));
+        }
+    }
+}
+
+struct Shared {
+    input: Arc<TensorFile>,
+    out: OutBuf,
+    wire: Wire,
+    floor: bool,
+    attempt: AtomicU32,
+    epoch: RwLock<()>,
+    rate: Option<RateLimit>,
+    stop: AtomicBool,
+    /// Hashes of the phase-1 chunks this peer sent: (attempt, owner) → (chunk, hash).
+    sent: Mutex<HashMap<(u32, usize), Vec<(usize, [u8; 32])>>>,
+}
+
+/// Per-peer traffic counters.
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    received: AtomicU64,
+    first_send: Mutex<Option<Instant>>,
+    last_send: Mutex<Option<Instant>>,
+    first_recv: Mutex<Option<Instant>>,
+    last_recv: Mutex<Option<Instant>>,
+}
+
+impl Counters {
+    fn mark(first: &Mutex<Option<Instant>>, last: &Mutex<Option<Instant>>) {
+        let now = Instant::now();
+        first.lock().unwrap().get_or_insert(now);
+        *last.lock().unwrap() = Some(now);
+    }
+    fn span(first: &Mutex<Option<Instant>>, last: &Mutex<Option<Instant>>) -> f64 {
+        match (*first.lock().unwrap(), *last.lock().unwrap()) {
+            (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+}
+
+/// Credits a reader holds for unconsumed data frames.
+struct Credits {
+    used: Mutex<usize>,
+    cv: Condvar,
+}
+
+impl Credits {
+    fn acquire(&self, stop: &AtomicBool) {
+        let mut u = self.used.lock().unwrap();
+        while *u >= CREDITS && !stop.load(Ordering::Relaxed) {
+            u = self
+                .cv
+                .wait_timeout(u, Duration::from_millis(100))
+                .unwrap()
+                .0;
+        }
+        *u += 1;
+    }
+    fn release(&self) {
+        let mut u = self.used.lock().unwrap();
+        *u = u.saturating_sub(1);
+        self.cv.notify_one();
+    }
+}
+
+/// Data frame header inside the payload: phase, owner rank, chunk index.
+const DATA_HDR: usize = 7;
+
+fn data_header(phase: u8, owner: usize, chunk: usize) -> [u8; DATA_HDR] {
+    let mut h = [0u8; DATA_HDR];
+    h[0] = phase;
+    h[1..3].copy_from_slice(&(owner as u16).to_le_bytes());
+    h[3..7].copy_from_slice(&(chunk as u32).to_le_bytes());
+    h
+}
+
+enum Item {
+    Control {
+        kind: u8,
+        attempt: u32,
+        payload: Vec<u8>,
+    },
+    /// My contribution to `owner`'s span: elements [start, start+len) of the input.
+    Phase1 {
+        attempt: u32,
+        owner: usize,
+        chunk: usize,
+        start: usize,
+        len: usize,
+    },
+    /// My span's result: elements [start, start+len) of the output.
+    Phase2 {
+        attempt: u32,
+        owner: usize,
+        chunk: usize,
+        start: usize,
+        len: usize,
+    },
+    /// Acknowledged once everything queued before it was sent.
+    Barrier(Sender<()>),
+}
+
+enum Event {
+    Incoming(Session, TcpStream),
+    Outgoing(Session, TcpStream),
+    NoConnection(usize, String),
+    Frame { from: usize, frame: wire::Frame },
+    Lost { peer: usize, why: String },
+}
+
+/// bincode for small control payloads.
+fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("encode")
+}
+fn dec<T: for<'de> serde::Deserialize<'de>>(b: &[u8]) -> Option<T> {
+    bincode::serde::decode_from_slice(b, bincode::config::standard().with_limit::<65536>())
+        .ok()
+        .map(|(v, _)| v)
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SyncMsg {
+    stage: u8,
+    failed: Vec<u16>,
+}
+
+fn writer_loop(
+    mut stream: BufWriter<TcpStream>,
+    mut key: MacKey,
+    rx: Receiver<Item>,
+    sh: Arc<Shared>,
+    c: Arc<Counters>,
+    peer: usize,
+    events: Sender<Event>,
+) {
+    let mut buf = Vec::new();
+    while let Ok(item) = rx.recv() {
+        let current = sh.attempt.load(Ordering::Acquire);
+        let r = match item {
+            Item::Barrier(ack) => {
+                let _ = stream.flush();
+                let _ = ack.send(());
+                continue;
+            }
+            Item::Control {
+                kind,
+                attempt,
+                payload,
+            } => key
+                .write_frame(&mut stream, kind, attempt, &[&payload])
+                .map(|(n, _)| n),
+            Item::Phase1 {
+                attempt,
+                owner,
+                chunk,
+                start,
+                len,
+            }
+            | Item::Phase2 {
+                attempt,
+                owner,
+                chunk,
+                start,
+                len,
+            } => {
+                if attempt != current {
+                    continue; // stale: the attempt was aborted
+                }
+                let phase1 = matches!(item, Item::Phase1 { .. });
+                let _epoch = sh.epoch.read().unwrap();
+                let hdr = data_header(if phase1 { 1 } else { 2 }, owner, chunk);
+                let values: &[f32] = if phase1 {
+                    &sh.input.flat_f32().expect("checked")[start..start + len]
+                } else {
+                    // SAFETY: result regions are final before they are enqueued (see OutBuf).
+                    unsafe { sh.out.region(start, len) }
+                };
+                let payload: &[u8] = match sh.wire {
+                    Wire::F32 => wire::f32_bytes(values),
+                    w => {
+                        buf.clear();
+                        w.encode(values, &mut buf);
+                        &buf
+                    }
+                };
+                if let Some(rl) = &sh.rate {
+                    rl.take((payload.len() + DATA_HDR) as u64);
+                }
+                let r = key.write_frame(&mut stream, kind::DATA, attempt, &[&hdr, payload]);
+                Counters::mark(&c.first_send, &c.last_send);
+                if let (true, Ok((_, h))) = (phase1, &r) {
+                    sh.sent
+                        .lock()
+                        .unwrap()
+                        .entry((attempt, owner))
+                        .or_default()
+                        .push((chunk, *h));
+                }
+                r.map(|(n, _)| n)
+            }
+        };
+        // frames are large and control frames must not wait: flush each one
+        match r.and_then(|n| stream.flush().map(|_| n)) {
+            Ok(n) => {
+                c.sent.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                if !sh.stop.load(Ordering::Relaxed) {
+                    let _ = events.send(Event::Lost {
+                        peer,
+                        why: format!("sending failed: {e}"),
+                    });
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn reader_loop(
+    stream: TcpStream,
+    mut key: MacKey,
+    sh: Arc<Shared>,
+    c: Arc<Counters>,
+    credits: Arc<Credits>,
+    peer: usize,
+    events: Sender<Event>,
+) {
+    let mut r = BufReader::with_capacity(1 << 20, stream);
+    loop {
+        credits.acquire(&sh.stop);
+        match key.read_frame(&mut r) {
+            Ok(frame) => {
+                c.received
+                    .fetch_add((frame.payload.len() + 25) as u64, Ordering::Relaxed);
+                if frame.kind == kind::DATA {
+                    Counters::mark(&c.first_recv, &c.last_recv);
+                } else {
+                    credits.release(); // only data frames hold credits
+                }
+                if events.send(Event::Frame { from: peer, frame }).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                if !sh.stop.load(Ordering::Relaxed) {
+                    let why = match &e {
+                        wire::FrameError::Io(io)
+                            if io.kind() == std::io::ErrorKind::UnexpectedEof =>
+                        {
+                            "closed the connection".to_string()
+                        }
+                        e => format!("receiving failed: {e}"),
+                    };
+                    let _ = events.send(Event::Lost { peer, why });
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Peak anonymous memory of this process (RssAnon is sampled; VmHWM counts mapped files too).
+fn anon_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("RssAnon:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+fn layout_digest(f: &TensorFile, model: &str) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("dtrain reduce layout v1");
+    h.update(model.as_bytes());
+    for e in f.entries() {
+        h.update(e.spec.name.as_bytes());
+        h.update(&[0]);
+        for d in &e.spec.shape {
+            h.update(&(*d as u64).to_le_bytes());
+        }
+    }
+    *h.finalize().as_bytes()
+}
+
+struct Coordinator {
+    cfg_peers: Peers,
+    me: usize,
+    sh: Arc<Shared>,
+    events: Receiver<Event>,
+    writers: HashMap<usize, Sender<Item>>,
+    credits: HashMap<usize, Arc<Credits>>,
+    counters: HashMap<usize, Arc<Counters>>,
+    streams: HashMap<usize, Vec<TcpStream>>,
+    /// A peer that reported this one as failed.
+    excluded_by: Option<usize>,
+    weights: HashMap<usize, (u64, u64)>,
+    failed: BTreeMap<usize, Failure>,
+    deadline: Instant,
+    idle: Duration,
+    last_seen: HashMap<usize, Instant>,
+    // buffered messages
+    syncs: HashMap<(u32, u8), BTreeMap<usize, Vec<u16>>>,
+    dones: HashMap<u32, BTreeMap<usize, [u8; 32]>>,
+    aborts: HashMap<u32, BTreeSet<usize>>,
+    data: VecDeque<(usize, wire::Frame)>,
+    peak_anon: u64,
+    wire: Wire,
+    chunk: usize,
+    allow_nonfinite: bool,
+    clip: Option<f64>,
+}
+
+/// Why an attempt stopped.
+enum Stop {
+    Abort,
+    NoContributors,
+}
+
+impl Coordinator {
+    fn name(&self, r: usize) -> String {
+        self.cfg_peers.0[r].name.clone()
+    }
+
+    fn fail(&mut self, peer: usize, attempt: u32, reason: impl Into<String>) {
+        if peer == self.me || self.failed.contains_key(&peer) {
+            return;
+        }
+        let f = Failure {
+            peer: self.name(peer),
+            attempt,
+            reason: reason.into(),
+        };
+        self.failed.insert(peer, f);
+        // stop talking to it: its reader and writer threads end on the closed sockets
+        self.writers.remove(&peer);
+        for s in self.streams.remove(&peer).unwrap_or_default() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        if let Some(c) = self.credits.get(&peer) {
+            c.cv.notify_all();
+        }
+    }
+
+    fn send(&self, to: usize, item: Item) {
+        if let Some(w) = self.writers.get(&to) {
+            let _ = w.send(item);
+        }
+    }
+
+    fn control(&self, to: usize, kind: u8, attempt: u32, payload: Vec<u8>) {
+        self.send(
+            to,
+            Item::Control {
+                kind,
+                attempt,
+                payload,
+            },
+        );
+    }
+
+    fn check_deadline(&self, what: &str) -> Result<(), Error> {
+        if Instant::now() >= self.deadline {
+            return Err(Error::Deadline(what.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Receives one event (or times out after `tick`), filing control frames.
+    fn pump(&mut self, tick: Duration) -> Option<Event> {
+        self.peak_anon = self.peak_anon.max(anon_rss());
+        let ev = match self.events.recv_timeout(tick) {
+            Ok(e) => e,
+            Err(RecvTimeoutError::Timeout) => return None,
+            Err(RecvTimeoutError::Disconnected) => return None,
+        };
+        match ev {
+            Event::Frame { from, frame } => {
+                self.last_seen.insert(from, Instant::now());
+                match frame.kind {
+                    kind::SYNC => {
+                        if let Some(m) = dec::<SyncMsg>(&frame.payload) {
+                            self.syncs
+                                .entry((frame.attempt, m.stage))
+                                .or_default()
+                                .insert(from, m.failed);
+                        }
+                        None
+                    }
+                    kind::DONE => {
+                        if let Ok(h) = <[u8; 32]>::try_from(&frame.payload[..]) {
+                            self.dones.entry(frame.attempt).or_default().insert(from, h);
+                        }
+                        None
+                    }
+                    kind::ABORT => {
+                        let failed: Vec<u16> = dec(&frame.payload).unwrap_or_default();
+                        let e = self.aborts.entry(frame.attempt).or_default();
+                        e.insert(from);
+                        for f in failed {
+                            let f = f as usize;
+                            if f < self.cfg_peers.len()
+                                && f != self.me
+                                && !self.failed.contains_key(&f)
+                            {
+                                let name = self.name(from);
+                                self.fail(f, frame.attempt, format!("reported by {name}"));
+                            } else if f == self.me {
+                                // someone thinks we failed: they will exclude us
+                                self.excluded_by.get_or_insert(from);
+                            }
+                        }
+                        None
+                    }
+                    kind::DATA => {
+                        self.data.push_back((from, frame));
+                        None
+                    }
+                    _ => {
+                        self.fail(
+                            from,
+                            self.sh.attempt.load(Ordering::Relaxed),
+                            "sent an unknown frame kind",
+                        );
+                        None
+                    }
+                }
+            }
+            other => Some(other),
+        }
+    }
+
+    fn handle_lost(&mut self, ev: Event, attempt: u32) {
+        if let Event::Lost { peer, why } = ev {
+            self.fail(peer, attempt, why);
+        }
+    }
+
+    fn excluded_check(&self) -> Result<(), Error> {
+        match self.excluded_by {
+            Some(by) => Err(Error::Excluded(format!(
+                "{} reported this peer as failed",
+                self.name(by)
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Agrees with the other live members on who takes part in `attempt`.
+    fn agree(&mut self, attempt: u32, candidates: &BTreeSet<usize>) -> Result<Vec<usize>, Error> {
+        for stage in 1..=2u8 {
+            let live: Vec<usize> = candidates
+                .iter()
+                .copied()
+                .filter(|r| !self.failed.contains_key(r))
+                .collect();
+            let failed: Vec<u16> = self.failed.keys().map(|&r| r as u16).collect();
+            for &r in live.iter().filter(|&&r| r != self.me) {
+                self.control(
+                    r,
+                    kind::SYNC,
+                    attempt,
+                    enc(&SyncMsg {
+                        stage,
+                        failed: failed.clone(),
+                    }),
+                );
+            }
+            let until = Instant::now() + self.idle;
+            loop {
+                self.check_deadline("agreeing on the members")?;
+                self.excluded_check()?;
+                let got = self
+                    .syncs
+                    .get(&(attempt, stage))
+                    .cloned()
+                    .unwrap_or_default();
+                let missing: Vec<usize> = live
+                    .iter()
+                    .copied()
+                    .filter(|&r| {
+                        r != self.me && !self.failed.contains_key(&r) && !got.contains_key(&r)
+                    })
+                    .collect();
+                if missing.is_empty() {
+                    for (from, list) in got {
+                        for f in list {
+                            let f = f as usize;
+                            if f == self.me {
+                                return Err(Error::Excluded(format!(
+                                    "{} reported this peer as failed",
+                                    self.name(from)
+                                )));
+                            }
+                            if f < self.cfg_peers.len() {
+                                let n = self.name(from);
+                                self.fail(f, attempt, format!("reported by {n}"));
+                            }
+                        }
+                    }
+                    break;
+                }
+                if Instant::now() >= until {
+                    for r in missing {
+                        self.fail(r, attempt, "did not answer the membership sync");
+                    }
+                    continue;
+                }
+                if let Some(ev) = self.pump(Duration::from_millis(20)) {
+                    self.handle_lost(ev, attempt);
+                }
+            }
+        }
+        Ok(candidates
+            .iter()
+            .copied()
+            .filter(|r| !self.failed.contains_key(r))
+            .collect())
+    }
+}
+
+/// Runs one peer's side of a round.
+pub fn run(cfg: Config) -> Result<Outcome, Error> {
+    let t_start = Instant::now();
+    let me = cfg
+        .peers
+        .rank(&cfg.me)
+        .ok_or_else(|| Error::NotAPeer(cfg.me.clone()))?;
+    let input = Arc::new(TensorFile::open(&cfg.input)?);
+    let meta = GradMeta::read(&input)?;
+    let flat = input.flat_f32()?;
+    let n_elem = flat.len();
+    if !cfg.allow_nonfinite
+        && !flat
+            .par_chunks(1 << 16)
+            .all(|c| c.iter().all(|v| v.is_finite()))
+    {
+        return Err(Error::NonFinite);
+    }
+    let weight = cfg.weight.unwrap_or(meta.sequences);
+    let tokens = if weight == 0 { 0 } else { meta.tokens };
+    let layout = layout_digest(&input, &meta.model);
+    let deadline = t_start + cfg.deadline;
+    let idle = (cfg.deadline / 6).clamp(Duration::from_millis(500), Duration::from_secs(30));
+    let connect_for = (cfg.deadline / 5).clamp(Duration::from_secs(1), Duration::from_secs(30));
+
+    // the output: created at its final size now, metadata filled in at the end
+    let specs = input.specs();
+    let room: usize =
+        256 + cfg.peers.0.iter().map(|p| p.name.len() + 1).sum::<usize>() + cfg.round.len();
+    let mut out = TensorWriter::create_with_room(&cfg.output, &specs, &BTreeMap::new(), room)?;
+    let out_buf = {
+        let s = out.flat_f32_mut();
+        OutBuf {
+            ptr: s.as_mut_ptr(),
+            len: s.len(),
+        }
+    };
+
+    let sh = Arc::new(Shared {
+        input: input.clone(),
+        out: out_buf,
+        wire: cfg.wire,
+        floor: cfg.floor,
+        attempt: AtomicU32::new(0),
+        epoch: RwLock::new(()),
+        rate: cfg.max_rate.map(|r| RateLimit {
+            rate: r,
+            state: Mutex::new((0.0, Instant::now())),
+        }),
+        stop: AtomicBool::new(false),
+        sent: Mutex::new(HashMap::new()),
+    });
+    let key = Arc::new(cfg.key);
+    let peers = Arc::new(cfg.peers.clone());
+    let round = Arc::new(cfg.round.clone());
+    let (etx, erx) = channel::<Event>();
+
+    // listen, accept and authenticate incoming connections
+    let addr = peers.0[me].addr.clone();
+    let listener = TcpListener::bind(&addr).map_err(|e| Error::Listen {
+        addr: addr.clone(),
+        why: e.to_string(),
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::Io(addr.clone(), e))?;
+    {
+        let (peers, key, round, etx, sh) = (
+            peers.clone(),
+            key.clone(),
+            round.clone(),
+            etx.clone(),
+            sh.clone(),
+        );
+        std::thread::spawn(move || {
+            let active = Arc::new(AtomicU32::new(0));
+            while !sh.stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        // bounded: hostile or stuck dialers cannot pile up threads
+                        if active.load(Ordering::Relaxed) >= 4 * peers.len() as u32 + 16 {
+                            continue;
+                        }
+                        active.fetch_add(1, Ordering::Relaxed);
+                        let (peers, key, round, etx, active) = (
+                            peers.clone(),
+                            key.clone(),
+                            round.clone(),
+                            etx.clone(),
+                            active.clone(),
+                        );
+                        std::thread::spawn(move || {
+                            let _ = s.set_nonblocking(false);
+                            let _ =
+                                s.set_read_timeout(Some(Duration::from_secs(5).min(connect_for)));
+                            let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+                            let local = Local {
+                                round: &round,
+                                me,
+                                key: &key,
+                                peers: &peers,
+                                weight,
+                                tokens,
+                                layout,
+                            };
+                            let mut st = s;
+                            if let Ok(sess) = handshake::accept(&mut st, &local) {
+                                let _ = st.set_read_timeout(None);
+                                let _ = etx.send(Event::Incoming(sess, st));
+                            }
+                            active.fetch_sub(1, Ordering::Relaxed);
+                        });
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+    }
+    // dial every other peer until the connect window closes
+    for j in (0..peers.len()).filter(|&j| j != me) {
+        let (peers, key, round, etx) = (peers.clone(), key.clone(), round.clone(), etx.clone());
+        let until = t_start + connect_for;
+        std::thread::spawn(move || {
+            let mut delay = Duration::from_millis(20);
+            let mut last = String::from("no attempt");
+            while Instant::now() < until {
+                let addrs: Vec<_> = match peers.0[j].addr.to_socket_addrs() {
+                    Ok(a) => a.collect(),
+                    Err(e) => {
+                        last = format!("cannot resolve {}: {e}", peers.0[j].addr);
+                        Vec::new()
+                    }
+                };
+                for a in addrs {
+                    match TcpStream::connect_timeout(&a, Duration::from_secs(2)) {
+                        Ok(mut s) => {
+                            let _ = s.set_nodelay(true);
+                            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                            let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+                            let local = Local {
+                                round: &round,
+                                me,
+                                key: &key,
+                                peers: &peers,
+                                weight,
+                                tokens,
+                                layout,
+                            };
+                            match handshake::initiate(&mut s, &local, j) {
+                                Ok(sess) => {
+                                    let _ = s.set_read_timeout(None);
+                                    let _ = etx.send(Event::Outgoing(sess, s));
+                                    return;
+                                }
+                                Err(e) => last = e.to_string(),
+                            }
+                        }
+                        Err(e) => last = format!("cannot connect to {}: {e}", peers.0[j].addr),
+                    }
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(500));
+            }
+            let _ = etx.send(Event::NoConnection(j, last));
+        });
+    }
+
+    let mut co = Coordinator {
+        cfg_peers: (*peers).clone(),
+        me,
+        sh: sh.clone(),
+        events: erx,
+        writers: HashMap::new(),
+        credits: HashMap::new(),
+        counters: HashMap::new(),
+        streams: HashMap::new(),
+        excluded_by: None,
+        weights: HashMap::from([(me, (weight, tokens))]),
+        failed: BTreeMap::new(),
+        deadline,
+        idle,
+        last_seen: HashMap::new(),
+        syncs: HashMap::new(),
+        dones: HashMap::new(),
+        aborts: HashMap::new(),
+        data: VecDeque::new(),
+        peak_anon: 0,
+        wire: cfg.wire,
+        chunk: cfg.chunk.max(wire::Q8_BLOCK) / wire::Q8_BLOCK * wire::Q8_BLOCK,
+        allow_nonfinite: cfg.allow_nonfinite,
+        clip: cfg.clip,
+    };
+
+    // connection phase: both directions with every peer, or a recorded failure
+    let mut outgoing: HashMap<usize, (Session, TcpStream)> = HashMap::new();
+    let mut incoming: HashMap<usize, (Session, TcpStream)> = HashMap::new();
+    let mut dial_failed: BTreeSet<usize> = BTreeSet::new();
+    let others: Vec<usize> = (0..peers.len()).filter(|&j| j != me).collect();
+    let connect_until = t_start + connect_for + Duration::from_secs(5);
+    loop {
+        let done = others.iter().all(|j| {
+            dial_failed.contains(j) || (outgoing.contains_key(j) && incoming.contains_key(j))
+        });
+        if done || Instant::now() >= connect_until {
+            break;
+        }
+        match co.events.recv_timeout(Duration::from_millis(20)) {
+            Ok(Event::Outgoing(s, st)) => {
+                outgoing.insert(s.peer, (s, st));
+            }
+            Ok(Event::Incoming(s, st)) => {
+                incoming.insert(s.peer, (s, st));
+            }
+            Ok(Event::NoConnection(j, why)) => {
+                dial_failed.insert(j);
+                co.fail(j, 0, why);
+            }
+            _ => {}
+        }
+    }
+    let seconds_connect = t_start.elapsed().as_secs_f64();
+    let (same, other): (Vec<usize>, Vec<usize>) = others
+        .iter()
+        .copied()
+        .filter(|j| outgoing.contains_key(j) && incoming.contains_key(j))
+        .partition(|j| outgoing[j].0.layout == layout && incoming[j].0.layout == layout);
+    if !other.is_empty() && same.len() + 1 <= other.len() {
+        let names: Vec<String> = other.iter().map(|&j| peers.0[j].name.clone()).collect();
+        return Err(Error::Layout(names.join(", ")));
+    }
+    for &j in &others {
+        if co.failed.contains_key(&j) {
+            continue;
+        }
+        match (outgoing.remove(&j), incoming.remove(&j)) {
+            (Some((so, sto)), Some((si, sti))) => {
+                if so.layout != layout || si.layout != layout {
+                    co.fail(j, 0, "its gradient has another tensor layout or model");
+                    continue;
+                }
+                co.weights.insert(j, (si.weight, si.tokens));
+                let c = Arc::new(Counters::default());
+                let cr = Arc::new(Credits {
+                    used: Mutex::new(0),
+                    cv: Condvar::new(),
+                });
+                let _ = sto.set_write_timeout(Some(idle));
+                for st in [&sto, &sti] {
+                    let _ = st.set_nodelay(true);
+                }
+                let (wtx, wrx) = channel::<Item>();
+                {
+                    let (sh, c, etx) = (sh.clone(), c.clone(), etx.clone());
+                    let s = BufWriter::with_capacity(
+                        1 << 20,
+                        sto.try_clone().map_err(|e| Error::Io("socket".into(), e))?,
+                    );
+                    let mut k = so.send;
+                    if cfg.floor {
+                        k.set_insecure();
+                    }
+                    std::thread::spawn(move || writer_loop(s, k, wrx, sh, c, j, etx));
+                }
+                {
+                    let (sh, c, etx, cr) = (sh.clone(), c.clone(), etx.clone(), cr.clone());
+                    let s = sti.try_clone().map_err(|e| Error::Io("socket".into(), e))?;
+                    let mut k = si.recv;
+                    if cfg.floor {
+                        k.set_insecure();
+                    }
+                    std::thread::spawn(move || reader_loop(s, k, sh, c, cr, j, etx));
+                }
+                co.streams.insert(j, vec![sto, sti]);
+                co.writers.insert(j, wtx);
+                co.credits.insert(j, cr);
+                co.counters.insert(j, c);
+                co.last_seen.insert(j, Instant::now());
+            }
+            (o, i) => {
+                let why = match (o.is_some(), i.is_some()) {
+                    (true, false) => "never connected to this peer",
+                    (false, true) => "did not accept this peer's connection",
+                    _ => "no connection either way",
+                };
+                co.fail(j, 0, why);
+            }
+        }
+    }
+    drop(etx);
+
+    let min_peers = cfg.min_peers.unwrap_or(peers.len() / 2 + 1).max(1);
+    let result = co.rounds(n_elem, min_peers);
+    sh.stop.store(true, Ordering::Relaxed);
+    for s in co.streams.values().flatten() {
+        let _ = s.shutdown(Shutdown::Both);
+    }
+    let (attempt, members, plan, contribs, sum_w, tokens_total, confirmed, seconds_reduce) =
+        result?;
+
+    // output metadata and transcript
+    let contributors: Vec<usize> = members
+        .iter()
+        .copied()
+        .filter(|r| co.weights.get(r).is_some_and(|w| w.0 > 0))
+        .collect();
+    let mut out_meta = BTreeMap::new();
+    GradMeta {
+        model: meta.model.clone(),
+        sequences: sum_w,
+        tokens: tokens_total,
+    }
+    .insert_into(&mut out_meta);
+    out_meta.insert(
+        "contributors".into(),
+        contributors
+            .iter()
+            .map(|&r| co.name(r))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    out_meta.insert("round".into(), cfg.round.clone());
+    out_meta.insert("wire".into(), cfg.wire.name().into());
+    out.rewrite_metadata(&out_meta)?;
+    let data_hash = {
+        // SAFETY: all writers have stopped reading (stop flag, sockets shut).
+        let _g = sh.epoch.write().unwrap();
+        let all = unsafe { out_buf.region(0, n_elem) };
+        let mut h = blake3::Hasher::new();
+        h.update_rayon(wire::f32_bytes(all));
+        h.finalize().to_hex().to_string()
+    };
+    out.commit()?;
+
+    let spans = plan
+        .owners
+        .iter()
+        .zip(&plan.spans)
+        .map(|(&o, &(start, len))| SpanRecord {
+            owner: co.name(o),
+            start,
+            len,
+            contributors: contributors
+                .iter()
+                .map(|&c| Contribution {
+                    peer: co.name(c),
+                    weight: co.weights[&c].0,
+                    blake3: contribs.get(&(o, c)).map(|h| h.to_string()),
+                })
+                .collect(),
+        })
+        .collect();
+    let traffic = others
+        .iter()
+        .map(|&j| {
+            let c = co.counters.get(&j);
+            Traffic {
+                peer: co.name(j),
+                sent: c.map_or(0, |c| c.sent.load(Ordering::Relaxed)),
+                received: c.map_or(0, |c| c.received.load(Ordering::Relaxed)),
+                send_seconds: c.map_or(0.0, |c| Counters::span(&c.first_send, &c.last_send)),
+                recv_seconds: c.map_or(0.0, |c| Counters::span(&c.first_recv, &c.last_recv)),
+            }
+        })
+        .collect();
+    let body = Body {
+        version: 1,
+        round: cfg.round.clone(),
+        me: cfg.me.clone(),
+        wire: cfg.wire.name().into(),
+        elements: n_elem,
+        bytes: (n_elem * 4) as u64,
+        peers: (0..peers.len())
+            .map(|r| PeerEntry {
+                name: co.name(r),
+                rank: r,
+                weight: co.weights.get(&r).map(|w| w.0),
+            })
+            .collect(),
+        attempts: attempt + 1,
+        members: members.iter().map(|&r| co.name(r)).collect(),
+        spans,
+        traffic,
+        failures: co.failed.values().cloned().collect(),
+        sum_weight: sum_w,
+        result: data_hash,
+        confirmed_by: confirmed.iter().map(|&r| co.name(r)).collect(),
+        seconds_connect,
+        seconds_reduce,
+        seconds_total: t_start.elapsed().as_secs_f64(),
+        peak_anon_rss_bytes: co.peak_anon.max(anon_rss()),
+    };
+    Ok(Outcome {
+        transcript: Transcript::sign(body, &key),
+    })
+}
+
+type RoundResult = (
+    u32,
+    Vec<usize>,
+    Plan,
+    HashMap<(usize, usize), String>,
+    u64,
+    u64,
+    Vec<usize>,
+    f64,
+);
+
+impl Coordinator {
+    /// Attempts until one completes and is confirmed.
+    fn rounds(&mut self, n_elem: usize, min_peers: usize) -> Result<RoundResult, Error> {
+        let mut candidates: BTreeSet<usize> = (0..self.cfg_peers.len()).collect();
+        let mut attempt: u32 = 0;
+        loop {
+            self.check_deadline("starting an attempt")?;
+            let members = self.agree(attempt, &candidates)?;
+            if members.len() < min_peers {
+                return Err(Error::TooFew {
+                    members: members.len(),
+                    min: min_peers,
+                });
+            }
+            candidates = members.iter().copied().collect();
+            // take the output for this attempt: writers of older attempts finish first
+            self.sh.attempt.store(attempt, Ordering::Release);
+            drop(self.sh.epoch.write().unwrap());
+            let t0 = Instant::now();
+            match self.attempt(attempt, &members, n_elem) {
+                Ok((plan, contribs, sum_w, tokens)) => {
+                    match self.confirm(attempt, &members, n_elem)? {
+                        Some(confirmed) => {
+                            return Ok((
+                                attempt,
+                                members,
+                                plan,
+                                contribs,
+                                sum_w,
+                                tokens,
+                                confirmed,
+                                t0.elapsed().as_secs_f64(),
+                            ));
+                        }
+                        None => {
+                            attempt += 1;
+                        }
+                    }
+                }
+                Err(Stop::Abort) => {
+                    attempt += 1;
+                }
+                Err(Stop::NoContributors) => return Err(Error::NoContributors),
+            }
+        }
+    }
+
+    /// Tells everyone attempt `a` is aborted and why.
+    fn abort(&mut self, a: u32, members: &[usize]) -> Stop {
+        let failed: Vec<u16> = self.failed.keys().map(|&r| r as u16).collect();
+        for &r in members
+            .iter()
+            .filter(|&&r| r != self.me && !self.failed.contains_key(&r))
+        {
+            self.control(r, kind::ABORT, a, enc(&failed));
+        }
+        Stop::Abort
+    }
+
+    /// Waits (at most `limit`) until every writer has sent what is queued,
+    /// so our Done frames reach the others before this process exits.
+    fn drain_writers(&self, limit: Duration) {
+        let (tx, rx) = channel();
+        let n = self
+            .writers
+            .values()
+            .filter(|w| w.send(Item::Barrier(tx.clone())).is_ok())
+            .count();
+        let until = Instant::now() + limit;
+        for _ in 0..n {
+            let left = until.saturating_duration_since(Instant::now());
+            if rx.recv_timeout(left).is_err() {
+                break;
+            }
+        }
+    }
+
+    fn release(&self, from: usize) {
+        if let Some(c) = self.credits.get(&from) {
+            c.release();
+        }
+    }
+
+    /// One attempt with a fixed member set. Returns the plan, contribution
+    /// hashes, Σw and Σtokens when this peer holds the whole result.
+    #[allow(clippy::type_complexity)]
+    fn attempt(
+        &mut self,
+        a: u32,
+        members: &[usize],
+        n_elem: usize,
+    ) -> Result<(Plan, HashMap<(usize, usize), String>, u64, u64), Stop> {
+        let plan = Plan::new(members, &self.cfg_peers, n_elem);
+        let contributors: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|r| self.weights.get(r).is_some_and(|w| w.0 > 0))
+            .collect();
+        let sum_w: u64 = contributors.iter().map(|r| self.weights[r].0).sum();
+        let tokens: u64 = contributors.iter().map(|r| self.weights[r].1).sum();
+        if sum_w == 0 {
+            // every member sees the same weights: all stop the same way
+            return Err(Stop::NoContributors);
+        }
+        let chunk = self.chunk;
+        let chunks_of = |len: usize| len.div_ceil(chunk);
+        let i_contribute = self.weights[&self.me].0 > 0;
+        // phase 1: my contributions to every other owner, chunk by chunk
+        if i_contribute {
+            for (&o, &(start, len)) in plan.owners.iter().zip(&plan.spans) {
+                if o == self.me {
+                    continue;
+                }
+                for c in 0..chunks_of(len) {
+                    let s = start + c * chunk;
+                    self.send(
+                        o,
+                        Item::Phase1 {
+                            attempt: a,
+                            owner: o,
+                            chunk: c,
+                            start: s,
+                            len: chunk.min(start + len - s),
+                        },
+                    );
+                }
+            }
+        }
+        let (my_start, my_len) = plan.span_of(self.me).expect("I am a member");
+        let my_chunks = chunks_of(my_len);
+        let mut next_chunk = 0usize;
+        let mut pending: HashMap<usize, VecDeque<(usize, Vec<u8>, [u8; 32])>> = contributors
+            .iter()
+            .filter(|&&r| r != self.me)
+            .map(|&r| (r, VecDeque::new()))
+            .collect();
+        // the contribution hash: blake3 of the chunk payload hashes, in chunk order
+        let mut contrib_hash: HashMap<usize, blake3::Hasher> = pending
+            .keys()
+            .map(|&r| (r, blake3::Hasher::new()))
+            .collect();
+        // phase 2 bookkeeping: chunks still missing per owner
+        let mut missing: HashMap<usize, usize> = plan
+            .owners
+            .iter()
+            .zip(&plan.spans)
+            .filter(|(&o, _)| o != self.me)
+            .map(|(&o, &(_, len))| (o, chunks_of(len)))
+            .collect();
+        let mut got_chunk: HashMap<(usize, usize), bool> = HashMap::new();
+        let mut acc = vec![0f64; chunk];
+        let mut tmp = vec![0f32; chunk];
+        let mut last_progress = Instant::now();
+
+        loop {
+            if Instant::now() >= self.deadline {
+                let _ = self.abort(a, members);
+                return Err(Stop::Abort);
+            }
+            // an abort from anyone ends this attempt
+            if self.aborts.get(&a).is_some_and(|s| !s.is_empty()) {
+                return Err(self.abort(a, members));
+            }
+            if members.iter().any(|r| self.failed.contains_key(r)) {
+                return Err(self.abort(a, members));
+            }
+            // reduce every chunk of my span whose contributions are all here
+            while next_chunk < my_chunks && pending.values().all(|q| !q.is_empty()) {
+                let s = my_start + next_chunk * chunk;
+                let l = chunk.min(my_start + my_len - s);
+                let acc = &mut acc[..l];
+                acc.iter_mut().for_each(|x| *x = 0.0);
+                let mut contributions: Vec<(u64, Vec<f32>)> = Vec::new();
+                let mut bad: Option<(usize, String)> = None;
+                for &r in &contributors {
+                    let w = self.weights[&r].0;
+                    let vals: &[f32] = if r == self.me {
+                        &self.sh.input.flat_f32().expect("checked")[s..s + l]
+                    } else {
+                        let (c, payload, hash) = pending.get_mut(&r).unwrap().pop_front().unwrap();
+                        self.release(r);
+                        if c != next_chunk {
+                            bad = Some((r, format!("sent chunk {c} where {next_chunk} was due")));
+                            break;
+                        }
+                        contrib_hash.get_mut(&r).unwrap().update(&hash);
+                        if self.sh.floor {
+                            continue;
+                        }
+                        if let Err(e) = self.wire.decode(&payload[DATA_HDR..], &mut tmp[..l]) {
+                            bad = Some((r, format!("malformed chunk: {e}")));
+                            break;
+                        }
+                        &tmp[..l]
+                    };
+                    if !self.allow_nonfinite && !vals.iter().all(|v| v.is_finite()) {
+                        bad = Some((r, "its contribution contains NaN or Inf".into()));
+                        break;
+                    }
+                    if self.clip.is_some() {
+                        contributions.push((w, vals.to_vec()));
+                    } else {
+                        let wf = w as f64;
+                        acc.iter_mut()
+                            .zip(vals)
+                            .for_each(|(a, &v)| *a += wf * v as f64);
+                    }
+                }
+                if let Some((r, why)) = bad {
+                    self.fail(r, a, why);
+                    return Err(self.abort(a, members));
+                }
+                if let Some(tau) = self.clip {
+                    let refs: Vec<(u64, &[f32])> = contributions
+                        .iter()
+                        .map(|(w, v)| (*w, v.as_slice()))
+                        .collect();
+                    centered_clip(&refs, tau, acc);
+                    acc.iter_mut().for_each(|x| *x *= sum_w as f64);
+                }
+                // SAFETY: this chunk of my span is not enqueued yet; nobody reads it.
+                let outr = unsafe { self.sh.out.region_mut(s, l) };
+                if !self.sh.floor {
+                    let inv = sum_w as f64;
+                    outr.iter_mut()
+                        .zip(acc.iter())
+                        .for_each(|(o, &x)| *o = (x / inv) as f32);
+                    self.wire.round_trip(outr);
+                }
+                for &r in members.iter().filter(|&&r| r != self.me) {
+                    self.send(
+                        r,
+                        Item::Phase2 {
+                            attempt: a,
+                            owner: self.me,
+                            chunk: next_chunk,
+                            start: s,
+                            len: l,
+                        },
+                    );
+                }
+                next_chunk += 1;
+                last_progress = Instant::now();
+            }
+            if next_chunk == my_chunks && missing.values().all(|&m| m == 0) {
+                // (owner, contributor) → contribution hash, for my span and my contributions
+                let mut hashes: HashMap<(usize, usize), String> = HashMap::new();
+                for (r, h) in contrib_hash {
+                    hashes.insert((self.me, r), h.finalize().to_hex().to_string());
+                }
+                let mut sent = self.sh.sent.lock().unwrap();
+                for &o in plan
+                    .owners
+                    .iter()
+                    .filter(|&&o| o != self.me && i_contribute)
+                {
+                    let mut list = sent.remove(&(a, o)).unwrap_or_default();
+                    list.sort_by_key(|x| x.0);
+                    let mut h = blake3::Hasher::new();
+                    list.iter().for_each(|(_, x)| {
+                        h.update(x);
+                    });
+                    hashes.insert((o, self.me), h.finalize().to_hex().to_string());
+                }
+                return Ok((plan, hashes, sum_w, tokens));
+            }
+            // take buffered data frames
+            while let Some((from, frame)) = self.data.pop_front() {
+                if frame.attempt != a {
+                    self.release(from);
+                    continue;
+                }
+                if frame.payload.len() < DATA_HDR {
+                    self.release(from);
+                    self.fail(from, a, "malformed data frame");
+                    break;
+                }
+                let phase = frame.payload[0];
+                let owner = u16::from_le_bytes([frame.payload[1], frame.payload[2]]) as usize;
+                let c = u32::from_le_bytes(frame.payload[3..7].try_into().unwrap()) as usize;
+                match phase {
+                    1 if owner == self.me && pending.contains_key(&from) => {
+                        // the credit is released when the chunk is consumed
+                        pending
+                            .get_mut(&from)
+                            .unwrap()
+                            .push_back((c, frame.payload, frame.hash));
+                    }
+                    2 if owner == from && missing.contains_key(&from) => {
+                        self.release(from);
+                        let Some(&(start, len)) = plan.span_of(from).as_ref() else {
+                            continue;
+                        };
+                        if c >= chunks_of(len) || got_chunk.contains_key(&(from, c)) {
+                            self.fail(
+                                from,
+                                a,
+                                format!("sent result chunk {c} twice or out of range"),
+                            );
+                            break;
+                        }
+                        let s = start + c * chunk;
+                        let l = chunk.min(start + len - s);
+                        if !self.sh.floor {
+                            // SAFETY: regions of other owners' spans are written only here, once per attempt.
+                            let outr = unsafe { self.sh.out.region_mut(s, l) };
+                            if let Err(e) = self.wire.decode(&frame.payload[DATA_HDR..], outr) {
+                                self.fail(from, a, format!("malformed result chunk: {e}"));
+                                break;
+                            }
+                            if !self.allow_nonfinite && !outr.iter().all(|v| v.is_finite()) {
+                                self.fail(from, a, "its averaged span contains NaN or Inf");
+                                break;
+                            }
+                        }
+                        got_chunk.insert((from, c), true);
+                        *missing.get_mut(&from).unwrap() -= 1;
+                        last_progress = Instant::now();
+                    }
+                    _ => {
+                        self.release(from);
+                        self.fail(from, a, format!("sent an unexpected data frame (phase {phase}, span of rank {owner})"));
+                        break;
+                    }
+                }
+            }
+            if members.iter().any(|r| self.failed.contains_key(r)) {
+                continue;
+            }
+            // silence: who are we waiting for, and for how long?
+            let now = Instant::now();
+            let me = self.me;
+            for &r in members.iter().filter(|&&r| r != me) {
+                let seen = self.last_seen.get(&r).copied().unwrap_or(now);
+                let waiting_contrib =
+                    next_chunk < my_chunks && pending.get(&r).is_some_and(|q| q.is_empty());
+                let waiting_result = missing.get(&r).is_some_and(|&m| m > 0);
+                let limit = if waiting_contrib {
+                    self.idle
+                } else {
+                    self.idle * 2
+                };
+                if (waiting_contrib || waiting_result)
+                    && now.duration_since(seen) > limit
+                    && now.duration_since(last_progress) > limit
+                {
+                    self.fail(
+                        r,
+                        a,
+                        format!("silent for {:.1}s", now.duration_since(seen).as_secs_f64()),
+                    );
+                }
+            }
+            if let Some(ev) = self.pump(Duration::from_millis(5)) {
+                self.handle_lost(ev, a);
+            }
+        }
+    }
+
+    /// Exchanges result hashes. `Some(confirmers)` when every live member agrees;
+    /// `None` when the attempt was aborted meanwhile.
+    fn confirm(
+        &mut self,
+        a: u32,
+        members: &[usize],
+        n_elem: usize,
+    ) -> Result<Option<Vec<usize>>, Error> {
+        let mine: [u8; 32] = {
+            // SAFETY: the whole output is written for this attempt; writers only read it.
+            let all = unsafe { self.sh.out.region(0, n_elem) };
+            let mut h = blake3::Hasher::new();
+            h.update_rayon(wire::f32_bytes(all));
+            *h.finalize().as_bytes()
+        };
+        for &r in members
+            .iter()
+            .filter(|&&r| r != self.me && !self.failed.contains_key(&r))
+        {
+            self.control(r, kind::DONE, a, mine.to_vec());
+        }
+        let mut confirmed = vec![self.me];
+        let started = Instant::now();
+        loop {
+            self.check_deadline("waiting for the others to confirm the result")?;
+            if self.aborts.get(&a).is_some_and(|s| !s.is_empty()) {
+                let _ = self.abort(a, members);
+                return Ok(None);
+            }
+            let dones = self.dones.get(&a).cloned().unwrap_or_default();
+            for (&r, h) in &dones {
+                if h != &mine {
+                    return Err(Error::Mismatch(format!(
+                        "{} holds a different result",
+                        self.name(r)
+                    )));
+                }
+            }
+            let waiting: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&r| {
+                    r != self.me && !self.failed.contains_key(&r) && !dones.contains_key(&r)
+                })
+                .collect();
+            if waiting.is_empty() {
+                confirmed.extend(members.iter().copied().filter(|r| dones.contains_key(r)));
+                confirmed.sort();
+                self.drain_writers(Duration::from_secs(2));
+                return Ok(Some(confirmed));
+            }
+            if started.elapsed() > self.idle * 3 {
+                for r in waiting {
+                    self.fail(r, a, "left before confirming the result");
+                }
+                continue;
+            }
+            // data frames of this attempt may still trickle in: release their credits
+            while let Some((from, _)) = self.data.pop_front() {
+                self.release(from);
+            }
+            if let Some(ev) = self.pump(Duration::from_millis(5)) {
+                // a peer that confirmed and then closed its connections has finished
+                let finished = matches!(&ev, Event::Lost { peer, .. } if self.dones.get(&a).is_some_and(|d| d.contains_key(peer)));
+                if !finished {
+                    self.handle_lost(ev, a);
+                }
+            }
+        }
+    }
+}
+
+/// Centered clipping (Karimireddy et al., 2021) of weighted contributions,
+/// starting from the coordinate-wise weighted median and iterating three times:
+/// v ← v + Σ wᵢ·clip(gᵢ − v) / Σ wᵢ, clip scaling a difference down to an RMS
+/// of at most `tau` per element. Writes the aggregate (a mean, not a sum) to `out`.
+pub fn centered_clip(contribs: &[(u64, &[f32])], tau: f64, out: &mut [f64]) {
+    let n = out.len();
+    let sum_w: f64 = contribs.iter().map(|(w, _)| *w as f64).sum();
+    // weighted coordinate-wise median
+    let mut col: Vec<(f32, u64)> = Vec::with_capacity(contribs.len());
+    for (k, o) in out.iter_mut().enumerate() {
+        col.clear();
+        col.extend(contribs.iter().map(|(w, v)| (v[k], *w)));
+        col.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let half = sum_w / 2.0;
+        let mut acc = 0.0;
+        *o = col.last().map_or(0.0, |c| c.0 as f64);
+        for (v, w) in &col {
+            acc += *w as f64;
+            if acc >= half {
+                *o = *v as f64;
+                break;
+            }
+        }
+    }
+    let limit = tau * (n as f64).sqrt();
+    let mut step = vec![0f64; n];
+    for _ in 0..3 {
+        step.iter_mut().for_each(|s| *s = 0.0);
+        for (w, v) in contribs {
+            let norm = v
+                .iter()
+                .zip(out.iter())
+                .map(|(&g, &c)| (g as f64 - c).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let scale = if norm > limit { limit / norm } else { 1.0 };
+            let f = *w as f64 * scale / sum_w;
+            step.iter_mut()
+                .zip(v.iter().zip(out.iter()))
+                .for_each(|(s, (&g, &c))| *s += f * (g as f64 - c));
+        }
+        out.iter_mut().zip(&step).for_each(|(o, s)| *o += s);
+    }
+}

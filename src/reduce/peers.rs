@@ -1,0 +1,210 @@
+//! PEERS.toml: who takes part in a round.
+//!
+//! ```toml
+//! [[peer]]
+//! name = "miner-a"
+//! addr = "10.0.0.1:7000"    # where this peer listens
+//! pubkey = "…64 hex…"       # as `dtrain keygen` prints it
+//! bandwidth = 1000.0        # optional hint (any unit); spans are proportional
+//! ```
+//! A peer's rank is its position in the file; every peer must use the same file.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::keys::PublicKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {why}")]
+    Parse { path: String, why: String },
+    #[error("{path}: {why}")]
+    Invalid { path: String, why: String },
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Peer {
+    pub name: String,
+    pub addr: String,
+    pub pubkey: PublicKey,
+    #[serde(default)]
+    pub bandwidth: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct File {
+    peer: Vec<Peer>,
+}
+
+/// The peers in rank order.
+#[derive(Clone, Debug)]
+pub struct Peers(pub Vec<Peer>);
+
+impl Peers {
+    pub fn read(path: &Path) -> Result<Self, Error> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Parse {
+            path: p.clone(),
+            why: e.to_string(),
+        })?;
+        Self::parse(&text, &p)
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Self, Error> {
+        let f: File = toml::from_str(text).map_err(|e| Error::Parse {
+            path: origin.into(),
+            why: e.to_string(),
+        })?;
+        let bad = |why: String| Error::Invalid {
+            path: origin.into(),
+            why,
+        };
+        if f.peer.is_empty() {
+            return Err(bad("no [[peer]] entries".into()));
+        }
+        if f.peer.len() > u16::MAX as usize {
+            return Err(bad("too many peers".into()));
+        }
+        for (i, p) in f.peer.iter().enumerate() {
+            if p.name.is_empty()
+                || p.name.len() > 64
+                || !p
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(bad(format!(
+                    "peer {}: invalid name '{}' (letters, digits, - _ . ; at most 64)",
+                    i + 1,
+                    p.name
+                )));
+            }
+            if f.peer[..i].iter().any(|q| q.name == p.name) {
+                return Err(bad(format!("peer name '{}' appears twice", p.name)));
+            }
+            if f.peer[..i].iter().any(|q| q.pubkey == p.pubkey) {
+                return Err(bad(format!(
+                    "peer '{}' reuses another peer's public key",
+                    p.name
+                )));
+            }
+            if p.bandwidth.is_some_and(|b| !(b > 0.0 && b.is_finite())) {
+                return Err(bad(format!(
+                    "peer '{}': bandwidth must be a positive number",
+                    p.name
+                )));
+            }
+        }
+        Ok(Peers(f.peer))
+    }
+
+    pub fn rank(&self, name: &str) -> Option<usize> {
+        self.0.iter().position(|p| p.name == name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Spans of the flat vector: member `ranks[i]` owns `spans[i]`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Plan {
+    pub owners: Vec<usize>,
+    /// (start, len) in elements
+    pub spans: Vec<(usize, usize)>,
+}
+
+/// Span starts are multiples of this many elements (and of the q8 block).
+pub const ALIGN: usize = 64;
+
+impl Plan {
+    /// Cuts `len` elements into one span per member, proportional to the
+    /// bandwidth hints (equal without hints), aligned to [`ALIGN`].
+    pub fn new(members: &[usize], peers: &Peers, len: usize) -> Self {
+        let w: Vec<f64> = members
+            .iter()
+            .map(|&r| peers.0[r].bandwidth.unwrap_or(1.0))
+            .collect();
+        let total: f64 = w.iter().sum();
+        let mut spans = Vec::with_capacity(members.len());
+        let mut start = 0usize;
+        let mut acc = 0.0;
+        for (i, wi) in w.iter().enumerate() {
+            acc += wi;
+            let end = if i + 1 == members.len() {
+                len
+            } else {
+                (((acc / total) * len as f64) as usize / ALIGN * ALIGN).clamp(start, len)
+            };
+            spans.push((start, end - start));
+            start = end;
+        }
+        Plan {
+            owners: members.to_vec(),
+            spans,
+        }
+    }
+
+    pub fn span_of(&self, owner: usize) -> Option<(usize, usize)> {
+        self.owners
+            .iter()
+            .position(|&o| o == owner)
+            .map(|i| self.spans[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Key;
+
+    fn peers(bw: &[Option<f64>]) -> Peers {
+        let mut t = String::new();
+        for (i, b) in bw.iter().enumerate() {
+            t += &format!(
+                "[[peer]]\nname = \"p{i}\"\naddr = \"127.0.0.1:{}\"\npubkey = \"{}\"\n",
+                7000 + i,
+                Key::generate().public().to_hex()
+            );
+            if let Some(b) = b {
+                t += &format!("bandwidth = {b}\n");
+            }
+        }
+        Peers::parse(&t, "test").unwrap()
+    }
+
+    #[test]
+    fn plans_cover_the_vector_aligned_and_proportional() {
+        let p = peers(&[None, None, None]);
+        let plan = Plan::new(&[0, 1, 2], &p, 1000);
+        assert_eq!(plan.spans.iter().map(|s| s.1).sum::<usize>(), 1000);
+        assert!(plan.spans.iter().all(|s| s.0 % ALIGN == 0));
+        let p = peers(&[Some(3.0), Some(1.0)]);
+        let plan = Plan::new(&[0, 1], &p, 64_000);
+        assert_eq!(plan.spans, vec![(0, 48_000), (48_000, 16_000)]);
+        let plan = Plan::new(&[1], &p, 10);
+        assert_eq!(plan.spans, vec![(0, 10)]);
+    }
+
+    #[test]
+    fn rejects_bad_files() {
+        let k = Key::generate().public().to_hex();
+        let dup = format!("[[peer]]\nname=\"a\"\naddr=\"x:1\"\npubkey=\"{k}\"\n[[peer]]\nname=\"a\"\naddr=\"x:2\"\npubkey=\"{k}\"\n");
+        assert!(Peers::parse(&dup, "t")
+            .unwrap_err()
+            .to_string()
+            .contains("appears twice"));
+        assert!(
+            Peers::parse("[[peer]]\nname=\"a\"\naddr=\"x:1\"\npubkey=\"00\"\n", "t")
+                .unwrap_err()
+                .to_string()
+                .contains("invalid public key")
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! The signed record of a reduce round, for validators' participation and
+//! bandwidth scores.
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{Key, PublicKey};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PeerEntry {
+    pub name: String,
+    pub rank: usize,
+    /// Averaging weight it announced (sequences); None if it never connected.
+    pub weight: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Failure {
+    pub peer: String,
+    pub attempt: u32,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SpanRecord {
+    pub owner: String,
+    pub start: usize,
+    pub len: usize,
+    /// Contributors in rank order with their weight and, where this peer saw
+    /// the bytes (its own span, or its own contribution), their blake3.
+    pub contributors: Vec<Contribution>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Contribution {
+    pub peer: String,
+    pub weight: u64,
+    pub blake3: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Traffic {
+    pub peer: String,
+    /// Bytes this peer sent to / received from that peer (frames, handshake excluded).
+    pub sent: u64,
+    pub received: u64,
+    /// Seconds from the first to the last data frame in each direction.
+    pub send_seconds: f64,
+    pub recv_seconds: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Body {
+    pub version: u32,
+    pub round: String,
+    pub me: String,
+    pub wire: String,
+    pub elements: usize,
+    pub bytes: u64,
+    pub peers: Vec<PeerEntry>,
+    pub attempts: u32,
+    pub members: Vec<String>,
+    pub spans: Vec<SpanRecord>,
+    pub traffic: Vec<Traffic>,
+    pub failures: Vec<Failure>,
+    pub sum_weight: u64,
+    pub result: String,
+    /// Peers whose final result hash matched this one.
+    pub confirmed_by: Vec<String>,
+    pub seconds_connect: f64,
+    pub seconds_reduce: f64,
+    pub seconds_total: f64,
+    pub peak_anon_rss_bytes: u64,
+}
+
+/// A body, its signer and the ed25519 signature over the body's JSON bytes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Transcript {
+    pub body: Body,
+    pub signer: String,
+    pub pubkey: PublicKey,
+    pub signature: String,
+}
+
+impl Transcript {
+    pub fn sign(body: Body, key: &Key) -> Self {
+        let bytes = serde_json::to_vec(&body).expect("json");
+        Transcript {
+            signer: body.me.clone(),
+            pubkey: key.public(),
+            signature: hex::encode(key.sign(&bytes)),
+            body,
+        }
+    }
+
+    /// Checks the signature (and, if given, that the key is the expected one).
+    pub fn verify(&self, expected: Option<&PublicKey>) -> Result<(), crate::keys::Error> {
+        if let Some(k) = expected {
+            if k != &self.pubkey {
+                return Err(crate::keys::Error::BadSignature);
+            }
+        }
+        let bytes = serde_json::to_vec(&self.body).expect("json");
+        self.pubkey.verify_hex(&bytes, &self.signature)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("json") + "\n"
+    }
+
+    pub fn read(path: &std::path::Path) -> Result<Self, String> {
+        let t = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&t).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}

@@ -1,0 +1,422 @@
+//! Frames and number formats on the wire.
+//!
+//! After the handshake every frame is
+//! `[u32 len][u8 kind][u32 attempt][payload: len bytes][16-byte MAC]`, all
+//! little-endian. The MAC is keyed blake3 (the session key of that direction)
+//! over the frame's sequence number, kind, attempt, length and the payload's
+//! blake3, truncated to 128 bits: a frame that was altered, replayed,
+//! reordered or taken from another session fails it. Hashing the payload once
+//! serves twice: the same hash identifies the chunk in the round's transcript. Lengths above [`MAX_FRAME`] are refused
+//! before anything is allocated. Data chunks go as raw little-endian numbers.
+//!
+//! Number formats: `f32` as is; `bf16` (round to nearest even) halves the bytes;
+//! `q8` is blockwise 8-bit: per block of [`Q8_BLOCK`] values an f32 scale
+//! (absmax/127) then one i8 per value.
+
+use std::io::{self, IoSlice, Read, Write};
+
+pub const MAX_FRAME: usize = 8 << 20;
+pub const MAC_LEN: usize = 16;
+pub const Q8_BLOCK: usize = 64;
+const HEADER: usize = 9;
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Wire {
+    F32,
+    Bf16,
+    Q8,
+}
+
+impl Wire {
+    pub fn name(self) -> &'static str {
+        match self {
+            Wire::F32 => "f32",
+            Wire::Bf16 => "bf16",
+            Wire::Q8 => "q8",
+        }
+    }
+
+    /// Encoded size of `n` values.
+    pub fn encoded_len(self, n: usize) -> usize {
+        match self {
+            Wire::F32 => 4 * n,
+            Wire::Bf16 => 2 * n,
+            Wire::Q8 => n.div_ceil(Q8_BLOCK) * 4 + n,
+        }
+    }
+
+    /// Appends the encoding of `x` to `out`.
+    pub fn encode(self, x: &[f32], out: &mut Vec<u8>) {
+        match self {
+            Wire::F32 => out.extend_from_slice(f32_bytes(x)),
+            Wire::Bf16 => {
+                out.reserve(2 * x.len());
+                for v in x {
+                    out.extend_from_slice(&half::bf16::from_f32(*v).to_le_bytes());
+                }
+            }
+            Wire::Q8 => {
+                for block in x.chunks(Q8_BLOCK) {
+                    let scale = q8_scale(block);
+                    out.extend_from_slice(&scale.to_le_bytes());
+                    for v in block {
+                        out.push(q8_value(*v, scale) as u8);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes `n` values from `bytes` into `out` (which has length `n`).
+    pub fn decode(self, bytes: &[u8], out: &mut [f32]) -> Result<(), String> {
+        if bytes.len() != self.encoded_len(out.len()) {
+            return Err(format!(
+                "{} bytes for {} {} values",
+                bytes.len(),
+                out.len(),
+                self.name()
+            ));
+        }
+        match self {
+            Wire::F32 => {
+                for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+            }
+            Wire::Bf16 => {
+                for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *o = half::bf16::from_le_bytes([c[0], c[1]]).to_f32();
+                }
+            }
+            Wire::Q8 => {
+                let mut pos = 0;
+                for block in out.chunks_mut(Q8_BLOCK) {
+                    let scale = f32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap());
+                    pos += 4;
+                    for o in block.iter_mut() {
+                        *o = (bytes[pos] as i8) as f32 * scale;
+                        pos += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What a receiver decodes from `encode(x)`, computed in place.
+    pub fn round_trip(self, x: &mut [f32]) {
+        match self {
+            Wire::F32 => {}
+            Wire::Bf16 => x
+                .iter_mut()
+                .for_each(|v| *v = half::bf16::from_f32(*v).to_f32()),
+            Wire::Q8 => {
+                for block in x.chunks_mut(Q8_BLOCK) {
+                    let scale = q8_scale(block);
+                    block
+                        .iter_mut()
+                        .for_each(|v| *v = q8_value(*v, scale) as f32 * scale);
+                }
+            }
+        }
+    }
+}
+
+fn q8_scale(block: &[f32]) -> f32 {
+    let m = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+    if m > 0.0 && m.is_finite() {
+        m / 127.0
+    } else if m == 0.0 {
+        0.0
+    } else {
+        f32::NAN // a non-finite block stays detectable after decoding
+    }
+}
+
+fn q8_value(v: f32, scale: f32) -> i8 {
+    if scale == 0.0 || !scale.is_finite() {
+        0
+    } else {
+        (v / scale).round().clamp(-127.0, 127.0) as i8
+    }
+}
+
+/// The bytes of an f32 slice (little-endian machine).
+pub fn f32_bytes(x: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding and every byte pattern is a valid u8.
+    unsafe { std::slice::from_raw_parts(x.as_ptr() as *const u8, x.len() * 4) }
+}
+
+/// Message kinds.
+pub mod kind {
+    pub const SYNC: u8 = 1;
+    pub const DATA: u8 = 2;
+    pub const ABORT: u8 = 3;
+    pub const DONE: u8 = 4;
+}
+
+/// A received, authenticated frame.
+#[derive(Debug)]
+pub struct Frame {
+    pub kind: u8,
+    pub attempt: u32,
+    pub payload: Vec<u8>,
+    /// blake3 of the payload (zero in floor mode).
+    pub hash: [u8; 32],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {0} bytes is over the {MAX_FRAME}-byte cap")]
+    TooLarge(usize),
+    #[error("frame fails its MAC (altered, replayed or out of order)")]
+    BadMac,
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// One direction of an authenticated connection.
+pub struct MacKey {
+    key: [u8; 32],
+    seq: u64,
+    /// Floor mode (benchmarks only): no hashing, no MAC check.
+    insecure: bool,
+}
+
+impl MacKey {
+    pub fn new(key: [u8; 32]) -> Self {
+        Self {
+            key,
+            seq: 0,
+            insecure: false,
+        }
+    }
+
+    /// Turns hashing and MAC checks off: the transport floor of the benchmark.
+    pub fn set_insecure(&mut self) {
+        self.insecure = true;
+    }
+
+    fn payload_hash(&self, parts: &[&[u8]]) -> [u8; 32] {
+        if self.insecure {
+            return [0; 32];
+        }
+        let mut h = blake3::Hasher::new();
+        for p in parts {
+            h.update(p);
+        }
+        *h.finalize().as_bytes()
+    }
+
+    fn tag(&self, header: &[u8], payload_hash: &[u8; 32]) -> [u8; MAC_LEN] {
+        let mut out = [0u8; MAC_LEN];
+        if self.insecure {
+            return out;
+        }
+        let mut h = blake3::Hasher::new_keyed(&self.key);
+        h.update(&self.seq.to_le_bytes());
+        h.update(header);
+        h.update(payload_hash);
+        out.copy_from_slice(&h.finalize().as_bytes()[..MAC_LEN]);
+        out
+    }
+
+    /// Writes one frame whose payload is the concatenation of `parts`
+    /// (gathered with one vectored write; no copy of the data). Returns the
+    /// bytes written and the payload's blake3.
+    pub fn write_frame(
+        &mut self,
+        w: &mut impl Write,
+        kind: u8,
+        attempt: u32,
+        parts: &[&[u8]],
+    ) -> io::Result<(u64, [u8; 32])> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        assert!(len <= MAX_FRAME, "frame over the cap");
+        let mut header = [0u8; HEADER];
+        header[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        header[4] = kind;
+        header[5..9].copy_from_slice(&attempt.to_le_bytes());
+        let hash = self.payload_hash(parts);
+        let mac = self.tag(&header, &hash);
+        self.seq += 1;
+        let mut slices: Vec<IoSlice> = Vec::with_capacity(parts.len() + 2);
+        slices.push(IoSlice::new(&header));
+        slices.extend(parts.iter().map(|p| IoSlice::new(p)));
+        slices.push(IoSlice::new(&mac));
+        write_all_vectored(w, &mut slices)?;
+        Ok(((HEADER + len + MAC_LEN) as u64, hash))
+    }
+
+    /// Reads and authenticates one frame.
+    pub fn read_frame(&mut self, r: &mut impl Read) -> Result<Frame, FrameError> {
+        let mut header = [0u8; HEADER];
+        r.read_exact(&mut header)?;
+        let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
+        if len > MAX_FRAME {
+            return Err(FrameError::TooLarge(len));
+        }
+        let mut payload = vec![0u8; len];
+        r.read_exact(&mut payload)?;
+        let mut mac = [0u8; MAC_LEN];
+        r.read_exact(&mut mac)?;
+        let hash = self.payload_hash(&[&payload]);
+        let want = self.tag(&header, &hash);
+        // constant-time comparison
+        if want
+            .iter()
+            .zip(mac.iter())
+            .fold(0u8, |a, (x, y)| a | (x ^ y))
+            != 0
+        {
+            return Err(FrameError::BadMac);
+        }
+        self.seq += 1;
+        Ok(Frame {
+            kind: header[4],
+            attempt: u32::from_le_bytes(header[5..9].try_into().unwrap()),
+            payload,
+            hash,
+        })
+    }
+}
+
+fn write_all_vectored(w: &mut impl Write, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "connection closed",
+                ))
+            }
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Pre-authentication frames of the handshake: `[u32 len][bytes]`, at most 4 KiB.
+pub const MAX_HELLO: usize = 4096;
+
+pub fn write_plain(w: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    w.write_all(&(bytes.len() as u32).to_le_bytes())?;
+    w.write_all(bytes)?;
+    w.flush()
+}
+
+pub fn read_plain(r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_HELLO {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut b = vec![0u8; len];
+    r.read_exact(&mut b)?;
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codecs_round_trip() {
+        let x: Vec<f32> = (0..1000)
+            .map(|i| ((i as f32) * 0.37).sin() * 10f32.powi(i % 7 - 3))
+            .collect();
+        for wire in [Wire::F32, Wire::Bf16, Wire::Q8] {
+            let mut enc = Vec::new();
+            wire.encode(&x, &mut enc);
+            assert_eq!(enc.len(), wire.encoded_len(x.len()));
+            let mut dec = vec![0f32; x.len()];
+            wire.decode(&enc, &mut dec).unwrap();
+            let mut rt = x.clone();
+            wire.round_trip(&mut rt);
+            assert_eq!(dec, rt, "{wire:?}: decode(encode(x)) == round_trip(x)");
+            // encoding what was decoded gives the same bytes (owners re-encode from their output)
+            let mut again = Vec::new();
+            wire.encode(&dec, &mut again);
+            assert_eq!(again, enc, "{wire:?}");
+            for (a, b) in x.iter().zip(&dec) {
+                let tol = match wire {
+                    Wire::F32 => 0.0,
+                    Wire::Bf16 => a.abs() / 128.0,
+                    Wire::Q8 => 1e9, // checked blockwise below
+                };
+                assert!((a - b).abs() <= tol, "{wire:?} {a} {b}");
+            }
+        }
+        let mut q = vec![0f32; 64];
+        let block: Vec<f32> = (0..64).map(|i| i as f32 - 32.0).collect();
+        let mut e = Vec::new();
+        Wire::Q8.encode(&block, &mut e);
+        Wire::Q8.decode(&e, &mut q).unwrap();
+        assert!(block
+            .iter()
+            .zip(&q)
+            .all(|(a, b)| (a - b).abs() <= 32.0 / 127.0 / 2.0 + 1e-6));
+        let mut nan = vec![1.0f32; 64];
+        nan[5] = f32::NAN;
+        let mut e = Vec::new();
+        Wire::Q8.encode(&nan, &mut e);
+        Wire::Q8.decode(&e, &mut q).unwrap();
+        assert!(
+            q.iter().any(|v| !v.is_finite()),
+            "a NaN block stays visible"
+        );
+    }
+
+    #[test]
+    fn frames_authenticate() {
+        let key = [9u8; 32];
+        let mut w = MacKey::new(key);
+        let mut buf = Vec::new();
+        w.write_frame(&mut buf, kind::DATA, 3, &[b"hello ", b"world"])
+            .unwrap();
+        w.write_frame(&mut buf, kind::DONE, 3, &[b"x"]).unwrap();
+        let mut r = MacKey::new(key);
+        let mut cur = &buf[..];
+        let f = r.read_frame(&mut cur).unwrap();
+        assert_eq!(
+            (f.kind, f.attempt, &f.payload[..]),
+            (kind::DATA, 3, &b"hello world"[..])
+        );
+        assert_eq!(f.hash, *blake3::hash(b"hello world").as_bytes());
+        assert_eq!(r.read_frame(&mut cur).unwrap().payload, b"x");
+        // a flipped bit, a replay, a wrong key
+        let mut bad = buf.clone();
+        bad[12] ^= 1;
+        assert!(matches!(
+            MacKey::new(key).read_frame(&mut &bad[..]),
+            Err(FrameError::BadMac)
+        ));
+        let mut r2 = MacKey::new(key);
+        let first_len = 9 + 11 + 16;
+        r2.read_frame(&mut &buf[..first_len]).unwrap();
+        assert!(
+            matches!(
+                r2.read_frame(&mut &buf[..first_len]),
+                Err(FrameError::BadMac)
+            ),
+            "replay"
+        );
+        assert!(matches!(
+            MacKey::new([1u8; 32]).read_frame(&mut &buf[..]),
+            Err(FrameError::BadMac)
+        ));
+        // an oversized length is refused before allocating
+        let mut huge = vec![0xff, 0xff, 0xff, 0x7f, 2, 0, 0, 0, 0];
+        huge.extend_from_slice(&[0; 32]);
+        assert!(matches!(
+            MacKey::new(key).read_frame(&mut &huge[..]),
+            Err(FrameError::TooLarge(_))
+        ));
+    }
+}
