@@ -183,6 +183,9 @@ impl RateLimit {
     }
 }
 
+/// (attempt, owner) → (chunk, payload hash) of the phase-1 frames sent.
+type SentHashes = HashMap<(u32, usize), Vec<(usize, [u8; 32])>>;
+
 struct Shared {
     input: Arc<TensorFile>,
     out: OutBuf,
@@ -193,7 +196,7 @@ struct Shared {
     rate: Option<RateLimit>,
     stop: AtomicBool,
     /// Hashes of the phase-1 chunks this peer sent: (attempt, owner) → (chunk, hash).
-    sent: Mutex<HashMap<(u32, usize), Vec<(usize, [u8; 32])>>>,
+    sent: Mutex<SentHashes>,
 }
 
 /// Per-peer traffic counters.
@@ -495,6 +498,10 @@ struct Coordinator {
     chunk: usize,
     allow_nonfinite: bool,
     clip: Option<f64>,
+    debug: bool,
+    started: Instant,
+    /// When this peer's connect window closes (the others' closes about then too).
+    connect_until: Instant,
 }
 
 /// Why an attempt stopped.
@@ -517,6 +524,10 @@ impl Coordinator {
             attempt,
             reason: reason.into(),
         };
+        self.debug(&format!(
+            "attempt {attempt}: {} failed: {}",
+            f.peer, f.reason
+        ));
         self.failed.insert(peer, f);
         // stop talking to it: its reader and writer threads end on the closed sockets
         self.writers.remove(&peer);
@@ -525,6 +536,17 @@ impl Coordinator {
         }
         if let Some(c) = self.credits.get(&peer) {
             c.cv.notify_all();
+        }
+    }
+
+    /// Diagnostics on stderr when DTRAIN_REDUCE_DEBUG is set.
+    fn debug(&self, msg: &str) {
+        if self.debug {
+            eprintln!(
+                "[reduce {} +{:.3}s] {msg}",
+                self.name(self.me),
+                self.started.elapsed().as_secs_f64()
+            );
         }
     }
 
@@ -652,7 +674,14 @@ impl Coordinator {
                     }),
                 );
             }
-            let until = Instant::now() + self.idle;
+            // The first sync of a round also waits out the others' connect
+            // window: a peer still dialing someone who died before listening
+            // cannot answer until that window closes.
+            let until = if attempt == 0 && stage == 1 {
+                (Instant::now() + self.idle).max(self.connect_until + self.idle)
+            } else {
+                Instant::now() + self.idle
+            };
             loop {
                 self.check_deadline("agreeing on the members")?;
                 self.excluded_check()?;
@@ -694,6 +723,16 @@ impl Coordinator {
                 }
                 if let Some(ev) = self.pump(Duration::from_millis(20)) {
                     self.handle_lost(ev, attempt);
+                }
+                // data of aborted attempts: drop it and return the credits, so
+                // senders are never blocked behind it
+                let data = std::mem::take(&mut self.data);
+                for (from, frame) in data {
+                    if frame.attempt < attempt {
+                        self.release(from);
+                    } else {
+                        self.data.push_back((from, frame));
+                    }
                 }
             }
         }
@@ -899,6 +938,9 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         chunk: cfg.chunk.max(wire::Q8_BLOCK) / wire::Q8_BLOCK * wire::Q8_BLOCK,
         allow_nonfinite: cfg.allow_nonfinite,
         clip: cfg.clip,
+        debug: std::env::var_os("DTRAIN_REDUCE_DEBUG").is_some(),
+        started: t_start,
+        connect_until: t_start + connect_for + Duration::from_secs(5),
     };
 
     // connection phase: both directions with every peer, or a recorded failure
@@ -906,7 +948,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     let mut incoming: HashMap<usize, (Session, TcpStream)> = HashMap::new();
     let mut dial_failed: BTreeSet<usize> = BTreeSet::new();
     let others: Vec<usize> = (0..peers.len()).filter(|&j| j != me).collect();
-    let connect_until = t_start + connect_for + Duration::from_secs(5);
+    let connect_until = co.connect_until;
     loop {
         let done = others.iter().all(|j| {
             dial_failed.contains(j) || (outgoing.contains_key(j) && incoming.contains_key(j))
@@ -934,7 +976,8 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         .copied()
         .filter(|j| outgoing.contains_key(j) && incoming.contains_key(j))
         .partition(|j| outgoing[j].0.layout == layout && incoming[j].0.layout == layout);
-    if !other.is_empty() && same.len() + 1 <= other.len() {
+    // my group (the same layout, me included) is no larger than the others': I am the odd one
+    if !other.is_empty() && same.len() < other.len() {
         let names: Vec<String> = other.iter().map(|&j| peers.0[j].name.clone()).collect();
         return Err(Error::Layout(names.join(", ")));
     }
@@ -1123,6 +1166,10 @@ impl Coordinator {
         loop {
             self.check_deadline("starting an attempt")?;
             let members = self.agree(attempt, &candidates)?;
+            self.debug(&format!(
+                "attempt {attempt}: members {:?}",
+                members.iter().map(|&r| self.name(r)).collect::<Vec<_>>()
+            ));
             if members.len() < min_peers {
                 return Err(Error::TooFew {
                     members: members.len(),
@@ -1164,6 +1211,10 @@ impl Coordinator {
 
     /// Tells everyone attempt `a` is aborted and why.
     fn abort(&mut self, a: u32, members: &[usize]) -> Stop {
+        self.debug(&format!("aborting attempt {a}"));
+        // writers drop the aborted attempt's queued data from now on, so the
+        // control frames behind it go out at once
+        self.sh.attempt.fetch_max(a + 1, Ordering::AcqRel);
         let failed: Vec<u16> = self.failed.keys().map(|&r| r as u16).collect();
         for &r in members
             .iter()
@@ -1271,14 +1322,17 @@ impl Coordinator {
 
         loop {
             if Instant::now() >= self.deadline {
+                self.debug("deadline reached during the attempt");
                 let _ = self.abort(a, members);
                 return Err(Stop::Abort);
             }
             // an abort from anyone ends this attempt
-            if self.aborts.get(&a).is_some_and(|s| !s.is_empty()) {
+            if let Some(from) = self.aborts.get(&a).and_then(|s| s.iter().next().copied()) {
+                self.debug(&format!("{} aborted attempt {a}", self.name(from)));
                 return Err(self.abort(a, members));
             }
-            if members.iter().any(|r| self.failed.contains_key(r)) {
+            if let Some(r) = members.iter().find(|r| self.failed.contains_key(r)) {
+                self.debug(&format!("member {} has failed", self.name(*r)));
                 return Err(self.abort(a, members));
             }
             // reduce every chunk of my span whose contributions are all here

@@ -1,0 +1,723 @@
+//! `dtrain reduce` as real processes on loopback: results, determinism across
+//! peers, killed peers, hostile connections, deadlines.
+mod common;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use dtrain::tensors::{DType, GradMeta, TensorFile, TensorSpec};
+
+const MODEL: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
+
+struct Swarm {
+    dir: tempfile::TempDir,
+    names: Vec<String>,
+    pubs: Vec<String>,
+    n_elem: usize,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A deterministic pseudo-random gradient.
+fn gradient(seed: u64, n: usize) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..n)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let u = (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+            u * if i % 97 == 0 { 1e3 } else { 1.0 }
+        })
+        .collect()
+}
+
+impl Swarm {
+    /// n peers with gradients of `n_elem` elements in two tensors; peer i has weight weights[i].
+    fn new(n: usize, n_elem: usize, weights: &[u64]) -> Swarm {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+        let mut pubs = Vec::new();
+        let mut toml = String::new();
+        for name in &names {
+            let key = dir.path().join(format!("{name}.key"));
+            let o = dtrain(&["keygen", "-o", key.to_str().unwrap()], b"");
+            assert!(o.status.success());
+            let pk = String::from_utf8(o.stdout).unwrap().trim().to_string();
+            toml += &format!(
+                "[[peer]]\nname = \"{name}\"\naddr = \"127.0.0.1:{}\"\npubkey = \"{pk}\"\n\n",
+                free_port()
+            );
+            pubs.push(pk);
+        }
+        std::fs::write(dir.path().join("peers.toml"), toml).unwrap();
+        let s = Swarm {
+            dir,
+            names,
+            pubs,
+            n_elem,
+        };
+        for i in 0..n {
+            s.write_grad(i, weights[i], MODEL);
+        }
+        s
+    }
+
+    fn path(&self, f: &str) -> PathBuf {
+        self.dir.path().join(f)
+    }
+
+    fn write_grad(&self, i: usize, weight: u64, model: &str) {
+        let a = self.n_elem / 3;
+        let specs = vec![
+            TensorSpec::new("w", DType::F32, &[a]),
+            TensorSpec::new("b", DType::F32, &[self.n_elem - a]),
+        ];
+        let g = gradient(i as u64 + 1, self.n_elem);
+        let mut meta = BTreeMap::new();
+        GradMeta {
+            model: model.into(),
+            sequences: weight,
+            tokens: weight * 128,
+        }
+        .insert_into(&mut meta);
+        dtrain::tensors::write_f32(
+            self.path(&format!("{}.in", self.names[i])),
+            &specs,
+            &[&g[..a], &g[a..]],
+            &meta,
+        )
+        .unwrap();
+    }
+
+    fn spawn(&self, i: usize, round: &str, extra: &[&str]) -> Child {
+        let n = &self.names[i];
+        let p = |s: &str| self.path(&format!("{n}.{s}")).to_str().unwrap().to_string();
+        Command::new(bin())
+            .args([
+                "reduce",
+                "--peers",
+                self.path("peers.toml").to_str().unwrap(),
+                "--me",
+                n,
+                "--key",
+                &p("key"),
+            ])
+            .args([
+                "--round",
+                round,
+                "--in",
+                &p("in"),
+                "--out",
+                &p("out"),
+                "--transcript",
+                &p("tr.json"),
+                "--json",
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn out(&self, i: usize) -> PathBuf {
+        self.path(&format!("{}.out", self.names[i]))
+    }
+
+    fn transcript(&self, i: usize) -> serde_json::Value {
+        serde_json::from_slice(
+            &std::fs::read(self.path(&format!("{}.tr.json", self.names[i]))).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// Σ wᵢ gᵢ / Σ wᵢ in f64 over `members`.
+    fn expected(&self, members: &[usize], weights: &[u64]) -> Vec<f64> {
+        let mut acc = vec![0f64; self.n_elem];
+        let sw: u64 = members.iter().map(|&i| weights[i]).sum();
+        for &i in members {
+            let g = gradient(i as u64 + 1, self.n_elem);
+            acc.iter_mut()
+                .zip(&g)
+                .for_each(|(a, &x)| *a += weights[i] as f64 * x as f64);
+        }
+        acc.iter_mut().for_each(|a| *a /= sw as f64);
+        acc
+    }
+}
+
+fn finish(mut c: Child, limit: Duration) -> (Option<i32>, String, String) {
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            let mut out = String::new();
+            let mut err = String::new();
+            c.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+            c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            return (st.code(), out, err);
+        }
+        if t0.elapsed() > limit {
+            let _ = c.kill();
+            panic!("a peer hung past {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn run_all(
+    s: &Swarm,
+    round: &str,
+    extra: &[&str],
+    deadline: f64,
+) -> Vec<(Option<i32>, String, String)> {
+    let dl = deadline.to_string();
+    let mut args = vec!["--deadline", &dl];
+    args.extend_from_slice(extra);
+    let kids: Vec<Child> = (0..s.names.len())
+        .map(|i| s.spawn(i, round, &args))
+        .collect();
+    kids.into_iter()
+        .map(|c| finish(c, Duration::from_secs_f64(deadline + 10.0)))
+        .collect()
+}
+
+#[test]
+fn weighted_mean_for_2_to_8_peers_identical_everywhere() {
+    for (n, n_elem) in [(2, 100_003), (3, 1_000_001), (5, 77_777), (8, 300_007)] {
+        let weights: Vec<u64> = (0..n as u64).map(|i| 1 + i * 3 % 7).collect();
+        let s = Swarm::new(n, n_elem, &weights);
+        let hashes: Vec<_> = (0..n)
+            .map(|i| dtrain::fsio::hash_file(s.path(&format!("p{i}.in"))).unwrap())
+            .collect();
+        for (code, _, err) in run_all(&s, &format!("r{n}"), &["--chunk", "4096"], 30.0) {
+            assert_eq!(code, Some(0), "{err}");
+        }
+        let want = s.expected(&(0..n).collect::<Vec<_>>(), &weights);
+        let first = std::fs::read(s.out(0)).unwrap();
+        for i in 0..n {
+            assert_eq!(
+                std::fs::read(s.out(i)).unwrap(),
+                first,
+                "peer {i} of {n} differs"
+            );
+            assert_eq!(
+                dtrain::fsio::hash_file(s.path(&format!("p{i}.in"))).unwrap(),
+                hashes[i],
+                "input untouched"
+            );
+        }
+        let f = TensorFile::open(s.out(0)).unwrap();
+        let got = f.flat_f32().unwrap();
+        for (k, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(
+                g, w as f32,
+                "element {k}: not the correctly rounded weighted mean"
+            );
+        }
+        let meta = GradMeta::read(&f).unwrap();
+        assert_eq!(meta.sequences, weights.iter().sum::<u64>());
+        assert_eq!(f.metadata()["contributors"], s.names.join(","));
+        let t = s.transcript(0);
+        assert_eq!(
+            t["body"]["result"],
+            dtrain::fsio::hash_hex(dtrain::reduce::wire::f32_bytes(got))
+        );
+        assert_eq!(t["body"]["confirmed_by"].as_array().unwrap().len(), n);
+        // 2(n−1)/n·S each way, plus framing
+        let sent: u64 = t["body"]["traffic"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["sent"].as_u64().unwrap())
+            .sum();
+        let ideal = 2.0 * (n as f64 - 1.0) / n as f64 * (n_elem * 4) as f64;
+        assert!(
+            (sent as f64) < ideal * 1.02 + 4096.0 * n as f64,
+            "sent {sent}, ideal {ideal}"
+        );
+        assert!(sent as f64 > ideal * 0.98);
+    }
+}
+
+#[test]
+fn transcripts_are_signed_and_record_contributions() {
+    let s = Swarm::new(3, 50_000, &[2, 3, 4]);
+    for (code, _, err) in run_all(&s, "rt", &["--chunk", "4096"], 30.0) {
+        assert_eq!(code, Some(0), "{err}");
+    }
+    let t0 = dtrain::reduce::transcript::Transcript::read(&s.path("p0.tr.json")).unwrap();
+    let pk = dtrain::keys::PublicKey::from_hex(&s.pubs[0]).unwrap();
+    t0.verify(Some(&pk)).unwrap();
+    let mut forged = t0.clone();
+    forged.body.sum_weight += 1;
+    assert!(
+        forged.verify(Some(&pk)).is_err(),
+        "an edited transcript fails its signature"
+    );
+    // the owner's record of each contribution equals the sender's own record
+    let ts: Vec<_> = (0..3)
+        .map(|i| {
+            dtrain::reduce::transcript::Transcript::read(&s.path(&format!("p{i}.tr.json"))).unwrap()
+        })
+        .collect();
+    for (o, span) in ts[0].body.spans.iter().enumerate() {
+        for c in &span.contributors {
+            let owner_view = ts[o].body.spans[o]
+                .contributors
+                .iter()
+                .find(|x| x.peer == c.peer)
+                .unwrap()
+                .blake3
+                .clone();
+            let sender = s.names.iter().position(|n| n == &c.peer).unwrap();
+            let sender_view = ts[sender].body.spans[o]
+                .contributors
+                .iter()
+                .find(|x| x.peer == c.peer)
+                .unwrap()
+                .blake3
+                .clone();
+            if o != sender {
+                assert!(
+                    owner_view.is_some() && owner_view == sender_view,
+                    "span {o} from {}",
+                    c.peer
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bf16_and_q8_are_identical_on_every_peer_and_close() {
+    let weights = [1, 5, 2, 3];
+    let s = Swarm::new(4, 200_003, &weights);
+    let want = s.expected(&[0, 1, 2, 3], &weights);
+    for (wire, tol) in [("bf16", 0.01), ("q8", 0.03)] {
+        for (code, _, err) in run_all(&s, wire, &["--wire", wire, "--chunk", "8192"], 30.0) {
+            assert_eq!(code, Some(0), "{err}");
+        }
+        let first = std::fs::read(s.out(0)).unwrap();
+        for i in 1..4 {
+            assert_eq!(
+                std::fs::read(s.out(i)).unwrap(),
+                first,
+                "{wire}: peer {i} differs"
+            );
+        }
+        let f = TensorFile::open(s.out(0)).unwrap();
+        let got = f.flat_f32().unwrap();
+        let num: f64 = got
+            .iter()
+            .zip(&want)
+            .map(|(&g, &w)| (g as f64 - w).powi(2))
+            .sum();
+        let den: f64 = want.iter().map(|w| w * w).sum();
+        assert!(
+            (num / den).sqrt() < tol,
+            "{wire}: relative error {}",
+            (num / den).sqrt()
+        );
+    }
+}
+
+/// Kills one peer at a random point of a slowed-down round, several times.
+#[test]
+fn survivors_finish_identical_when_a_peer_is_killed() {
+    let weights = [3, 1, 4, 1, 5];
+    let s = Swarm::new(5, 1_500_000, &weights);
+    let hashes: Vec<_> = (0..5)
+        .map(|i| dtrain::fsio::hash_file(s.path(&format!("p{i}.in"))).unwrap())
+        .collect();
+    let mut rng = 0x1234_5678u64;
+    for round in 0..5 {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let victim = (rng >> 33) as usize % 5;
+        // the round takes about 1.5 s at 5 MB/s per peer; kill anywhere in it
+        let at = Duration::from_millis(100 + (rng >> 20) % 1400);
+        for i in 0..5 {
+            let _ = std::fs::remove_file(s.out(i));
+        }
+        let kids: Vec<Child> = (0..5)
+            .map(|i| {
+                s.spawn(
+                    i,
+                    &format!("k{round}"),
+                    &["--deadline", "20", "--max-rate", "5", "--chunk", "32768"],
+                )
+            })
+            .collect();
+        std::thread::sleep(at);
+        let mut results = Vec::new();
+        for (i, mut c) in kids.into_iter().enumerate() {
+            if i == victim {
+                c.kill().unwrap();
+                let _ = c.wait();
+                results.push(None);
+            } else {
+                results.push(Some(c));
+            }
+        }
+        let t0 = Instant::now();
+        let done: Vec<_> = results
+            .into_iter()
+            .map(|c| c.map(|c| finish(c, Duration::from_secs(30))))
+            .collect();
+        assert!(
+            t0.elapsed() < Duration::from_secs(25),
+            "no survivor hangs past the deadline"
+        );
+        let survivors: Vec<usize> = (0..5).filter(|&i| i != victim).collect();
+        let mut outputs = Vec::new();
+        let all_err: String = survivors
+            .iter()
+            .map(|&i| done[i].as_ref().unwrap().2.clone())
+            .collect::<Vec<_>>()
+            .join("\n");
+        for &i in &survivors {
+            let (code, _, _) = done[i].as_ref().unwrap();
+            assert_eq!(
+                *code,
+                Some(0),
+                "round {round}, victim {victim} at {at:?}: {all_err}"
+            );
+            outputs.push(std::fs::read(s.out(i)).unwrap());
+            let t = s.transcript(i);
+            let members: Vec<&str> = t["body"]["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            if !members.contains(&s.names[victim].as_str()) {
+                let failures = t["body"]["failures"].as_array().unwrap();
+                assert!(
+                    failures.iter().any(|f| f["peer"] == s.names[victim]),
+                    "transcript names the failed peer: {t}"
+                );
+            }
+        }
+        assert!(
+            outputs.windows(2).all(|w| w[0] == w[1]),
+            "round {round}: survivors differ"
+        );
+        assert!(!s.out(victim).exists(), "the killed peer wrote no output");
+        // the result is the weighted mean over whoever contributed
+        let t = s.transcript(survivors[0]);
+        let members: Vec<usize> = t["body"]["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                s.names
+                    .iter()
+                    .position(|n| n == v.as_str().unwrap())
+                    .unwrap()
+            })
+            .collect();
+        let want = s.expected(&members, &weights);
+        let got = TensorFile::open(s.out(survivors[0])).unwrap();
+        let got = got.flat_f32().unwrap();
+        assert!(got.iter().zip(&want).all(|(&g, &w)| g == w as f32));
+        for i in 0..5 {
+            assert_eq!(
+                dtrain::fsio::hash_file(s.path(&format!("p{i}.in"))).unwrap(),
+                hashes[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn a_peer_that_never_comes_is_left_out_and_a_minority_cannot_finish() {
+    let s = Swarm::new(3, 10_000, &[1, 1, 1]);
+    let kids: Vec<Child> = (0..2)
+        .map(|i| s.spawn(i, "absent", &["--deadline", "6"]))
+        .collect();
+    for c in kids {
+        let (code, _, err) = finish(c, Duration::from_secs(20));
+        assert_eq!(code, Some(0), "{err}");
+    }
+    let t = s.transcript(0);
+    assert_eq!(t["body"]["members"], serde_json::json!(["p0", "p1"]));
+    assert!(t["body"]["failures"][0]["peer"] == "p2");
+    // alone, one peer is a minority of three: it must not finish
+    let _ = std::fs::remove_file(s.out(0));
+    let (code, _, err) = finish(
+        s.spawn(0, "alone", &["--deadline", "4"]),
+        Duration::from_secs(15),
+    );
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("fewer than --min-peers 2"), "{err}");
+    assert!(!s.out(0).exists());
+}
+
+#[test]
+fn wrong_key_wrong_layout_and_nan_are_refused() {
+    let s = Swarm::new(3, 10_000, &[1, 2, 3]);
+    // p2 signs with a key that is not its own
+    let rogue = s.path("rogue.key");
+    assert!(dtrain(&["keygen", "-o", rogue.to_str().unwrap()], b"")
+        .status
+        .success());
+    let kids = vec![
+        s.spawn(0, "wk", &["--deadline", "6"]),
+        s.spawn(1, "wk", &["--deadline", "6"]),
+        {
+            let n = "p2";
+            Command::new(bin())
+                .args([
+                    "reduce",
+                    "--peers",
+                    s.path("peers.toml").to_str().unwrap(),
+                    "--me",
+                    n,
+                    "--key",
+                    rogue.to_str().unwrap(),
+                ])
+                .args([
+                    "--round",
+                    "wk",
+                    "--in",
+                    s.path("p2.in").to_str().unwrap(),
+                    "--out",
+                    s.out(2).to_str().unwrap(),
+                    "--deadline",
+                    "6",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        },
+    ];
+    let res: Vec<_> = kids
+        .into_iter()
+        .map(|c| finish(c, Duration::from_secs(20)))
+        .collect();
+    assert_eq!(res[0].0, Some(0), "{}", res[0].2);
+    assert_eq!(res[1].0, Some(0), "{}", res[1].2);
+    assert_ne!(res[2].0, Some(0), "the impostor cannot finish");
+    assert!(!s.out(2).exists());
+    assert_eq!(
+        s.transcript(0)["body"]["members"],
+        serde_json::json!(["p0", "p1"])
+    );
+
+    // p2 computed its gradient on another model: it is the odd one out
+    s.write_grad(2, 3, &"77".repeat(32));
+    let res = run_all(&s, "layout", &[], 6.0);
+    assert_eq!(res[0].0, Some(0), "{}", res[0].2);
+    assert_eq!(res[2].0, Some(2), "{}", res[2].2);
+    assert!(
+        res[2].2.contains("another tensor layout or model"),
+        "{}",
+        res[2].2
+    );
+
+    // NaN in the input: refused before the round (exit 5)
+    let a = s.n_elem / 3;
+    let specs = vec![
+        TensorSpec::new("w", DType::F32, &[a]),
+        TensorSpec::new("b", DType::F32, &[s.n_elem - a]),
+    ];
+    let mut g = gradient(9, s.n_elem);
+    g[7] = f32::NAN;
+    let mut meta = BTreeMap::new();
+    GradMeta {
+        model: MODEL.into(),
+        sequences: 1,
+        tokens: 1,
+    }
+    .insert_into(&mut meta);
+    dtrain::tensors::write_f32(s.path("p2.in"), &specs, &[&g[..a], &g[a..]], &meta).unwrap();
+    let (code, _, err) = finish(
+        s.spawn(2, "nan", &["--deadline", "3"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(5), "{err}");
+}
+
+/// Hostile connections during a round: oversized length prefixes, random
+/// bytes, connections that send nothing. The round completes; no peer crashes or balloons.
+#[test]
+fn hostile_connections_are_rejected_and_the_round_goes_on() {
+    let s = Swarm::new(3, 2_000_000, &[1, 2, 3]);
+    let peers = dtrain::reduce::peers::Peers::read(&s.path("peers.toml")).unwrap();
+    let target = peers.0[0].addr.clone();
+
+    // the round itself, with attackers hammering p0
+    let kids: Vec<Child> = (0..3)
+        .map(|i| s.spawn(i, "hostile", &["--deadline", "20", "--max-rate", "20"]))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut attackers = Vec::new();
+    // oversized length prefix
+    attackers.push(std::thread::spawn({
+        let t = target.clone();
+        move || {
+            if let Ok(mut c) = TcpStream::connect(&t) {
+                let _ = c.write_all(&[0xff, 0xff, 0xff, 0x7f]);
+                let _ = c.write_all(&[0u8; 1024]);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }));
+    // random bytes
+    attackers.push(std::thread::spawn({
+        let t = target.clone();
+        move || {
+            if let Ok(mut c) = TcpStream::connect(&t) {
+                let junk: Vec<u8> = gradient(77, 250_000)
+                    .iter()
+                    .map(|x| x.to_bits() as u8)
+                    .collect();
+                let _ = c.write_all(&[0x10, 0, 0, 0]);
+                let _ = c.write_all(&junk);
+            }
+        }
+    }));
+    // slowloris: connects, sends nothing, keeps the socket open
+    let _slow: Vec<TcpStream> = (0..20)
+        .filter_map(|_| TcpStream::connect(&target).ok())
+        .collect();
+    for a in attackers {
+        a.join().unwrap();
+    }
+    let res: Vec<_> = kids
+        .into_iter()
+        .map(|c| finish(c, Duration::from_secs(40)))
+        .collect();
+    for (code, out, err) in &res {
+        assert_eq!(*code, Some(0), "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["members"].as_array().unwrap().len(), 3);
+        assert!(
+            v["peak_anon_rss_bytes"].as_u64().unwrap() < 200 << 20,
+            "{v}"
+        );
+    }
+    let first = std::fs::read(s.out(0)).unwrap();
+    assert!((1..3).all(|i| std::fs::read(s.out(i)).unwrap() == first));
+}
+
+/// A handshake recorded in one round and replayed in another is refused, and a
+/// peer that is not in the file cannot join.
+#[test]
+fn replayed_and_unknown_handshakes_are_refused() {
+    let s = Swarm::new(2, 1000, &[1, 1]);
+    let peers = dtrain::reduce::peers::Peers::read(&s.path("peers.toml")).unwrap();
+    let k0 = dtrain::keys::Key::load(&s.path("p0.key")).unwrap();
+    let k1 = dtrain::keys::Key::load(&s.path("p1.key")).unwrap();
+    // record what p1 sends when it authenticates to p0 in round "r-old"
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let peers2 = peers.clone();
+    let server = std::thread::spawn(move || {
+        let (st, _) = l.accept().unwrap();
+        let mut rec = Recorder {
+            inner: st,
+            read: Vec::new(),
+        };
+        let local = dtrain::reduce::handshake::Local {
+            round: "r-old",
+            me: 0,
+            key: &k0,
+            peers: &peers2,
+            weight: 1,
+            tokens: 1,
+            layout: [0; 32],
+        };
+        let ok = dtrain::reduce::handshake::accept(&mut rec, &local).is_ok();
+        (ok, rec.read)
+    });
+    let mut c = TcpStream::connect(addr).unwrap();
+    let local = dtrain::reduce::handshake::Local {
+        round: "r-old",
+        me: 1,
+        key: &k1,
+        peers: &peers,
+        weight: 1,
+        tokens: 1,
+        layout: [0; 32],
+    };
+    assert!(dtrain::reduce::handshake::initiate(&mut c, &local, 0).is_ok());
+    let (ok, recorded) = server.join().unwrap();
+    assert!(ok);
+
+    // round "r-new": p0 runs for real; replay p1's recorded bytes at it, then let the real p1 join
+    let p0 = s.spawn(0, "r-new", &["--deadline", "8"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let target = peers.0[0].addr.clone();
+    let mut replay = TcpStream::connect(&target).unwrap();
+    let _ = replay.write_all(&recorded);
+    let mut answer = Vec::new();
+    replay
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let _ = replay.read_to_end(&mut answer);
+    // an unknown peer (a key and name not in the file)
+    let stranger = dtrain::keys::Key::generate();
+    let mut toml = std::fs::read_to_string(s.path("peers.toml")).unwrap();
+    toml += &format!(
+        "[[peer]]\nname = \"stranger\"\naddr = \"127.0.0.1:1\"\npubkey = \"{}\"\n",
+        stranger.public().to_hex()
+    );
+    let their_view = dtrain::reduce::peers::Peers::parse(&toml, "stranger").unwrap();
+    let mut c = TcpStream::connect(&target).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let local = dtrain::reduce::handshake::Local {
+        round: "r-new",
+        me: 2,
+        key: &stranger,
+        peers: &their_view,
+        weight: 1,
+        tokens: 1,
+        layout: [0; 32],
+    };
+    assert!(
+        dtrain::reduce::handshake::initiate(&mut c, &local, 0).is_err(),
+        "a stranger is refused"
+    );
+    let p1 = s.spawn(1, "r-new", &["--deadline", "8"]);
+    for c in [p0, p1] {
+        let (code, out, err) = finish(c, Duration::from_secs(20));
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains("\"members\":[\"p0\",\"p1\"]"), "{out}");
+    }
+    // the replay got no more than p0's Ack (4-byte length + body) before being dropped
+    assert!(answer.len() < 512, "{} bytes", answer.len());
+}
+
+struct Recorder {
+    inner: TcpStream,
+    read: Vec<u8>,
+}
+impl Read for Recorder {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(b)?;
+        self.read.extend_from_slice(&b[..n]);
+        Ok(n)
+    }
+}
+impl Write for Recorder {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
