@@ -73,7 +73,7 @@ pub fn run(args: ReduceArgs) -> Result<()> {
             _ => bail!("--clip takes centered:TAU with TAU > 0, got '{s}'"),
         },
     };
-    if !(args.deadline > 0.0) {
+    if args.deadline.is_nan() || args.deadline <= 0.0 {
         bail!("--deadline must be positive");
     }
     let cfg = Config {
