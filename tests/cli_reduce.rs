@@ -67,8 +67,8 @@ impl Swarm {
             pubs,
             n_elem,
         };
-        for i in 0..n {
-            s.write_grad(i, weights[i], MODEL);
+        for (i, &w) in weights.iter().enumerate().take(n) {
+            s.write_grad(i, w, MODEL);
         }
         s
     }
@@ -205,7 +205,7 @@ fn weighted_mean_for_2_to_8_peers_identical_everywhere() {
         }
         let want = s.expected(&(0..n).collect::<Vec<_>>(), &weights);
         let first = std::fs::read(s.out(0)).unwrap();
-        for i in 0..n {
+        for (i, h) in hashes.iter().enumerate() {
             assert_eq!(
                 std::fs::read(s.out(i)).unwrap(),
                 first,
@@ -213,7 +213,7 @@ fn weighted_mean_for_2_to_8_peers_identical_everywhere() {
             );
             assert_eq!(
                 dtrain::fsio::hash_file(s.path(&format!("p{i}.in"))).unwrap(),
-                hashes[i],
+                *h,
                 "input untouched"
             );
         }
@@ -432,10 +432,10 @@ fn survivors_finish_identical_when_a_peer_is_killed() {
         let got = TensorFile::open(s.out(survivors[0])).unwrap();
         let got = got.flat_f32().unwrap();
         assert!(got.iter().zip(&want).all(|(&g, &w)| g == w as f32));
-        for i in 0..5 {
+        for (i, h) in hashes.iter().enumerate() {
             assert_eq!(
                 dtrain::fsio::hash_file(s.path(&format!("p{i}.in"))).unwrap(),
-                hashes[i]
+                *h
             );
         }
     }
