@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# All-reduce benchmark, one run, 4 peers, GPT-2 124M's gradient (498 MB f32):
+# dtrain reduce (f32, bf16, q8) vs torch.distributed Gloo all_reduce of the same
+# vectors vs the transport floor (dtrain's connections and bytes with no MAC and
+# no arithmetic), on loopback. Then, as root, the rate-limited case: 4 network
+# namespaces with tc tbf links. Prints seconds, algbw, busbw (nccl-tests'
+# definitions), peak anonymous RSS and ratios.
+# Usage: scripts/bench/reduce.sh [ELEMENTS] [RATE_MBIT]  (default 124439808, 1000)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+scripts/setup.sh >/dev/null
+elements=${1:-124439808} rate=${2:-1000} n=4
+D=$PWD/target/release/dtrain
+work=$(mktemp -d); trap 'scripts/netns.sh down dtbench $n 2>/dev/null || true; rm -rf "$work"' EXIT
+.venv/bin/python scripts/bench/reduce_peer.py make "$work" $n "$elements"
+port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+peers() { # $1: address of peer i as a printf pattern
+  : > "$work/peers.toml"
+  for i in $(seq 0 $((n-1))); do
+    [ -f "$work/p$i.key" ] || $D keygen -o "$work/p$i.key" > "$work/p$i.pub"
+    printf '[[peer]]\nname = "p%d"\naddr = "%s"\npubkey = "%s"\n\n' "$i" "$(printf "$1" $((i+1)) "$(port)")" "$(cat "$work/p$i.pub")" >> "$work/peers.toml"
+  done
+}
+round() { # $1: label, rest: extra reduce args; prefix peers with $NS_PREFIX if set
+  local label=$1; shift
+  for i in $(seq 0 $((n-1))); do
+    local pre=(); [ -n "${NS_PREFIX:-}" ] && pre=(ip netns exec "$NS_PREFIX-$i")
+    "${pre[@]}" $D reduce --peers "$work/peers.toml" --me "p$i" --key "$work/p$i.key" --round "$label" \
+      --in "$work/p$i.in" --out "$work/p$i.out" --transcript "$work/$label.$i.json" --deadline 300 "$@" > /dev/null &
+  done
+  wait
+  cmp -s "$work/p0.out" "$work/p3.out" || { echo "$label: peers differ" >&2; exit 1; }
+}
+peers "127.0.0.%d:%s"
+round f32
+round bf16 --wire bf16
+round q8 --wire q8
+round floor --floor
+gloo=$(.venv/bin/python scripts/bench/reduce_peer.py gloo "$work" $n)
+limited=""
+if [ "$(id -u)" = 0 ] && scripts/netns.sh up dtbench $n "$rate" 2>/dev/null; then
+  peers "10.213.0.%d:7000"
+  NS_PREFIX=dtbench round limited
+  limited=$rate
+fi
+.venv/bin/python - "$work" "$elements" "$n" "$gloo" "$limited" <<'PY'
+import json, sys
+work, elements, n, gloo, limited = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4]), sys.argv[5]
+S = elements * 4
+def run(label):
+    ts = [json.load(open(f"{work}/{label}.{i}.json"))["body"] for i in range(n)]
+    return max(t["seconds_reduce"] for t in ts), max(t["peak_anon_rss_bytes"] for t in ts)
+rows = [(f"dtrain {l}", *run(l)) for l in ("f32", "bf16", "q8", "floor")]
+rows.append(("torch.distributed Gloo", gloo["seconds"], gloo["peak_rss_bytes"]))
+floor, g = rows[3][1], gloo["seconds"]
+print(f"all-reduce of {S/1e6:.0f} MB (f32) across {n} peers on loopback, one run")
+print(f"{'':<24}{'seconds':>9}{'algbw GB/s':>12}{'busbw GB/s':>12}{'peak RSS MiB':>14}{'vs floor':>10}{'vs Gloo':>9}")
+for name, t, rss in rows:
+    algbw = S / t / 1e9
+    print(f"{name:<24}{t:>9.3f}{algbw:>12.2f}{algbw*2*(n-1)/n:>12.2f}{rss/2**20:>14.0f}{t/floor:>9.2f}x{g/t:>8.2f}x")
+print("peak RSS: anonymous memory for dtrain (the gradient files are mapped); ru_maxrss for Gloo")
+if limited:
+    t, _ = run("limited")
+    ideal = 2 * (n - 1) / n * S / (float(limited) * 1e6 / 8)
+    print(f"rate-limited: {n} namespaces, tbf {limited} Mbit/s uplinks: {t:.2f} s vs 2(n-1)/n*S/rate = {ideal:.2f} s -> {t/ideal:.3f}x")
+PY
