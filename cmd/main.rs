@@ -13,6 +13,8 @@ mod hub;
 mod info;
 mod init;
 mod keygen;
+mod pull;
+mod push;
 mod reduce;
 mod tokenize;
 mod train_step;
@@ -45,6 +47,10 @@ pub enum Command {
     Reduce(reduce::ReduceArgs),
     /// Mean loss of a checkpoint on a token shard
     Eval(eval::EvalArgs),
+    /// Publish a checkpoint to the Hub, tagged (e.g. with the epoch)
+    Push(push::PushArgs),
+    /// Fetch a tagged checkpoint from the Hub
+    Pull(pull::PullArgs),
     /// The local hub: serve a folder over the Hugging Face Hub API
     Hub(hub::HubArgs),
     /// Write man pages and shell completions (for packagers)
@@ -81,6 +87,8 @@ fn main() {
         Command::Keygen(a) => keygen::run(a),
         Command::Reduce(a) => reduce::run(a),
         Command::Hub(a) => hub::run(a),
+        Command::Push(a) => push::run(a),
+        Command::Pull(a) => pull::run(a),
         Command::GenDocs(a) => gen_docs::run(a),
     };
     if let Err(err) = result {

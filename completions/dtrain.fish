@@ -32,7 +32,11 @@ complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "tokenize" -d 'Turn te
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "init" -d 'Create a freshly initialised GPT-2 checkpoint'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "train-step" -d 'Compute a GPT-2 gradient on a token shard; write it and a receipt'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "apply" -d 'Step the optimizer (AdamW or LAMB) with an averaged gradient'
+complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "keygen" -d 'Create an ed25519 key for reduce, receipts and the ledger'
+complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "reduce" -d 'Butterfly all-reduce of gradient files with the round\'s peers'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "eval" -d 'Mean loss of a checkpoint on a token shard'
+complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "push" -d 'Publish a checkpoint to the Hub, tagged (e.g. with the epoch)'
+complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "pull" -d 'Fetch a tagged checkpoint from the Hub'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "hub" -d 'The local hub: serve a folder over the Hugging Face Hub API'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "gen-docs" -d 'Write man pages and shell completions (for packagers)'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -102,6 +106,30 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s o -l output -d '
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l json
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand keygen" -s o -l output -d 'Key file to create (mode 0600; never overwritten)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand keygen" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand keygen" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l peers -d 'The round\'s peers ([[peer]] name, addr, pubkey, bandwidth)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l me -d 'This peer\'s name in the peers file' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l key -d 'This peer\'s key (from `dtrain keygen`)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l round -d 'Round id (all peers use the same; frames of other rounds are refused)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l in -d 'This peer\'s gradient (never modified)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l out -d 'The averaged gradient, written only if the round succeeds' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l transcript -d 'Signed JSON record of the round' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l wire -d 'Number format on the wire' -r -f -a "f32\t''
+bf16\t''
+q8\t''"
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l deadline -d 'Seconds by which the round finishes or fails' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l weight -d 'Averaging weight [default: `sequences` in the input\'s metadata; 0 receives without contributing]' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l clip -d 'Byzantine-robust averaging by owners: centered:TAU (TAU = RMS clip radius per element)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l max-rate -d 'Limit this peer\'s sending rate (MB/s)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l chunk -d 'Elements per chunk' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l min-peers -d 'Members needed to finish [default: a majority of the peers file]' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l allow-nonfinite -d 'Send and accept contributions containing NaN or Inf'
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l floor -d 'Benchmark the transport floor: same bytes and connections, no MAC, no arithmetic'
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l json -d 'Print a JSON summary'
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l model -d 'Checkpoint folder' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l tokens -d 'Token shard' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l seq-len -d 'Sequence length T (sequence k is tokens [k·T, k·T+T+1))' -r
@@ -114,6 +142,23 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l logits-out -d 'Al
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l json
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l repo -d 'ORG/NAME on the Hub, or file://ROOT/ORG/NAME (a local hub folder)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l tag -d 'Tag to create (the seed tags with the epoch number)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l revision -d 'Branch to commit to' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l message -d 'Commit message [default: "Epoch TAG"]' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l retries -d 'Retries per request (exponential backoff with jitter)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l create -d 'Create the repository if it does not exist'
+complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l json
+complete -c dtrain -n "__fish_dtrain_using_subcommand push" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand push" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l repo -d 'ORG/NAME on the Hub, or file://ROOT/ORG/NAME' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l tag -d 'The tag to fetch' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -s o -l output -d 'Checkpoint folder to create (replaced atomically)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l retries -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l latest-epoch -d 'Fetch the highest numeric tag (the latest epoch)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l json
+complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and not __fish_seen_subcommand_from serve help" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and not __fish_seen_subcommand_from serve help" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and not __fish_seen_subcommand_from serve help" -f -a "serve" -d 'Serve a folder over the Hugging Face Hub HTTP API (a local hub / mirror)'
@@ -133,14 +178,18 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subco
 complete -c dtrain -n "__fish_dtrain_using_subcommand gen-docs" -l out -d 'Folder that receives man/ and completions/' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand gen-docs" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand gen-docs" -s V -l version -d 'Print version'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "info" -d 'Show libtorch, CUDA, threads and build features'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "fetch-shard" -d 'Stream a miner\'s assigned rows of fineweb from the Hub (JSON lines)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "tokenize" -d 'Turn text into a GPT-2 token shard (llm.c format)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "init" -d 'Create a freshly initialised GPT-2 checkpoint'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "train-step" -d 'Compute a GPT-2 gradient on a token shard; write it and a receipt'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "apply" -d 'Step the optimizer (AdamW or LAMB) with an averaged gradient'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "eval" -d 'Mean loss of a checkpoint on a token shard'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "hub" -d 'The local hub: serve a folder over the Hugging Face Hub API'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "gen-docs" -d 'Write man pages and shell completions (for packagers)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply eval hub gen-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "info" -d 'Show libtorch, CUDA, threads and build features'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "fetch-shard" -d 'Stream a miner\'s assigned rows of fineweb from the Hub (JSON lines)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "tokenize" -d 'Turn text into a GPT-2 token shard (llm.c format)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "init" -d 'Create a freshly initialised GPT-2 checkpoint'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "train-step" -d 'Compute a GPT-2 gradient on a token shard; write it and a receipt'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "apply" -d 'Step the optimizer (AdamW or LAMB) with an averaged gradient'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "keygen" -d 'Create an ed25519 key for reduce, receipts and the ledger'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "reduce" -d 'Butterfly all-reduce of gradient files with the round\'s peers'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "eval" -d 'Mean loss of a checkpoint on a token shard'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "push" -d 'Publish a checkpoint to the Hub, tagged (e.g. with the epoch)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "pull" -d 'Fetch a tagged checkpoint from the Hub'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "hub" -d 'The local hub: serve a folder over the Hugging Face Hub API'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "gen-docs" -d 'Write man pages and shell completions (for packagers)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c dtrain -n "__fish_dtrain_using_subcommand help; and __fish_seen_subcommand_from hub" -f -a "serve" -d 'Serve a folder over the Hugging Face Hub HTTP API (a local hub / mirror)'

@@ -171,6 +171,27 @@ impl Classify for crate::reduce::Error {
     }
 }
 
+impl Classify for crate::hub::publish::Error {
+    fn code(&self) -> Code {
+        use crate::hub::publish::Error as E;
+        match self {
+            E::Hub(e) => e.code(),
+            E::Io(..) | E::Protocol(_) => Code::Io,
+            E::Corrupt { .. } => Code::Rejected,
+            _ => Code::BadInput,
+        }
+    }
+}
+
+impl Classify for crate::hub::store::StoreError {
+    fn code(&self) -> Code {
+        match self {
+            crate::hub::store::StoreError::Io(_) => Code::Io,
+            _ => Code::BadInput,
+        }
+    }
+}
+
 /// Tries each registered error type on one link of a chain.
 macro_rules! classify_chain {
     ($cause:expr, $($t:ty),* $(,)?) => {
@@ -199,6 +220,8 @@ pub fn code_of(err: &anyhow::Error) -> Code {
             crate::reduce::Error,
             crate::reduce::peers::Error,
             crate::keys::Error,
+            crate::hub::publish::Error,
+            crate::hub::store::StoreError,
         );
     }
     if err

@@ -87,6 +87,14 @@ impl AtomicFile {
         Ok(())
     }
 
+    /// Renames the temporary into place without syncing it first: for outputs
+    /// that can be recreated (a reduce round's average). The rename is still
+    /// atomic; after a crash the file may be missing, never half there.
+    pub fn commit_no_sync(mut self) -> io::Result<()> {
+        drop(self.file.take());
+        fs::rename(&self.tmp, &self.dest)
+    }
+
     /// Sets the permission bits of the file before it becomes visible.
     #[cfg(unix)]
     pub fn set_mode(&self, mode: u32) -> io::Result<()> {

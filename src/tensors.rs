@@ -523,6 +523,23 @@ impl TensorWriter {
         &mut self.data_mut()[r]
     }
 
+    /// A handle on the file being written and the byte offset of its data
+    /// region, for positional writes (`pwrite`) that avoid faulting in
+    /// zero-filled pages of the fresh file through the mapping.
+    pub fn data_file(&self) -> io::Result<(File, u64)> {
+        Ok((self.file.file().try_clone()?, self.data_start as u64))
+    }
+
+    /// Renames the file into place without msync/fsync (see
+    /// [`AtomicFile::commit_no_sync`]).
+    pub fn commit_no_sync(mut self) -> Result<(), Error> {
+        let path = self.file.dest().to_path_buf();
+        drop(self.map.take());
+        self.file
+            .commit_no_sync()
+            .map_err(|source| Error::Io { path, source })
+    }
+
     /// Flushes the mapping, syncs and renames the file into place.
     pub fn commit(mut self) -> Result<(), Error> {
         let path = self.file.dest().to_path_buf();

@@ -229,9 +229,13 @@ fn weighted_mean_for_2_to_8_peers_identical_everywhere() {
         assert_eq!(meta.sequences, weights.iter().sum::<u64>());
         assert_eq!(f.metadata()["contributors"], s.names.join(","));
         let t = s.transcript(0);
+        let peers = dtrain::reduce::peers::Peers::read(&s.path("peers.toml")).unwrap();
+        let plan = dtrain::reduce::peers::Plan::new(&(0..n).collect::<Vec<_>>(), &peers, n_elem);
+        let rh = dtrain::reduce::result_hash(got, &plan, 4096, dtrain::reduce::wire::Wire::F32);
         assert_eq!(
             t["body"]["result"],
-            dtrain::fsio::hash_hex(dtrain::reduce::wire::f32_bytes(got))
+            blake3::Hash::from(rh).to_hex().as_str(),
+            "{n} peers: the output matches the transcript"
         );
         assert_eq!(t["body"]["confirmed_by"].as_array().unwrap().len(), n);
         // 2(n−1)/n·S each way, plus framing

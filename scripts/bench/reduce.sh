@@ -3,26 +3,35 @@
 # dtrain reduce (f32, bf16, q8) vs torch.distributed Gloo all_reduce of the same
 # vectors vs the transport floor (dtrain's connections and bytes with no MAC and
 # no arithmetic), on loopback. Then, as root, the rate-limited case: 4 network
-# namespaces with tc tbf links. Prints seconds, algbw, busbw (nccl-tests'
-# definitions), peak anonymous RSS and ratios.
+# namespaces with tc tbf links. Prints seconds (median of 3 runs), algbw, busbw
+# (nccl-tests' definitions), peak anonymous RSS and ratios. Files live on tmpfs
+# (/dev/shm) when it has room: this VM's ext4 page cache makes timings of
+# file-writing runs swing by 2x between identical runs.
 # Usage: scripts/bench/reduce.sh [ELEMENTS] [RATE_MBIT]  (default 124439808, 1000)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/setup.sh >/dev/null
 elements=${1:-124439808} rate=${2:-1000} n=4
 D=$PWD/target/release/dtrain
-work=$(mktemp -d); trap 'scripts/netns.sh down dtbench $n 2>/dev/null || true; rm -rf "$work"' EXIT
+if [ "$(df --output=avail -k /dev/shm 2>/dev/null | tail -1)" -gt $(( elements * 4 * 2 * n / 1024 + 1048576 )) ] 2>/dev/null; then
+  work=$(mktemp -d -p /dev/shm)
+else
+  work=$(mktemp -d)
+fi
+trap 'scripts/netns.sh down dtbench $n 2>/dev/null || true; rm -rf "$work"' EXIT
 .venv/bin/python scripts/bench/reduce_peer.py make "$work" $n "$elements"
 port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 peers() { # $1: address of peer i as a printf pattern
   : > "$work/peers.toml"
   for i in $(seq 0 $((n-1))); do
     [ -f "$work/p$i.key" ] || $D keygen -o "$work/p$i.key" > "$work/p$i.pub"
+    # shellcheck disable=SC2059
     printf '[[peer]]\nname = "p%d"\naddr = "%s"\npubkey = "%s"\n\n' "$i" "$(printf "$1" $((i+1)) "$(port)")" "$(cat "$work/p$i.pub")" >> "$work/peers.toml"
   done
 }
 round() { # $1: label, rest: extra reduce args; prefix peers with $NS_PREFIX if set
   local label=$1; shift
+  rm -f "$work"/p?.out
   for i in $(seq 0 $((n-1))); do
     local pre=(); [ -n "${NS_PREFIX:-}" ] && pre=(ip netns exec "$NS_PREFIX-$i")
     "${pre[@]}" $D reduce --peers "$work/peers.toml" --me "p$i" --key "$work/p$i.key" --round "$label" \
@@ -32,28 +41,34 @@ round() { # $1: label, rest: extra reduce args; prefix peers with $NS_PREFIX if 
   cmp -s "$work/p0.out" "$work/p3.out" || { echo "$label: peers differ" >&2; exit 1; }
 }
 peers "127.0.0.%d:%s"
-round f32
-round bf16 --wire bf16
-round q8 --wire q8
-round floor --floor
-gloo=$(.venv/bin/python scripts/bench/reduce_peer.py gloo "$work" $n)
+for k in 1 2 3; do
+  round "f32-$k"
+  round "bf16-$k" --wire bf16
+  round "q8-$k" --wire q8
+  round "floor-$k" --floor
+  .venv/bin/python scripts/bench/reduce_peer.py gloo "$work" $n > "$work/gloo-$k.json"
+done
 limited=""
 if [ "$(id -u)" = 0 ] && scripts/netns.sh up dtbench $n "$rate" 2>/dev/null; then
-  peers "10.213.0.%d:7000"
+  peers "10.213.0.%d:7000%.0s"
   NS_PREFIX=dtbench round limited
   limited=$rate
 fi
-.venv/bin/python - "$work" "$elements" "$n" "$gloo" "$limited" <<'PY'
-import json, sys
-work, elements, n, gloo, limited = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4]), sys.argv[5]
+.venv/bin/python - "$work" "$elements" "$n" "$limited" <<'PY'
+import json, statistics, sys
+work, elements, n, limited = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 S = elements * 4
 def run(label):
     ts = [json.load(open(f"{work}/{label}.{i}.json"))["body"] for i in range(n)]
     return max(t["seconds_reduce"] for t in ts), max(t["peak_anon_rss_bytes"] for t in ts)
-rows = [(f"dtrain {l}", *run(l)) for l in ("f32", "bf16", "q8", "floor")]
-rows.append(("torch.distributed Gloo", gloo["seconds"], gloo["peak_rss_bytes"]))
-floor, g = rows[3][1], gloo["seconds"]
-print(f"all-reduce of {S/1e6:.0f} MB (f32) across {n} peers on loopback, one run")
+def median(label):
+    rs = [run(f"{label}-{k}") for k in (1, 2, 3)]
+    return statistics.median(r[0] for r in rs), max(r[1] for r in rs)
+rows = [(f"dtrain {l}", *median(l)) for l in ("f32", "bf16", "q8", "floor")]
+gl = [json.load(open(f"{work}/gloo-{k}.json")) for k in (1, 2, 3)]
+rows.append(("torch.distributed Gloo", statistics.median(g["seconds"] for g in gl), max(g["peak_rss_bytes"] for g in gl)))
+floor, g = rows[3][1], rows[4][1]
+print(f"all-reduce of {S/1e6:.0f} MB (f32) across {n} peers on loopback, median of 3 runs, files in {work.rsplit('/', 1)[0]}")
 print(f"{'':<24}{'seconds':>9}{'algbw GB/s':>12}{'busbw GB/s':>12}{'peak RSS MiB':>14}{'vs floor':>10}{'vs Gloo':>9}")
 for name, t, rss in rows:
     algbw = S / t / 1e9

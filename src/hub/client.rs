@@ -17,7 +17,7 @@ use super::HubEnv;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("{url}: access denied ({status}); set HF_TOKEN to a token that can read it")]
+    #[error("{url}: access denied ({status}); set HF_TOKEN to a token with access to it")]
     Auth { url: String, status: u16 },
     #[error("not found: {what}")]
     NotFound { what: String },
@@ -369,6 +369,93 @@ impl HubClient {
             }
         })?;
         Ok(out)
+    }
+}
+
+impl HubClient {
+    /// Sends a body (JSON or NDJSON) and parses the JSON answer, retrying
+    /// connection errors, 429 and 5xx. `what` names the resource for 404s.
+    pub fn send_json(
+        &self,
+        method: &str,
+        url: &str,
+        content_type: &str,
+        body: &[u8],
+        what: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.retry(url, what, |_| {
+            match Self::classify(
+                url,
+                self.request(method, url)
+                    .set("Content-Type", content_type)
+                    .send_bytes(body),
+            ) {
+                Attempt::Ok(resp) => {
+                    let mut b = Vec::new();
+                    if let Err(e) = resp.into_reader().take(64 << 20).read_to_end(&mut b) {
+                        return Attempt::Retry(format!("reading the answer: {e}"));
+                    }
+                    if b.is_empty() {
+                        return Attempt::Ok(serde_json::Value::Null);
+                    }
+                    match serde_json::from_slice(&b) {
+                        Ok(v) => Attempt::Ok(v),
+                        Err(e) => Attempt::Fail(ClientError::Protocol {
+                            url: url.into(),
+                            msg: format!("invalid JSON answer: {e}"),
+                        }),
+                    }
+                }
+                Attempt::Retry(m) => Attempt::Retry(m),
+                Attempt::Fail(e) => Attempt::Fail(e),
+            }
+        })
+    }
+
+    /// PUTs a file's bytes (streamed from disk, never whole in memory); each
+    /// retry starts the upload again. `progress` is advanced by bytes sent.
+    pub fn put_file(
+        &self,
+        url: &str,
+        path: &std::path::Path,
+        size: u64,
+        headers: &[(String, String)],
+        progress: &indicatif::ProgressBar,
+    ) -> Result<(), ClientError> {
+        self.retry(url, &path.display().to_string(), |attempt| {
+            let file = match std::fs::File::open(path) {
+                Ok(f) => f,
+                Err(e) => {
+                    return Attempt::Fail(ClientError::Protocol {
+                        url: url.into(),
+                        msg: format!("{}: {e}", path.display()),
+                    })
+                }
+            };
+            if attempt > 0 {
+                progress.set_position(
+                    progress
+                        .position()
+                        .saturating_sub(size.min(progress.position())),
+                );
+            }
+            let mut req = self
+                .request("PUT", url)
+                .set("Content-Length", &size.to_string())
+                .set("Content-Type", "application/octet-stream");
+            for (k, v) in headers {
+                req = req.set(k, v);
+            }
+            let reader = progress.wrap_read(std::io::BufReader::with_capacity(1 << 20, file));
+            match Self::classify(url, req.send(reader)) {
+                Attempt::Ok(resp) => {
+                    let _ = resp.into_string();
+                    Attempt::Ok(())
+                }
+                Attempt::Retry(m) => Attempt::Retry(m),
+                Attempt::Fail(e) => Attempt::Fail(e),
+            }
+        })
     }
 }
 

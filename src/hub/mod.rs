@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod http;
+pub mod publish;
 pub mod serve;
 pub mod store;
 

@@ -133,10 +133,11 @@ pub struct Outcome {
 // ---------------------------------------------------------------------------
 // shared state between the coordinator, readers and writers
 
-/// Raw view of the output's f32 data region. The coordinator writes a region
-/// before it enqueues frames that read it and never rewrites it in the same
-/// attempt; a new attempt takes `epoch` for writing, which waits for writers
-/// still sending the previous attempt's data.
+/// Read-only view of the output's f32 data region, for writers sending this
+/// peer's span. The coordinator writes a region (pwrite) before it enqueues
+/// frames that read it and never rewrites it in the same attempt; a new attempt
+/// takes `epoch` for writing, which waits for writers still sending the
+/// previous attempt's data.
 #[derive(Clone, Copy)]
 struct OutBuf {
     ptr: *mut f32,
@@ -147,12 +148,6 @@ unsafe impl Send for OutBuf {}
 unsafe impl Sync for OutBuf {}
 
 impl OutBuf {
-    /// SAFETY: the caller must hold the region exclusively (see the type's comment).
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn region_mut(&self, start: usize, len: usize) -> &mut [f32] {
-        assert!(start + len <= self.len);
-        std::slice::from_raw_parts_mut(self.ptr.add(start), len)
-    }
     /// SAFETY: no one may be writing the region.
     unsafe fn region(&self, start: usize, len: usize) -> &[f32] {
         assert!(start + len <= self.len);
@@ -197,6 +192,31 @@ struct Shared {
     stop: AtomicBool,
     /// Hashes of the phase-1 chunks this peer sent: (attempt, owner) → (chunk, hash).
     sent: Mutex<SentHashes>,
+    /// The output file and the offset of its data region, for positional writes.
+    out_file: std::fs::File,
+    out_data: u64,
+    /// Frame buffers recycled between readers and the coordinator.
+    pool: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Shared {
+    fn buffer(&self) -> Vec<u8> {
+        self.pool.lock().unwrap().pop().unwrap_or_default()
+    }
+
+    fn recycle(&self, v: Vec<u8>) {
+        let mut p = self.pool.lock().unwrap();
+        if p.len() < 64 && v.capacity() > 0 {
+            p.push(v);
+        }
+    }
+
+    /// Writes result values (as little-endian bytes) at element `start` of the output.
+    fn write_out(&self, start: usize, bytes: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.out_file
+            .write_all_at(bytes, self.out_data + start as u64 * 4)
+    }
 }
 
 /// Per-peer traffic counters.
@@ -249,15 +269,66 @@ impl Credits {
     }
 }
 
-/// Data frame header inside the payload: phase, owner rank, chunk index.
-const DATA_HDR: usize = 7;
+/// Data frame header inside the payload: phase, a pad byte, owner rank (u16),
+/// chunk index (u32). Eight bytes, so the numbers after it stay 8-aligned in
+/// the receive buffer and f32 chunks can be read in place.
+const DATA_HDR: usize = 8;
 
 fn data_header(phase: u8, owner: usize, chunk: usize) -> [u8; DATA_HDR] {
     let mut h = [0u8; DATA_HDR];
     h[0] = phase;
-    h[1..3].copy_from_slice(&(owner as u16).to_le_bytes());
-    h[3..7].copy_from_slice(&(chunk as u32).to_le_bytes());
+    h[2..4].copy_from_slice(&(owner as u16).to_le_bytes());
+    h[4..8].copy_from_slice(&(chunk as u32).to_le_bytes());
     h
+}
+
+/// f32 values of a received chunk: in place when the wire is f32 and the
+/// bytes are aligned, decoded into `scratch` otherwise.
+fn chunk_values<'a>(
+    wire: Wire,
+    body: &'a [u8],
+    n: usize,
+    scratch: &'a mut Vec<f32>,
+) -> Result<&'a [f32], String> {
+    if wire == Wire::F32 && body.len() == 4 * n && body.as_ptr() as usize % 4 == 0 {
+        // SAFETY: aligned, exactly n values, every bit pattern is an f32; little-endian machine.
+        return Ok(unsafe { std::slice::from_raw_parts(body.as_ptr() as *const f32, n) });
+    }
+    scratch.resize(n, 0.0);
+    wire.decode(body, &mut scratch[..n])?;
+    Ok(&scratch[..n])
+}
+
+/// True when every value is finite (a branch-free count that vectorises,
+/// unlike a short-circuiting `all`).
+pub fn all_finite(v: &[f32]) -> bool {
+    v.iter()
+        .map(|x| ((x.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32)
+        .sum::<u32>()
+        == 0
+}
+
+/// Elements per accumulation tile: a 32 KiB f64 block that stays in L1.
+const TILE: usize = 4096;
+
+/// Σ wᵢ·xᵢ / Σ wᵢ, summed in f64 in the given (rank) order and rounded once.
+pub fn weighted_mean(views: &[(u64, &[f32])], sum_w: u64, out: &mut [f32]) {
+    let inv = sum_w as f64;
+    let mut acc = [0f64; TILE];
+    for t in (0..out.len()).step_by(TILE) {
+        let n = TILE.min(out.len() - t);
+        let acc = &mut acc[..n];
+        acc.fill(0.0);
+        for (w, v) in views {
+            let wf = *w as f64;
+            for (a, &x) in acc.iter_mut().zip(&v[t..t + n]) {
+                *a += wf * x as f64;
+            }
+        }
+        for (o, &a) in out[t..t + n].iter_mut().zip(acc.iter()) {
+            *o = (a / inv) as f32;
+        }
+    }
 }
 
 enum Item {
@@ -274,13 +345,15 @@ enum Item {
         start: usize,
         len: usize,
     },
-    /// My span's result: elements [start, start+len) of the output.
+    /// My span's result: elements [start, start+len) of the output, whose
+    /// payload hash the coordinator computed once for every receiver.
     Phase2 {
         attempt: u32,
         owner: usize,
         chunk: usize,
         start: usize,
         len: usize,
+        hash: [u8; 32],
     },
     /// Acknowledged once everything queued before it was sent.
     Barrier(Sender<()>),
@@ -348,14 +421,19 @@ fn writer_loop(
                 chunk,
                 start,
                 len,
+                ..
             } => {
                 if attempt != current {
                     continue; // stale: the attempt was aborted
                 }
                 let phase1 = matches!(item, Item::Phase1 { .. });
+                let prehashed = match item {
+                    Item::Phase2 { hash, .. } => Some(hash),
+                    _ => None,
+                };
                 let _epoch = sh.epoch.read().unwrap();
                 let hdr = data_header(if phase1 { 1 } else { 2 }, owner, chunk);
-                let values: &[f32] = if phase1 {
+                let values: &[f32] = if phase1 || sh.floor {
                     &sh.input.flat_f32().expect("checked")[start..start + len]
                 } else {
                     // SAFETY: result regions are final before they are enqueued (see OutBuf).
@@ -372,7 +450,16 @@ fn writer_loop(
                 if let Some(rl) = &sh.rate {
                     rl.take((payload.len() + DATA_HDR) as u64);
                 }
-                let r = key.write_frame(&mut stream, kind::DATA, attempt, &[&hdr, payload]);
+                let r = match prehashed {
+                    Some(h) => key.write_frame_hashed(
+                        &mut stream,
+                        kind::DATA,
+                        attempt,
+                        &[&hdr, payload],
+                        h,
+                    ),
+                    None => key.write_frame(&mut stream, kind::DATA, attempt, &[&hdr, payload]),
+                };
                 Counters::mark(&c.first_send, &c.last_send);
                 if let (true, Ok((_, h))) = (phase1, &r) {
                     sh.sent
@@ -412,10 +499,11 @@ fn reader_loop(
     peer: usize,
     events: Sender<Event>,
 ) {
-    let mut r = BufReader::with_capacity(1 << 20, stream);
+    // small: 2 MiB payloads bypass the buffer and land in the frame buffer directly
+    let mut r = BufReader::with_capacity(64 << 10, stream);
     loop {
         credits.acquire(&sh.stop);
-        match key.read_frame(&mut r) {
+        match key.read_frame_into(&mut r, sh.buffer()) {
             Ok(frame) => {
                 c.received
                     .fetch_add((frame.payload.len() + 25) as u64, Ordering::Relaxed);
@@ -508,6 +596,8 @@ struct Coordinator {
 enum Stop {
     Abort,
     NoContributors,
+    /// Writing the output failed.
+    Io(String),
 }
 
 impl Coordinator {
@@ -774,6 +864,9 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     let room: usize =
         256 + cfg.peers.0.iter().map(|p| p.name.len() + 1).sum::<usize>() + cfg.round.len();
     let mut out = TensorWriter::create_with_room(&cfg.output, &specs, &BTreeMap::new(), room)?;
+    let (out_file, out_data) = out
+        .data_file()
+        .map_err(|e| Error::Io(cfg.output.display().to_string(), e))?;
     let out_buf = {
         let s = out.flat_f32_mut();
         OutBuf {
@@ -795,6 +888,9 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         }),
         stop: AtomicBool::new(false),
         sent: Mutex::new(HashMap::new()),
+        out_file,
+        out_data,
+        pool: Mutex::new(Vec::new()),
     });
     let key = Arc::new(cfg.key);
     let peers = Arc::new(cfg.peers.clone());
@@ -1047,8 +1143,17 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     for s in co.streams.values().flatten() {
         let _ = s.shutdown(Shutdown::Both);
     }
-    let (attempt, members, plan, contribs, sum_w, tokens_total, confirmed, seconds_reduce) =
-        result?;
+    let (
+        attempt,
+        members,
+        plan,
+        contribs,
+        sum_w,
+        tokens_total,
+        confirmed,
+        seconds_reduce,
+        result_hash,
+    ) = result?;
 
     // output metadata and transcript
     let contributors: Vec<usize> = members
@@ -1074,15 +1179,12 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     out_meta.insert("round".into(), cfg.round.clone());
     out_meta.insert("wire".into(), cfg.wire.name().into());
     out.rewrite_metadata(&out_meta)?;
-    let data_hash = {
-        // SAFETY: all writers have stopped reading (stop flag, sockets shut).
+    let data_hash = blake3::Hash::from(result_hash).to_hex().to_string();
+    // the average can be recomputed by another round: renamed into place, not fsynced
+    {
         let _g = sh.epoch.write().unwrap();
-        let all = unsafe { out_buf.region(0, n_elem) };
-        let mut h = blake3::Hasher::new();
-        h.update_rayon(wire::f32_bytes(all));
-        h.finalize().to_hex().to_string()
-    };
-    out.commit()?;
+        out.commit_no_sync()?;
+    }
 
     let spans = plan
         .owners
@@ -1147,6 +1249,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     })
 }
 
+/// attempt, members, plan, contribution hashes, Σw, Σtokens, confirmers, seconds, result hash
 type RoundResult = (
     u32,
     Vec<usize>,
@@ -1156,7 +1259,11 @@ type RoundResult = (
     u64,
     Vec<usize>,
     f64,
+    [u8; 32],
 );
+
+/// plan, contribution hashes, Σw, Σtokens, result hash
+type AttemptResult = (Plan, HashMap<(usize, usize), String>, u64, u64, [u8; 32]);
 
 impl Coordinator {
     /// Attempts until one completes and is confirmed.
@@ -1182,8 +1289,8 @@ impl Coordinator {
             drop(self.sh.epoch.write().unwrap());
             let t0 = Instant::now();
             match self.attempt(attempt, &members, n_elem) {
-                Ok((plan, contribs, sum_w, tokens)) => {
-                    match self.confirm(attempt, &members, n_elem)? {
+                Ok((plan, contribs, sum_w, tokens, result)) => {
+                    match self.confirm(attempt, &members, result)? {
                         Some(confirmed) => {
                             return Ok((
                                 attempt,
@@ -1194,6 +1301,7 @@ impl Coordinator {
                                 tokens,
                                 confirmed,
                                 t0.elapsed().as_secs_f64(),
+                                result,
                             ));
                         }
                         None => {
@@ -1205,6 +1313,12 @@ impl Coordinator {
                     attempt += 1;
                 }
                 Err(Stop::NoContributors) => return Err(Error::NoContributors),
+                Err(Stop::Io(e)) => {
+                    return Err(Error::Io(
+                        "writing the output".into(),
+                        std::io::Error::other(e),
+                    ))
+                }
             }
         }
     }
@@ -1252,12 +1366,7 @@ impl Coordinator {
     /// One attempt with a fixed member set. Returns the plan, contribution
     /// hashes, Σw and Σtokens when this peer holds the whole result.
     #[allow(clippy::type_complexity)]
-    fn attempt(
-        &mut self,
-        a: u32,
-        members: &[usize],
-        n_elem: usize,
-    ) -> Result<(Plan, HashMap<(usize, usize), String>, u64, u64), Stop> {
+    fn attempt(&mut self, a: u32, members: &[usize], n_elem: usize) -> Result<AttemptResult, Stop> {
         let plan = Plan::new(members, &self.cfg_peers, n_elem);
         let contributors: Vec<usize> = members
             .iter()
@@ -1316,8 +1425,13 @@ impl Coordinator {
             .map(|(&o, &(_, len))| (o, chunks_of(len)))
             .collect();
         let mut got_chunk: HashMap<(usize, usize), bool> = HashMap::new();
-        let mut acc = vec![0f64; chunk];
-        let mut tmp = vec![0f32; chunk];
+        // (owner, chunk) → blake3 of that result chunk's phase-2 payload
+        let mut result_hashes: BTreeMap<(usize, usize), [u8; 32]> = BTreeMap::new();
+        let mut acc = vec![0f64; if self.clip.is_some() { chunk } else { 0 }];
+        let mut result = vec![0f32; chunk];
+        let mut tmp: Vec<f32> = Vec::new();
+        let mut scratch: Vec<Vec<f32>> = vec![Vec::new(); contributors.len()];
+        let mut encoded: Vec<u8> = Vec::new();
         let mut last_progress = Instant::now();
 
         loop {
@@ -1339,65 +1453,115 @@ impl Coordinator {
             while next_chunk < my_chunks && pending.values().all(|q| !q.is_empty()) {
                 let s = my_start + next_chunk * chunk;
                 let l = chunk.min(my_start + my_len - s);
-                let acc = &mut acc[..l];
-                acc.iter_mut().for_each(|x| *x = 0.0);
-                let mut contributions: Vec<(u64, Vec<f32>)> = Vec::new();
+                // take this chunk's frame from every remote contributor
+                let mut frames: Vec<(usize, Vec<u8>)> = Vec::with_capacity(contributors.len());
                 let mut bad: Option<(usize, String)> = None;
-                for &r in &contributors {
-                    let w = self.weights[&r].0;
-                    let vals: &[f32] = if r == self.me {
-                        &self.sh.input.flat_f32().expect("checked")[s..s + l]
-                    } else {
-                        let (c, payload, hash) = pending.get_mut(&r).unwrap().pop_front().unwrap();
-                        self.release(r);
-                        if c != next_chunk {
-                            bad = Some((r, format!("sent chunk {c} where {next_chunk} was due")));
-                            break;
-                        }
-                        contrib_hash.get_mut(&r).unwrap().update(&hash);
-                        if self.sh.floor {
-                            continue;
-                        }
-                        if let Err(e) = self.wire.decode(&payload[DATA_HDR..], &mut tmp[..l]) {
-                            bad = Some((r, format!("malformed chunk: {e}")));
-                            break;
-                        }
-                        &tmp[..l]
-                    };
-                    if !self.allow_nonfinite && !vals.iter().all(|v| v.is_finite()) {
-                        bad = Some((r, "its contribution contains NaN or Inf".into()));
-                        break;
+                for &r in contributors.iter().filter(|&&r| r != self.me) {
+                    let (c, payload, hash) = pending.get_mut(&r).unwrap().pop_front().unwrap();
+                    self.release(r);
+                    if c != next_chunk && bad.is_none() {
+                        bad = Some((r, format!("sent chunk {c} where {next_chunk} was due")));
                     }
-                    if self.clip.is_some() {
-                        contributions.push((w, vals.to_vec()));
-                    } else {
-                        let wf = w as f64;
-                        acc.iter_mut()
-                            .zip(vals)
-                            .for_each(|(a, &v)| *a += wf * v as f64);
+                    contrib_hash.get_mut(&r).unwrap().update(&hash);
+                    frames.push((r, payload));
+                }
+                // their values, in place where possible (finiteness is checked on the result below)
+                if bad.is_none() && !self.sh.floor {
+                    for ((r, payload), sc) in frames.iter().zip(scratch.iter_mut()) {
+                        if let Err(e) = chunk_values(self.wire, &payload[DATA_HDR..], l, sc) {
+                            bad = Some((*r, format!("malformed chunk: {e}")));
+                            break;
+                        }
                     }
                 }
                 if let Some((r, why)) = bad {
+                    for (_, p) in frames {
+                        self.sh.recycle(p);
+                    }
                     self.fail(r, a, why);
                     return Err(self.abort(a, members));
                 }
-                if let Some(tau) = self.clip {
-                    let refs: Vec<(u64, &[f32])> = contributions
-                        .iter()
-                        .map(|(w, v)| (*w, v.as_slice()))
-                        .collect();
-                    centered_clip(&refs, tau, acc);
-                    acc.iter_mut().for_each(|x| *x *= sum_w as f64);
+                let res = &mut result[..l];
+                if self.sh.floor {
+                    res.copy_from_slice(&self.sh.input.flat_f32().expect("checked")[s..s + l]);
+                } else {
+                    let input = self.sh.input.clone();
+                    let mine = &input.flat_f32().expect("checked")[s..s + l];
+                    let mut views: Vec<(u64, &[f32])> = Vec::with_capacity(contributors.len());
+                    let mut remote = frames.iter().zip(scratch.iter_mut());
+                    for &r in &contributors {
+                        let w = self.weights[&r].0;
+                        if r == self.me {
+                            views.push((w, mine));
+                        } else {
+                            let ((_, payload), sc) = remote.next().unwrap();
+                            views.push((
+                                w,
+                                chunk_values(self.wire, &payload[DATA_HDR..], l, sc)
+                                    .expect("checked above"),
+                            ));
+                        }
+                    }
+                    match self.clip {
+                        Some(tau) => {
+                            let acc = &mut acc[..l];
+                            centered_clip(&views, tau, acc);
+                            res.iter_mut()
+                                .zip(acc.iter())
+                                .for_each(|(o, &x)| *o = x as f32);
+                        }
+                        None => weighted_mean(&views, sum_w, res),
+                    }
+                    // a NaN or Inf in any contribution makes the mean non-finite: only
+                    // then look for who sent it
+                    if !self.allow_nonfinite && !all_finite(res) {
+                        let culprit = contributors
+                            .iter()
+                            .zip(&views)
+                            .find(|(_, (_, v))| !all_finite(v))
+                            .map(|(&r, _)| r);
+                        drop(views);
+                        for (_, p) in frames {
+                            self.sh.recycle(p);
+                        }
+                        match culprit {
+                            Some(r) if r != self.me => {
+                                self.fail(r, a, "its contribution contains NaN or Inf");
+                                return Err(self.abort(a, members));
+                            }
+                            _ => return Err(Stop::Io("the average is not finite".into())),
+                        }
+                    }
+                    // the result as every receiver will decode it
+                    self.wire.round_trip(res);
+                    // written with pwrite (no zero-filled page faults); writers read it back from the mapping
+                    if let Err(e) = self.sh.write_out(s, wire::f32_bytes(res)) {
+                        self.debug(&format!("writing the output failed: {e}"));
+                        return Err(Stop::Io(e.to_string()));
+                    }
                 }
-                // SAFETY: this chunk of my span is not enqueued yet; nobody reads it.
-                let outr = unsafe { self.sh.out.region_mut(s, l) };
-                if !self.sh.floor {
-                    let inv = sum_w as f64;
-                    outr.iter_mut()
-                        .zip(acc.iter())
-                        .for_each(|(o, &x)| *o = (x / inv) as f32);
-                    self.wire.round_trip(outr);
+                for (_, p) in frames {
+                    self.sh.recycle(p);
                 }
+                // the chunk's identity: blake3 of the phase-2 payload every member receives
+                let phase2_hash = if self.sh.floor {
+                    [0u8; 32]
+                } else {
+                    let mut h = blake3::Hasher::new();
+                    h.update(&data_header(2, self.me, next_chunk));
+                    match self.wire {
+                        Wire::F32 => {
+                            h.update(wire::f32_bytes(res));
+                        }
+                        w => {
+                            encoded.clear();
+                            w.encode(res, &mut encoded);
+                            h.update(&encoded);
+                        }
+                    }
+                    *h.finalize().as_bytes()
+                };
+                result_hashes.insert((self.me, next_chunk), phase2_hash);
                 for &r in members.iter().filter(|&&r| r != self.me) {
                     self.send(
                         r,
@@ -1407,6 +1571,7 @@ impl Coordinator {
                             chunk: next_chunk,
                             start: s,
                             len: l,
+                            hash: phase2_hash,
                         },
                     );
                 }
@@ -1433,7 +1598,12 @@ impl Coordinator {
                     });
                     hashes.insert((o, self.me), h.finalize().to_hex().to_string());
                 }
-                return Ok((plan, hashes, sum_w, tokens));
+                // the result's identity: blake3 of every result chunk's hash, in vector order
+                let mut rh = blake3::Hasher::new();
+                for h in result_hashes.values() {
+                    rh.update(h);
+                }
+                return Ok((plan, hashes, sum_w, tokens, *rh.finalize().as_bytes()));
             }
             // take buffered data frames
             while let Some((from, frame)) = self.data.pop_front() {
@@ -1447,8 +1617,8 @@ impl Coordinator {
                     break;
                 }
                 let phase = frame.payload[0];
-                let owner = u16::from_le_bytes([frame.payload[1], frame.payload[2]]) as usize;
-                let c = u32::from_le_bytes(frame.payload[3..7].try_into().unwrap()) as usize;
+                let owner = u16::from_le_bytes([frame.payload[2], frame.payload[3]]) as usize;
+                let c = u32::from_le_bytes(frame.payload[4..8].try_into().unwrap()) as usize;
                 match phase {
                     1 if owner == self.me && pending.contains_key(&from) => {
                         // the credit is released when the chunk is consumed
@@ -1473,17 +1643,24 @@ impl Coordinator {
                         let s = start + c * chunk;
                         let l = chunk.min(start + len - s);
                         if !self.sh.floor {
-                            // SAFETY: regions of other owners' spans are written only here, once per attempt.
-                            let outr = unsafe { self.sh.out.region_mut(s, l) };
-                            if let Err(e) = self.wire.decode(&frame.payload[DATA_HDR..], outr) {
-                                self.fail(from, a, format!("malformed result chunk: {e}"));
-                                break;
-                            }
-                            if !self.allow_nonfinite && !outr.iter().all(|v| v.is_finite()) {
+                            let body = &frame.payload[DATA_HDR..];
+                            let vals = match chunk_values(self.wire, body, l, &mut tmp) {
+                                Ok(v) => v,
+                                Err(e) => {
+                                    self.fail(from, a, format!("malformed result chunk: {e}"));
+                                    break;
+                                }
+                            };
+                            if !self.allow_nonfinite && !all_finite(vals) {
                                 self.fail(from, a, "its averaged span contains NaN or Inf");
                                 break;
                             }
+                            if let Err(e) = self.sh.write_out(s, wire::f32_bytes(vals)) {
+                                return Err(Stop::Io(e.to_string()));
+                            }
                         }
+                        result_hashes.insert((from, c), frame.hash);
+                        self.sh.recycle(frame.payload);
                         got_chunk.insert((from, c), true);
                         *missing.get_mut(&from).unwrap() -= 1;
                         last_progress = Instant::now();
@@ -1534,15 +1711,8 @@ impl Coordinator {
         &mut self,
         a: u32,
         members: &[usize],
-        n_elem: usize,
+        mine: [u8; 32],
     ) -> Result<Option<Vec<usize>>, Error> {
-        let mine: [u8; 32] = {
-            // SAFETY: the whole output is written for this attempt; writers only read it.
-            let all = unsafe { self.sh.out.region(0, n_elem) };
-            let mut h = blake3::Hasher::new();
-            h.update_rayon(wire::f32_bytes(all));
-            *h.finalize().as_bytes()
-        };
         for &r in members
             .iter()
             .filter(|&&r| r != self.me && !self.failed.contains_key(&r))
@@ -1598,6 +1768,27 @@ impl Coordinator {
             }
         }
     }
+}
+
+/// The result hash a round's transcript records for an averaged vector: blake3
+/// over the blake3 of each result chunk's phase-2 payload (`[2, owner rank
+/// u16, chunk u32]` then the chunk in the wire format), spans in plan order,
+/// chunks in order. Lets anyone check an output file against a transcript.
+pub fn result_hash(values: &[f32], plan: &Plan, chunk: usize, wire: Wire) -> [u8; 32] {
+    let mut top = blake3::Hasher::new();
+    let mut buf = Vec::new();
+    for (&owner, &(start, len)) in plan.owners.iter().zip(&plan.spans) {
+        for (c, s) in (start..start + len).step_by(chunk.max(1)).enumerate() {
+            let part = &values[s..(s + chunk).min(start + len)];
+            let mut h = blake3::Hasher::new();
+            h.update(&data_header(2, owner, c));
+            buf.clear();
+            wire.encode(part, &mut buf);
+            h.update(&buf);
+            top.update(h.finalize().as_bytes());
+        }
+    }
+    *top.finalize().as_bytes()
 }
 
 /// Centered clipping (Karimireddy et al., 2021) of weighted contributions,

@@ -50,20 +50,23 @@ impl Wire {
 
     /// Appends the encoding of `x` to `out`.
     pub fn encode(self, x: &[f32], out: &mut Vec<u8>) {
+        let start = out.len();
+        out.resize(start + self.encoded_len(x.len()), 0);
+        let dst = &mut out[start..];
         match self {
-            Wire::F32 => out.extend_from_slice(f32_bytes(x)),
+            Wire::F32 => dst.copy_from_slice(f32_bytes(x)),
             Wire::Bf16 => {
-                out.reserve(2 * x.len());
-                for v in x {
-                    out.extend_from_slice(&half::bf16::from_f32(*v).to_le_bytes());
+                for (o, &v) in dst.chunks_exact_mut(2).zip(x) {
+                    o.copy_from_slice(&bf16_bits(v).to_le_bytes());
                 }
             }
             Wire::Q8 => {
-                for block in x.chunks(Q8_BLOCK) {
+                for (block, o) in x.chunks(Q8_BLOCK).zip(dst.chunks_mut(Q8_BLOCK + 4)) {
                     let scale = q8_scale(block);
-                    out.extend_from_slice(&scale.to_le_bytes());
-                    for v in block {
-                        out.push(q8_value(*v, scale) as u8);
+                    let inv = q8_inverse(scale);
+                    o[..4].copy_from_slice(&scale.to_le_bytes());
+                    for (q, &v) in o[4..].iter_mut().zip(block) {
+                        *q = q8_value(v, inv) as u8;
                     }
                 }
             }
@@ -88,17 +91,14 @@ impl Wire {
             }
             Wire::Bf16 => {
                 for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                    *o = half::bf16::from_le_bytes([c[0], c[1]]).to_f32();
+                    *o = f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16);
                 }
             }
             Wire::Q8 => {
-                let mut pos = 0;
-                for block in out.chunks_mut(Q8_BLOCK) {
-                    let scale = f32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap());
-                    pos += 4;
-                    for o in block.iter_mut() {
-                        *o = (bytes[pos] as i8) as f32 * scale;
-                        pos += 1;
+                for (block, o) in bytes.chunks(Q8_BLOCK + 4).zip(out.chunks_mut(Q8_BLOCK)) {
+                    let scale = f32::from_le_bytes(block[..4].try_into().unwrap());
+                    for (v, &q) in o.iter_mut().zip(&block[4..]) {
+                        *v = (q as i8) as f32 * scale;
                     }
                 }
             }
@@ -112,22 +112,40 @@ impl Wire {
             Wire::F32 => {}
             Wire::Bf16 => x
                 .iter_mut()
-                .for_each(|v| *v = half::bf16::from_f32(*v).to_f32()),
+                .for_each(|v| *v = f32::from_bits((bf16_bits(*v) as u32) << 16)),
             Wire::Q8 => {
                 for block in x.chunks_mut(Q8_BLOCK) {
                     let scale = q8_scale(block);
+                    let inv = q8_inverse(scale);
                     block
                         .iter_mut()
-                        .for_each(|v| *v = q8_value(*v, scale) as f32 * scale);
+                        .for_each(|v| *v = q8_value(*v, inv) as f32 * scale);
                 }
             }
         }
     }
 }
 
+/// f32 → bf16 bits, rounding to nearest even; NaN stays a (quiet) NaN.
+/// Branch-free apart from the NaN select, so it vectorises.
+#[inline]
+fn bf16_bits(v: f32) -> u16 {
+    let b = v.to_bits();
+    let rounded = b.wrapping_add(0x7fff + ((b >> 16) & 1));
+    if v.is_nan() {
+        ((b >> 16) | 0x0040) as u16
+    } else {
+        (rounded >> 16) as u16
+    }
+}
+
 fn q8_scale(block: &[f32]) -> f32 {
+    // f32::max ignores NaN: look for non-finite values separately
     let m = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-    if m > 0.0 && m.is_finite() {
+    if !block.iter().all(|v| v.is_finite()) {
+        return f32::NAN; // a non-finite block stays detectable after decoding
+    }
+    if m > 0.0 {
         m / 127.0
     } else if m == 0.0 {
         0.0
@@ -136,12 +154,22 @@ fn q8_scale(block: &[f32]) -> f32 {
     }
 }
 
-fn q8_value(v: f32, scale: f32) -> i8 {
+/// 1/scale, or 0 for an all-zero or non-finite block (whose values encode as 0).
+fn q8_inverse(scale: f32) -> f32 {
     if scale == 0.0 || !scale.is_finite() {
-        0
+        0.0
     } else {
-        (v / scale).round().clamp(-127.0, 127.0) as i8
+        1.0 / scale
     }
+}
+
+/// round-half-even(v · inv) clamped to ±127. Adding and subtracting 1.5·2²³
+/// rounds exactly for |x| < 2²² without a libm call, so the loop vectorises.
+#[inline]
+fn q8_value(v: f32, inv: f32) -> i8 {
+    const MAGIC: f32 = 12_582_912.0;
+    let x = (v * inv).clamp(-127.0, 127.0);
+    ((x + MAGIC) - MAGIC) as i8
 }
 
 /// The bytes of an f32 slice (little-endian machine).
@@ -234,13 +262,26 @@ impl MacKey {
         attempt: u32,
         parts: &[&[u8]],
     ) -> io::Result<(u64, [u8; 32])> {
+        let hash = self.payload_hash(parts);
+        self.write_frame_hashed(w, kind, attempt, parts, hash)
+    }
+
+    /// As [`write_frame`](Self::write_frame) with the payload's blake3 already
+    /// known (one result chunk goes to every member: it is hashed once).
+    pub fn write_frame_hashed(
+        &mut self,
+        w: &mut impl Write,
+        kind: u8,
+        attempt: u32,
+        parts: &[&[u8]],
+        hash: [u8; 32],
+    ) -> io::Result<(u64, [u8; 32])> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         assert!(len <= MAX_FRAME, "frame over the cap");
         let mut header = [0u8; HEADER];
         header[..4].copy_from_slice(&(len as u32).to_le_bytes());
         header[4] = kind;
         header[5..9].copy_from_slice(&attempt.to_le_bytes());
-        let hash = self.payload_hash(parts);
         let mac = self.tag(&header, &hash);
         self.seq += 1;
         let mut slices: Vec<IoSlice> = Vec::with_capacity(parts.len() + 2);
@@ -253,14 +294,31 @@ impl MacKey {
 
     /// Reads and authenticates one frame.
     pub fn read_frame(&mut self, r: &mut impl Read) -> Result<Frame, FrameError> {
+        self.read_frame_into(r, Vec::new())
+    }
+
+    /// As [`read_frame`](Self::read_frame), reusing `buf`'s allocation for the payload.
+    pub fn read_frame_into(
+        &mut self,
+        r: &mut impl Read,
+        mut payload: Vec<u8>,
+    ) -> Result<Frame, FrameError> {
         let mut header = [0u8; HEADER];
         r.read_exact(&mut header)?;
         let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
         if len > MAX_FRAME {
             return Err(FrameError::TooLarge(len));
         }
-        let mut payload = vec![0u8; len];
-        r.read_exact(&mut payload)?;
+        // read into the buffer's spare capacity: no zero-fill of 2 MiB per frame
+        payload.clear();
+        payload.reserve(len);
+        r.take(len as u64).read_to_end(&mut payload)?;
+        if payload.len() != len {
+            return Err(FrameError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "frame ended early",
+            )));
+        }
         let mut mac = [0u8; MAC_LEN];
         r.read_exact(&mut mac)?;
         let hash = self.payload_hash(&[&payload]);
@@ -371,6 +429,24 @@ mod tests {
             q.iter().any(|v| !v.is_finite()),
             "a NaN block stays visible"
         );
+    }
+
+    #[test]
+    fn bf16_rounding_matches_the_half_crate() {
+        let mut x = 0x1234_5678u32;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let v = f32::from_bits(x);
+            let ours = bf16_bits(v);
+            let theirs = half::bf16::from_f32(v).to_bits();
+            if v.is_nan() {
+                assert!(f32::from_bits((ours as u32) << 16).is_nan());
+            } else {
+                assert_eq!(ours, theirs, "{v:e}");
+            }
+        }
     }
 
     #[test]

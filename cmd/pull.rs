@@ -1,0 +1,52 @@
+use std::path::PathBuf;
+
+use anyhow::Result;
+use dtrain::hub::client::HubClient;
+use dtrain::hub::publish;
+
+#[derive(clap::Args, Debug)]
+pub struct PullArgs {
+    /// ORG/NAME on the Hub, or file://ROOT/ORG/NAME
+    #[arg(long)]
+    repo: String,
+    /// The tag to fetch
+    #[arg(
+        long,
+        required_unless_present = "latest_epoch",
+        conflicts_with = "latest_epoch"
+    )]
+    tag: Option<String>,
+    /// Fetch the highest numeric tag (the latest epoch)
+    #[arg(long)]
+    latest_epoch: bool,
+    /// Checkpoint folder to create (replaced atomically)
+    #[arg(short, long)]
+    output: PathBuf,
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: PullArgs) -> Result<()> {
+    let client = HubClient::from_env(args.retries);
+    let tag = match args.tag {
+        Some(t) => t,
+        None => publish::latest_epoch(&client, &args.repo)?,
+    };
+    let s = publish::pull(&client, &args.repo, &tag, &args.output)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else {
+        println!(
+            "{}  {}  tag {}  {} files, {:.1} MB  {:.2}s",
+            s.commit,
+            args.output.display(),
+            s.tag,
+            s.files,
+            s.bytes as f64 / 1e6,
+            s.seconds
+        );
+    }
+    Ok(())
+}
