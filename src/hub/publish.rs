@@ -82,7 +82,8 @@ fn scan(dir: &Path) -> Result<Vec<LocalFile>, Error> {
                 stack.push(p);
             } else {
                 let (sha256, git, size) =
-                    store::hash_pair(&p).map_err(|e| Error::Io(p.display().to_string(), e))?;
+                    store::hash_pair(&p, p.metadata().map(|m| m.len() < 10 << 20).unwrap_or(true))
+                        .map_err(|e| Error::Io(p.display().to_string(), e))?;
                 let rel = p
                     .strip_prefix(dir)
                     .unwrap()
@@ -527,7 +528,8 @@ pub fn latest_epoch(client: &HubClient, repo: &str) -> Result<String, Error> {
 
 /// Checks a downloaded file against the listing (sha256 for LFS files, git oid otherwise).
 fn verify_file(path: &Path, rel: &str, size: u64, sha256: &str, git: &str) -> Result<(), Error> {
-    let (s, g, n) = store::hash_pair(path).map_err(|e| Error::Io(path.display().to_string(), e))?;
+    let (s, g, n) = store::hash_pair(path, sha256.is_empty())
+        .map_err(|e| Error::Io(path.display().to_string(), e))?;
     if n != size {
         return Err(Error::Corrupt {
             path: rel.into(),

@@ -187,13 +187,17 @@ fn is_lfs(path: &str, size: u64) -> bool {
     size >= 10 * 1024 * 1024 || EXT.iter().any(|e| path.ends_with(e))
 }
 
-/// sha256 and git blob id of a file, in one pass.
-pub fn hash_pair(path: &Path) -> io::Result<(String, String, u64)> {
+/// sha256 of a file and, when `want_git`, its git blob id (sha1 of
+/// "blob {size}\0" + content), in one pass. (sha256 runs on SHA-NI; the
+/// software sha1 is the slow one, so large files skip it: the Hub names LFS
+/// files by their pointer's blob id, see [`lfs_pointer_oid`].)
+pub fn hash_pair(path: &Path, want_git: bool) -> io::Result<(String, String, u64)> {
     let mut f = fs::File::open(path)?;
     let size = f.metadata()?.len();
     let mut s256 = sha2::Sha256::new();
     let mut s1 = sha1::Sha1::new();
     s1.update(format!("blob {size}\0").as_bytes());
+    // a bounded buffer rather than a mapping: memory stays flat for any file size
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f.read(&mut buf)?;
@@ -201,9 +205,26 @@ pub fn hash_pair(path: &Path) -> io::Result<(String, String, u64)> {
             break;
         }
         s256.update(&buf[..n]);
-        s1.update(&buf[..n]);
+        if want_git {
+            s1.update(&buf[..n]);
+        }
     }
-    Ok((hex(&s256.finalize()), hex(&s1.finalize()), size))
+    let git = if want_git {
+        hex(&s1.finalize())
+    } else {
+        String::new()
+    };
+    Ok((hex(&s256.finalize()), git, size))
+}
+
+/// The git blob id of an LFS pointer file: what the Hub lists as an LFS file's oid.
+pub fn lfs_pointer_oid(sha256: &str, size: u64) -> String {
+    let pointer =
+        format!("version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n");
+    let mut s1 = sha1::Sha1::new();
+    s1.update(format!("blob {}\0", pointer.len()).as_bytes());
+    s1.update(pointer.as_bytes());
+    hex(&s1.finalize())
 }
 
 pub fn hex(b: &[u8]) -> String {
@@ -311,7 +332,13 @@ impl Store {
                 });
             }
         }
-        let (sha256, git, size) = hash_pair(path)?;
+        let lfs = is_lfs(rel, md.len());
+        let (sha256, content_git, size) = hash_pair(path, !lfs)?;
+        let git = if lfs {
+            lfs_pointer_oid(&sha256, size)
+        } else {
+            content_git
+        };
         let mut cache = self.lock.lock().unwrap();
         cache.insert(
             key,
@@ -605,15 +632,12 @@ impl Store {
                     );
                 }
                 Op::PutObject { path, sha256, size } => {
-                    let pointer = format!("version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n");
-                    let mut s1 = sha1::Sha1::new();
-                    s1.update(format!("blob {}\0", pointer.len()).as_bytes());
-                    s1.update(pointer.as_bytes());
+                    let git = lfs_pointer_oid(&sha256, size);
                     files.insert(
                         path,
                         FileEntry {
                             sha256,
-                            git: hex(&s1.finalize()),
+                            git,
                             size,
                             lfs: true,
                         },
