@@ -22,6 +22,9 @@ pub struct BatchArgs {
     /// Compute precision of matmuls and attention
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
+    /// ±1 projections per micro-batch gradient sketch in the receipt (0: none)
+    #[arg(long, default_value_t = dtrain::sketch::DEFAULT_K)]
+    pub sketch_k: usize,
 }
 
 impl BatchArgs {
@@ -32,6 +35,8 @@ impl BatchArgs {
             sequences: self.sequences.clone(),
             device: dtrain::device::resolve(self.device)?,
             precision: self.precision,
+            sketch_k: self.sketch_k,
+            miner: None,
         })
     }
 }

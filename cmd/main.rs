@@ -18,6 +18,7 @@ mod push;
 mod reduce;
 mod tokenize;
 mod train_step;
+mod verify;
 
 /// Decentralized GPT-2 training as small Unix commands.
 #[derive(Parser, Debug)]
@@ -45,6 +46,8 @@ pub enum Command {
     Keygen(keygen::KeygenArgs),
     /// Butterfly all-reduce of gradient files with the round's peers
     Reduce(reduce::ReduceArgs),
+    /// Check a miner's gradient against its receipt: signature, data, recomputation
+    Verify(verify::VerifyArgs),
     /// Mean loss of a checkpoint on a token shard
     Eval(eval::EvalArgs),
     /// Publish a checkpoint to the Hub, tagged (e.g. with the epoch)
@@ -84,6 +87,7 @@ fn main() {
         Command::TrainStep(a) => train_step::run(a),
         Command::Apply(a) => apply::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Verify(a) => verify::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Reduce(a) => reduce::run(a),
         Command::Hub(a) => hub::run(a),

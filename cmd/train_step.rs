@@ -22,6 +22,12 @@ pub struct TrainStepArgs {
     /// Receipt to write (JSON)
     #[arg(long, required_unless_present = "benchmark")]
     receipt: Option<PathBuf>,
+    /// Sign the receipt with this key (from `dtrain keygen`)
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// The miner's name (its peer name in reduce rounds), recorded in the receipt
+    #[arg(long)]
+    miner: Option<String>,
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
@@ -37,7 +43,13 @@ pub struct TrainStepArgs {
 pub fn run(args: TrainStepArgs) -> Result<()> {
     let ckpt = Checkpoint::open(&args.model)?;
     let shard = Shard::open(&args.tokens)?;
-    let opts = args.batch.options()?;
+    let mut opts = args.batch.options()?;
+    opts.miner = args.miner.clone();
+    let key = args
+        .key
+        .as_deref()
+        .map(dtrain::keys::Key::load)
+        .transpose()?;
     if let Some(iters) = args.benchmark {
         let r = dtrain::train::bench(&ckpt, &shard, &opts, 3, iters, args.peak_flops)?;
         if args.json {
@@ -59,7 +71,10 @@ pub fn run(args: TrainStepArgs) -> Result<()> {
     let (out, receipt_path) = (args.output.unwrap(), args.receipt.unwrap());
     let shard_hash =
         dtrain::fsio::hash_file(&args.tokens).with_context(|| args.tokens.display().to_string())?;
-    let receipt = dtrain::train::train_step(&ckpt, &shard, &shard_hash.to_hex(), &opts, &out)?;
+    let mut receipt = dtrain::train::train_step(&ckpt, &shard, &shard_hash.to_hex(), &opts, &out)?;
+    if let Some(k) = &key {
+        receipt.sign(k);
+    }
     if let Err(e) = dtrain::fsio::write_atomic(&receipt_path, receipt.to_json().as_bytes()) {
         let _ = std::fs::remove_file(&out);
         return Err(e).with_context(|| format!("writing {}", receipt_path.display()));

@@ -192,6 +192,18 @@ impl Classify for crate::hub::store::StoreError {
     }
 }
 
+impl Classify for crate::verify::Error {
+    fn code(&self) -> Code {
+        match self {
+            crate::verify::Error::Data(e) => match e.code() {
+                Code::Io => Code::Io,
+                _ => Code::BadInput,
+            },
+            _ => Code::BadInput,
+        }
+    }
+}
+
 /// Tries each registered error type on one link of a chain.
 macro_rules! classify_chain {
     ($cause:expr, $($t:ty),* $(,)?) => {
@@ -222,6 +234,7 @@ pub fn code_of(err: &anyhow::Error) -> Code {
             crate::keys::Error,
             crate::hub::publish::Error,
             crate::hub::store::StoreError,
+            crate::verify::Error,
         );
     }
     if err

@@ -133,6 +133,13 @@ impl PublicKey {
     }
 }
 
+impl std::str::FromStr for PublicKey {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        PublicKey::from_hex(s)
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for PublicKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;

@@ -1,25 +1,33 @@
-//! Receipts: what a miner claims about one train-step, in JSON.
+//! Receipts: what a miner claims about one train-step, in JSON, signed.
 //!
-//! A receipt names the model and token shard (by blake3), the sequences, the
-//! per-micro-batch losses and the gradient file it produced (by blake3), so a
-//! validator can recompute any part of the work and tie it to the submitted
-//! gradient.
+//! A receipt names the model and token shard (by blake3), the sequences, each
+//! micro-batch's loss and gradient sketch ([`crate::sketch`]), and the gradient
+//! file it produced (by blake3). It is signed with the miner's ed25519 key over
+//! its canonical bytes (the JSON of the receipt with `signature` empty), so a
+//! validator can hold the miner to every number in it and recompute any part.
 
 use serde::{Deserialize, Serialize};
 
+use crate::keys::{Key, PublicKey};
 use crate::ranges::RangeList;
 
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct MicroBatch {
     pub sequences: RangeList,
     pub loss: f64,
+    /// Sketch of this micro-batch's mean gradient.
+    #[serde(default)]
+    pub sketch: Vec<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Receipt {
     pub version: u32,
+    /// The miner's name (its peer name in reduce rounds), if it gave one.
+    #[serde(default)]
+    pub miner: Option<String>,
     /// blake3 of the model.safetensors the gradient was computed from.
     pub model: String,
     /// blake3 of the token shard.
@@ -35,9 +43,17 @@ pub struct Receipt {
     pub grad: String,
     /// Global L2 norm of the gradient.
     pub grad_norm: f64,
+    /// Number of ±1 projections per sketch.
+    #[serde(default)]
+    pub sketch_k: usize,
     pub device: String,
     pub precision: String,
     pub seconds: f64,
+    /// The signer's public key and its ed25519 signature (hex).
+    #[serde(default)]
+    pub pubkey: Option<String>,
+    #[serde(default)]
+    pub signature: Option<String>,
 }
 
 impl Receipt {
@@ -47,5 +63,83 @@ impl Receipt {
 
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(text)
+    }
+
+    /// The bytes a signature covers: the receipt with no signature.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let unsigned = Receipt {
+            signature: None,
+            ..self.clone()
+        };
+        serde_json::to_vec(&unsigned).expect("receipt serializes")
+    }
+
+    pub fn sign(&mut self, key: &Key) {
+        self.pubkey = Some(key.public().to_hex());
+        self.signature = None;
+        self.signature = Some(hex::encode(key.sign(&self.signing_bytes())));
+    }
+
+    /// Checks the signature, against `expected` when the miner's key is known.
+    pub fn check_signature(&self, expected: Option<&PublicKey>) -> Result<PublicKey, String> {
+        let (Some(pk), Some(sig)) = (&self.pubkey, &self.signature) else {
+            return Err("the receipt is not signed".into());
+        };
+        let pk = PublicKey::from_hex(pk).map_err(|e| e.to_string())?;
+        if let Some(want) = expected {
+            if want != &pk {
+                return Err(format!(
+                    "signed by {}, not by the miner's key {}",
+                    pk.to_hex(),
+                    want.to_hex()
+                ));
+            }
+        }
+        pk.verify_hex(&self.signing_bytes(), sig)
+            .map_err(|_| "the signature does not match the receipt".to_string())?;
+        Ok(pk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_cover_every_field() {
+        let mut r = Receipt {
+            version: VERSION,
+            miner: Some("m".into()),
+            model: "a".into(),
+            shard: "b".into(),
+            sequences: RangeList::all(4),
+            seq_len: 8,
+            micro_batch: 2,
+            micro_batches: vec![MicroBatch {
+                sequences: RangeList::all(2),
+                loss: 3.0,
+                sketch: vec![1.0, -2.0],
+            }],
+            loss: 3.0,
+            tokens: 32,
+            grad: "c".into(),
+            grad_norm: 1.0,
+            sketch_k: 2,
+            device: "cpu".into(),
+            precision: "f32".into(),
+            seconds: 1.0,
+            pubkey: None,
+            signature: None,
+        };
+        let k = Key::generate();
+        r.sign(&k);
+        let back = Receipt::from_json(&r.to_json()).unwrap();
+        assert!(back.check_signature(Some(&k.public())).is_ok());
+        let mut edited = back.clone();
+        edited.micro_batches[0].loss = 2.9;
+        assert!(edited.check_signature(None).is_err());
+        assert!(back
+            .check_signature(Some(&Key::generate().public()))
+            .is_err());
     }
 }

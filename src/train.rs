@@ -69,6 +69,10 @@ pub struct StepOptions {
     pub sequences: Option<RangeList>,
     pub device: Device,
     pub precision: Precision,
+    /// Projections per micro-batch sketch (0: no sketches).
+    pub sketch_k: usize,
+    /// The miner's name, recorded in the receipt.
+    pub miner: Option<String>,
 }
 
 /// The sequences a step covers, checked against the shard.
@@ -165,38 +169,64 @@ impl Engine {
         }
     }
 
-    /// Accumulates into the parameters' .grad the gradient of the mean loss over
-    /// `seqs`, scaled by `scale`; returns the mean loss of the micro-batches
-    /// (as device tensors, read once at the end).
-    pub fn accumulate(
+    /// The parameters' current gradients as one flat f32 tensor, in file order.
+    pub fn flat_grad(&self) -> Tensor {
+        let parts: Vec<Tensor> = self
+            .gpt
+            .params
+            .iter()
+            .map(|p| p.grad().to_kind(Kind::Float).reshape([-1]))
+            .collect();
+        Tensor::cat(&parts, 0)
+    }
+
+    /// Forward and backward of one micro-batch from zero gradients: its mean
+    /// loss, and its mean gradient times `scale`, flat.
+    pub fn micro_batch(
+        &mut self,
+        tokens: &[u16],
+        seqs: &[u64],
+        seq_len: usize,
+        scale: f64,
+    ) -> (Tensor, Tensor) {
+        self.zero_grad();
+        let (x, y) = batch(tokens, seqs, seq_len, self.device);
+        let loss = self.gpt.forward_backward(&x, &y, scale);
+        (loss, self.flat_grad())
+    }
+
+    /// All micro-batches of `seqs`: per micro-batch (loss, sketch of its mean
+    /// gradient), and the sequence-weighted sum of their gradients (flat, on the
+    /// device). The sum adds the scaled micro-batch gradients in order, the
+    /// same f32 additions autograd's accumulation would do.
+    pub fn step(
         &mut self,
         tokens: &[u16],
         seqs: &[u64],
         opts: &StepOptions,
-        scale: f64,
-    ) -> Vec<Tensor> {
+        sketcher: Option<&crate::sketch::DeviceSketcher>,
+    ) -> (Vec<(Tensor, Vec<f64>)>, Tensor) {
         let total = seqs.len() as f64;
-        seqs.chunks(opts.micro_batch)
-            .map(|mb| {
-                let (x, y) = batch(tokens, mb, opts.seq_len, self.device);
-                self.gpt
-                    .forward_backward(&x, &y, scale * mb.len() as f64 / total)
-            })
-            .collect()
-    }
-
-    /// The accumulated gradient of parameter `i`, as a contiguous f32 CPU tensor.
-    pub fn grad(&self, i: usize) -> Tensor {
-        self.gpt.params[i]
-            .grad()
-            .to_kind(Kind::Float)
-            .to_device(Device::Cpu)
-            .contiguous()
+        let mut acc: Option<Tensor> = None;
+        let mut out = Vec::new();
+        for mb in seqs.chunks(opts.micro_batch) {
+            let scale = mb.len() as f64 / total;
+            let (loss, flat) = self.micro_batch(tokens, mb, opts.seq_len, scale);
+            let sketch = sketcher
+                .map(|s| s.sketch(&flat).into_iter().map(|v| v / scale).collect())
+                .unwrap_or_default();
+            acc = Some(match acc {
+                None => flat,
+                Some(a) => a + flat,
+            });
+            out.push((loss, sketch));
+        }
+        (out, acc.expect("at least one micro-batch"))
     }
 }
 
 /// Runs a compute section, turning libtorch panics (out of memory, …) into errors.
-fn guarded<T>(device: Device, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+pub fn guarded<T>(device: Device, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
     match crate::panics::catch_torch(f) {
         Ok(r) => r,
         Err(msg) if crate::panics::is_oom(&msg) => Err(Error::OutOfMemory {
@@ -241,11 +271,17 @@ fn train_step_inner(
     t0: Instant,
 ) -> Result<Receipt, Error> {
     let mut engine = Engine::load(ckpt, opts.device, opts.precision)?;
-    let losses = engine.accumulate(shard.tokens(), seqs, opts, 1.0);
-    let losses: Vec<f64> = Tensor::stack(&losses, 0)
-        .to_kind(Kind::Double)
-        .to_device(Device::Cpu)
-        .try_into()?;
+    let sketcher = crate::sketch::Sketcher::new(&ckpt.hash, shard_hash, opts.sketch_k);
+    let dev_sketch =
+        (opts.sketch_k > 0).then(|| sketcher.on_device(ckpt.config.num_params(), opts.device));
+    let (mbs, sum) = engine.step(shard.tokens(), seqs, opts, dev_sketch.as_ref());
+    let losses: Vec<f64> = Tensor::stack(
+        &mbs.iter().map(|m| m.0.shallow_clone()).collect::<Vec<_>>(),
+        0,
+    )
+    .to_kind(Kind::Double)
+    .to_device(Device::Cpu)
+    .try_into()?;
     let n = seqs.len() as f64;
     let mean: f64 = seqs
         .chunks(opts.micro_batch)
@@ -268,11 +304,11 @@ fn train_step_inner(
     meta.insert("shard".into(), shard_hash.into());
     meta.insert("seq_len".into(), opts.seq_len.to_string());
     let mut w = TensorWriter::create(grad_out, &specs, &meta)?;
-    for (i, s) in specs.iter().enumerate() {
-        engine.grad(i).f_copy_data_u8(w.tensor_mut(i), s.numel())?;
-    }
-    let flat = w.flat_f32_mut();
-    let grad_norm = l2_norm(flat);
+    let numel: usize = specs.iter().map(|s| s.numel()).sum();
+    sum.to_device(Device::Cpu)
+        .contiguous()
+        .f_copy_data_u8(w.data_mut(), numel)?;
+    let grad_norm = l2_norm(w.flat_f32_mut());
     if !grad_norm.is_finite() {
         return Err(Error::NonFiniteGrad);
     }
@@ -282,6 +318,7 @@ fn train_step_inner(
 
     Ok(Receipt {
         version: crate::receipt::VERSION,
+        miner: opts.miner.clone(),
         model: ckpt.hash.clone(),
         shard: shard_hash.to_string(),
         sequences: RangeList::from_indices(seqs.iter().copied()),
@@ -289,19 +326,23 @@ fn train_step_inner(
         micro_batch: opts.micro_batch,
         micro_batches: seqs
             .chunks(opts.micro_batch)
-            .zip(&losses)
-            .map(|(mb, &loss)| MicroBatch {
+            .zip(losses.iter().zip(mbs))
+            .map(|(mb, (&loss, (_, sketch)))| MicroBatch {
                 sequences: RangeList::from_indices(mb.iter().copied()),
                 loss,
+                sketch,
             })
             .collect(),
         loss: mean,
         tokens,
         grad: grad.to_hex().to_string(),
         grad_norm,
+        sketch_k: opts.sketch_k,
         device: crate::device::kind_name(opts.device).into(),
         precision: opts.precision.name().into(),
         seconds: t0.elapsed().as_secs_f64(),
+        pubkey: None,
+        signature: None,
     })
 }
 
@@ -346,10 +387,13 @@ fn bench_inner(
             tch::Cuda::synchronize(i as i64);
         }
     };
+    let sketcher = crate::sketch::Sketcher::new(&ckpt.hash, "benchmark", opts.sketch_k);
+    let dev_sketch =
+        (opts.sketch_k > 0).then(|| sketcher.on_device(ckpt.config.num_params(), opts.device));
     let run = |engine: &mut Engine| {
-        engine.zero_grad();
-        let l = engine.accumulate(shard.tokens(), seqs, opts, 1.0);
-        let _ = l.last().map(|t| t.double_value(&[]));
+        let (mbs, sum) = engine.step(shard.tokens(), seqs, opts, dev_sketch.as_ref());
+        let _ = mbs.last().map(|t| t.0.double_value(&[]));
+        drop(sum);
     };
     for _ in 0..warmup {
         run(&mut engine);

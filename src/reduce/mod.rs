@@ -1222,6 +1222,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         round: cfg.round.clone(),
         me: cfg.me.clone(),
         wire: cfg.wire.name().into(),
+        chunk: co.chunk,
         elements: n_elem,
         bytes: (n_elem * 4) as u64,
         peers: (0..peers.len())
@@ -1787,6 +1788,32 @@ pub fn result_hash(values: &[f32], plan: &Plan, chunk: usize, wire: Wire) -> [u8
             h.update(&buf);
             top.update(h.finalize().as_bytes());
         }
+    }
+    *top.finalize().as_bytes()
+}
+
+/// The hash an owner records for one peer's contribution to its span: blake3
+/// over the blake3 of each phase-1 payload (`[1, 0, owner rank u16, chunk
+/// u32]` then the chunk in the wire format), in chunk order. A validator holding
+/// the miner's gradient file recomputes it to see whether the miner sent its
+/// gradient or something else.
+pub fn contribution_hash(
+    values: &[f32],
+    owner: usize,
+    start: usize,
+    len: usize,
+    chunk: usize,
+    wire: Wire,
+) -> [u8; 32] {
+    let mut top = blake3::Hasher::new();
+    let mut buf = Vec::new();
+    for (c, s) in (start..start + len).step_by(chunk.max(1)).enumerate() {
+        let mut h = blake3::Hasher::new();
+        h.update(&data_header(1, owner, c));
+        buf.clear();
+        wire.encode(&values[s..(s + chunk).min(start + len)], &mut buf);
+        h.update(&buf);
+        top.update(h.finalize().as_bytes());
     }
     *top.finalize().as_bytes()
 }

@@ -54,6 +54,8 @@ pub struct Body {
     pub round: String,
     pub me: String,
     pub wire: String,
+    /// Elements per chunk (what contribution and result hashes are computed over).
+    pub chunk: usize,
     pub elements: usize,
     pub bytes: u64,
     pub peers: Vec<PeerEntry>,

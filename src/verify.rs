@@ -1,0 +1,598 @@
+//! `verify`: does a miner's gradient come from the work its receipt claims?
+//!
+//! Checks, in order, each with its own verdict line:
+//!
+//! 1. **signature** — the receipt is signed by the miner's key (pinned with
+//!    `--pubkey`, else the key embedded in the receipt);
+//! 2. **model** — receipt and gradient name the checkpoint being trained;
+//! 3. **shard** — the token shard is the one the receipt names and, with a data
+//!    spec, exactly the tokenization of the miner's assigned rows (re-fetched);
+//! 4. **gradient file** — its blake3, sequence count and token count are the
+//!    receipt's;
+//! 5. **linearity** — the sequence-weighted sum of the micro-batch sketches is
+//!    the sketch of the gradient file ([`crate::sketch`]);
+//! 6. **recomputation** — every micro-batch, or K chosen with the validator's
+//!    own randomness (`--sample K`), is recomputed: its loss and sketch must
+//!    match; a full recomputation also compares the whole gradient (per-tensor
+//!    cosine and relative L2);
+//! 7. **reduce** — with owners' transcripts, what the miner sent in the round
+//!    hashes to what its gradient file gives.
+//!
+//! Tolerances ([`tolerances`]) depend on the device kind and precision and were
+//! calibrated by recomputing honest work (see `scripts/calibrate.sh`).
+
+use std::path::Path;
+use std::time::Instant;
+
+use rand_like::pick;
+use serde::Serialize;
+use tch::{Device, Kind};
+
+use crate::data::{Corpus, DataSpec, Source};
+use crate::keys::PublicKey;
+use crate::model::gpt::Precision;
+use crate::model::Checkpoint;
+use crate::receipt::Receipt;
+use crate::reduce::transcript::Transcript;
+use crate::reduce::wire::Wire;
+use crate::sketch::{rel_distance, Sketcher};
+use crate::tensors::{GradMeta, TensorFile};
+use crate::tokens::Shard;
+use crate::train::{Engine, StepOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot verify: {0}")]
+    Input(String),
+    #[error(transparent)]
+    Train(#[from] crate::train::Error),
+    #[error(transparent)]
+    Data(#[from] crate::data::Error),
+    #[error(transparent)]
+    Tensors(#[from] crate::tensors::Error),
+    #[error(transparent)]
+    Tokens(#[from] crate::tokens::Error),
+}
+
+/// How far an honest recomputation may stray.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Tolerances {
+    /// Relative difference of a micro-batch's loss.
+    pub loss: f64,
+    /// Relative distance of a micro-batch's sketch.
+    pub sketch: f64,
+    /// Relative distance of Σ micro-batch sketches from the file's sketch.
+    pub linearity: f64,
+    /// Relative L2 distance of the recomputed whole gradient (and of each tensor).
+    pub grad: f64,
+}
+
+/// Tolerances for recomputing work done on `device` ("cpu"/"cuda") in
+/// `precision`. CPU f32 was measured with `scripts/calibrate.sh`: honest
+/// train-steps (1 and 2 threads) recomputed with 1, 2 and 4 threads, tiny and
+/// GPT-2 124M: worst loss 0 (bit-identical), sketch 7.8e-7, whole gradient
+/// 5.9e-7 (worst tensor 7.8e-7), linearity 1.7e-7. The bounds sit 40–60×
+/// above those. A 1% scaled gradient moves the sketch by 1e-2, three orders
+/// above the bound. bf16 and CUDA bounds are provisional (no GPU in the
+/// calibration run); bf16's 8-bit mantissa leaves ~4e-3 per operation, so they
+/// sit at 5e-2: a validator that must catch small scalings recomputes in f32.
+pub fn tolerances(device: &str, precision: &str) -> Tolerances {
+    match (device, precision) {
+        ("cpu", "f32") => Tolerances {
+            loss: 4e-6,
+            sketch: 3e-5,
+            linearity: 1e-5,
+            grad: 4e-5,
+        },
+        (_, "f32") => Tolerances {
+            loss: 1e-4,
+            sketch: 1e-3,
+            linearity: 1e-5,
+            grad: 1e-3,
+        },
+        _ => Tolerances {
+            loss: 5e-2,
+            sketch: 5e-2,
+            linearity: 1e-4,
+            grad: 5e-2,
+        },
+    }
+}
+
+/// The deviations this verification measured (relative).
+#[derive(Debug, Serialize, Clone, Copy, Default)]
+pub struct Measured {
+    pub linearity: Option<f64>,
+    pub loss: Option<f64>,
+    pub sketch: Option<f64>,
+    pub grad: Option<f64>,
+    pub worst_tensor: Option<f64>,
+}
+
+#[derive(Debug, Serialize, Clone)]
+pub struct Check {
+    pub name: String,
+    pub pass: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Verdict {
+    pub miner: Option<String>,
+    pub pubkey: Option<String>,
+    pub model: String,
+    pub shard: String,
+    pub grad: String,
+    pub pass: bool,
+    pub checks: Vec<Check>,
+    /// Verified distinct sequences (0 unless the verdict passes).
+    pub sequences: u64,
+    pub recomputed_micro_batches: Vec<usize>,
+    pub micro_batches: usize,
+    pub tolerances: Tolerances,
+    /// What was measured, for calibrating tolerances.
+    pub measured: Measured,
+    pub seconds: f64,
+}
+
+/// What to check against.
+pub struct Inputs<'a> {
+    pub receipt: &'a Receipt,
+    pub grad: &'a Path,
+    pub ckpt: &'a Checkpoint,
+    pub shard: &'a Path,
+    pub pubkey: Option<PublicKey>,
+    /// A data spec and where to fetch its rows, to check the shard's content.
+    pub spec: Option<(DataSpec, &'a Source)>,
+    pub transcripts: &'a [Transcript],
+    /// Recompute this many random micro-batches instead of all.
+    pub sample: Option<usize>,
+    pub device: Device,
+}
+
+mod rand_like {
+    /// k distinct indices of 0..n chosen with the OS's randomness.
+    pub fn pick(n: usize, k: usize) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..n).collect();
+        for i in 0..k.min(n) {
+            let mut b = [0u8; 8];
+            getrandom::getrandom(&mut b).expect("OS randomness");
+            let j = i + (u64::from_le_bytes(b) as usize) % (n - i);
+            idx.swap(i, j);
+        }
+        idx.truncate(k.min(n));
+        idx.sort();
+        idx
+    }
+}
+
+fn check(checks: &mut Vec<Check>, name: &str, pass: bool, detail: impl Into<String>) -> bool {
+    checks.push(Check {
+        name: name.into(),
+        pass,
+        detail: detail.into(),
+    });
+    pass
+}
+
+fn rel(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(1e-12)
+}
+
+/// Runs every check. `Err` means the inputs could not be verified at all.
+pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
+    let t0 = Instant::now();
+    let r = inp.receipt;
+    let mut checks = Vec::new();
+    let mut measured = Measured::default();
+    let tol = tolerances(crate::device::kind_name(inp.device), &r.precision);
+
+    // 1. signature
+    let sig = r.check_signature(inp.pubkey.as_ref());
+    let pinned = if inp.pubkey.is_some() {
+        "the miner's pinned key"
+    } else {
+        "the key in the receipt (not pinned: pass --pubkey)"
+    };
+    let mut ok = check(
+        &mut checks,
+        "signature",
+        sig.is_ok(),
+        sig.as_ref()
+            .map(|_| format!("valid, by {pinned}"))
+            .unwrap_or_else(|e| e.clone()),
+    );
+
+    // 2. model
+    let grad = TensorFile::open(inp.grad)?;
+    let gmeta = GradMeta::read(&grad)?;
+    let model_ok = r.model == inp.ckpt.hash && gmeta.model == inp.ckpt.hash;
+    ok &= check(
+        &mut checks,
+        "model",
+        model_ok,
+        if model_ok {
+            format!("{}", &inp.ckpt.hash[..16])
+        } else {
+            format!(
+                "receipt {} / gradient {} / checkpoint {}",
+                &r.model[..16.min(r.model.len())],
+                &gmeta.model[..16],
+                &inp.ckpt.hash[..16]
+            )
+        },
+    );
+
+    // 3. shard
+    let shard = Shard::open(inp.shard)?;
+    let shard_hash = crate::fsio::hash_file(inp.shard)
+        .map_err(|e| Error::Input(format!("{}: {e}", inp.shard.display())))?
+        .to_hex()
+        .to_string();
+    let mut shard_ok = shard_hash == r.shard;
+    let mut detail = if shard_ok {
+        format!("{}", &shard_hash[..16])
+    } else {
+        format!(
+            "the shard is {}, the receipt names {}",
+            &shard_hash[..16],
+            &r.shard[..16.min(r.shard.len())]
+        )
+    };
+    if let (true, Some((spec, src))) = (shard_ok, &inp.spec) {
+        let corpus = Corpus::open(src, &crate::data::config_dir(&spec.config))?;
+        corpus.check(spec)?;
+        let mut docs = Vec::new();
+        corpus.fetch(src, &spec.rows, |row| {
+            docs.push(row.text);
+            Ok(())
+        })?;
+        let toks = crate::tokenizer::Tokenizer::gpt2()
+            .encode_docs(&docs)
+            .map_err(|e| Error::Input(e.to_string()))?;
+        let want = crate::tokens::hash_of(&toks)?.to_hex().to_string();
+        shard_ok = want == shard_hash;
+        detail = if shard_ok {
+            format!(
+                "{} = the tokenization of rows {}",
+                &shard_hash[..16],
+                spec.rows
+            )
+        } else {
+            format!(
+                "not the tokenization of the assigned rows {} (that would be {})",
+                spec.rows,
+                &want[..16]
+            )
+        };
+    }
+    ok &= check(&mut checks, "shard", shard_ok, detail);
+
+    // 4. gradient file
+    let grad_hash = crate::fsio::hash_file(inp.grad)
+        .map_err(|e| Error::Input(format!("{}: {e}", inp.grad.display())))?
+        .to_hex()
+        .to_string();
+    let n_seq = r.sequences.len();
+    let file_ok =
+        grad_hash == r.grad && gmeta.sequences == n_seq && gmeta.tokens == n_seq * r.seq_len as u64;
+    ok &= check(
+        &mut checks,
+        "gradient file",
+        file_ok,
+        if file_ok {
+            format!("{} ({} sequences)", &grad_hash[..16], n_seq)
+        } else {
+            format!(
+                "hash {} / {} sequences; the receipt says {} / {}",
+                &grad_hash[..16],
+                gmeta.sequences,
+                &r.grad[..16.min(r.grad.len())],
+                n_seq
+            )
+        },
+    );
+    grad.check_same_layout(&TensorFile::open(
+        inp.ckpt.dir.join(crate::model::MODEL_FILE),
+    )?)
+    .map_err(|e| Error::Input(e.to_string()))?;
+
+    // 5. linearity of the sketches
+    let flat = grad.to_f32()?;
+    let mb_seqs: Vec<Vec<u64>> = r
+        .micro_batches
+        .iter()
+        .map(|m| m.sequences.iter().collect())
+        .collect();
+    let listed: Vec<u64> = mb_seqs.iter().flatten().copied().collect();
+    let structure_ok = listed == r.sequences.iter().collect::<Vec<_>>()
+        && r.sketch_k > 0
+        && r.micro_batches.iter().all(|m| m.sketch.len() == r.sketch_k);
+    let sketcher = Sketcher::new(&r.model, &r.shard, r.sketch_k.max(1));
+    let lin_ok = if structure_ok {
+        let file_sketch = sketcher.sketch_cpu(&flat);
+        let mut sum = vec![0f64; r.sketch_k];
+        for (m, s) in r.micro_batches.iter().zip(&mb_seqs) {
+            let w = s.len() as f64 / n_seq as f64;
+            sum.iter_mut().zip(&m.sketch).for_each(|(a, b)| *a += w * b);
+        }
+        let d = rel_distance(&sum, &file_sketch);
+        measured.linearity = Some(d);
+        check(
+            &mut checks,
+            "linearity",
+            d <= tol.linearity,
+            format!(
+                "Σ micro-batch sketches vs the file's sketch: {d:.2e} (tolerance {:.0e})",
+                tol.linearity
+            ),
+        )
+    } else {
+        check(
+            &mut checks,
+            "linearity",
+            false,
+            "the receipt's micro-batches do not list its sequences with one sketch each",
+        )
+    };
+    ok &= lin_ok;
+
+    // 6. recomputation (skipped when the inputs already disagree: it would be meaningless)
+    let mut recomputed = Vec::new();
+    if model_ok && shard_ok && structure_ok {
+        let precision = if r.precision == "bf16" {
+            Precision::Bf16
+        } else {
+            Precision::F32
+        };
+        let opts = StepOptions {
+            seq_len: r.seq_len,
+            micro_batch: r.micro_batch,
+            sequences: Some(r.sequences.clone()),
+            device: inp.device,
+            precision,
+            sketch_k: r.sketch_k,
+            miner: None,
+        };
+        let seqs = crate::train::select_sequences(shard.len(), &opts, inp.ckpt.config.n_positions);
+        let seqs = match seqs {
+            Ok(s) => s,
+            Err(e) => {
+                check(
+                    &mut checks,
+                    "recomputation",
+                    false,
+                    format!("the receipt's sequences do not fit the shard: {e}"),
+                );
+                return Ok(finish(r, checks, 0, recomputed, tol, measured, t0));
+            }
+        };
+        let dev = sketcher.on_device(inp.ckpt.config.num_params(), inp.device);
+        let mut engine = crate::train::guarded(inp.device, || {
+            Ok(Engine::load(inp.ckpt, inp.device, precision)?)
+        })?;
+        let chosen: Vec<usize> = match inp.sample {
+            Some(k) if k < r.micro_batches.len() => pick(r.micro_batches.len(), k.max(1)),
+            _ => (0..r.micro_batches.len()).collect(),
+        };
+        let full = chosen.len() == r.micro_batches.len();
+        let mut worst_loss = 0f64;
+        let mut worst_sketch = 0f64;
+        let mut bad_mb = None;
+        let mut sum: Option<tch::Tensor> = None;
+        for &i in &chosen {
+            let mb = &mb_seqs[i];
+            let scale = if full {
+                mb.len() as f64 / seqs.len() as f64
+            } else {
+                1.0
+            };
+            let (loss, flatg) = crate::train::guarded(inp.device, || {
+                Ok(engine.micro_batch(shard.tokens(), mb, r.seq_len, scale))
+            })?;
+            let loss = loss.double_value(&[]);
+            let sk: Vec<f64> = dev.sketch(&flatg).into_iter().map(|v| v / scale).collect();
+            let dl = rel(loss, r.micro_batches[i].loss);
+            let ds = rel_distance(&r.micro_batches[i].sketch, &sk);
+            worst_loss = worst_loss.max(dl);
+            worst_sketch = worst_sketch.max(ds);
+            if (dl > tol.loss || ds > tol.sketch) && bad_mb.is_none() {
+                bad_mb = Some((i, dl, ds));
+            }
+            if full {
+                sum = Some(match sum {
+                    None => flatg,
+                    Some(a) => a + flatg,
+                });
+            }
+            recomputed.push(i);
+        }
+        measured.loss = Some(worst_loss);
+        measured.sketch = Some(worst_sketch);
+        let what = if full {
+            "all".to_string()
+        } else {
+            format!("{} sampled of {}", chosen.len(), r.micro_batches.len())
+        };
+        let mb_ok = bad_mb.is_none();
+        ok &= check(
+            &mut checks,
+            "recomputation",
+            mb_ok,
+            match bad_mb {
+                None => format!("{what} micro-batches: worst loss {worst_loss:.1e}, worst sketch {worst_sketch:.1e} (tolerances {:.0e}, {:.0e})", tol.loss, tol.sketch),
+                Some((i, dl, ds)) => format!("micro-batch {i} ({}) does not match: loss {dl:.2e}, sketch {ds:.2e} off", r.micro_batches[i].sequences),
+            },
+        );
+        if let Some(sum) = sum {
+            let mine: Vec<f32> =
+                Vec::<f32>::try_from(sum.to_kind(Kind::Float).to_device(Device::Cpu))
+                    .map_err(|e| Error::Input(e.to_string()))?;
+            let (mut worst_t, mut worst_name, mut min_cos) = (0f64, String::new(), 1f64);
+            let mut off = 0;
+            for e in grad.entries() {
+                let n = e.spec.numel();
+                let (a, b) = (&flat[off..off + n], &mine[off..off + n]);
+                let (d, nb, dot, na) =
+                    a.iter()
+                        .zip(b)
+                        .fold((0f64, 0f64, 0f64, 0f64), |(d, nb, dot, na), (&x, &y)| {
+                            (
+                                d + (x as f64 - y as f64).powi(2),
+                                nb + (y as f64).powi(2),
+                                dot + x as f64 * y as f64,
+                                na + (x as f64).powi(2),
+                            )
+                        });
+                let relt = d.sqrt() / nb.sqrt().max(1e-30);
+                let cos = if na > 0.0 && nb > 0.0 {
+                    dot / (na.sqrt() * nb.sqrt())
+                } else {
+                    1.0
+                };
+                if relt > worst_t {
+                    worst_t = relt;
+                    worst_name = e.spec.name.clone();
+                }
+                min_cos = min_cos.min(cos);
+                off += n;
+            }
+            let d: f64 = flat
+                .iter()
+                .zip(&mine)
+                .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let nm: f64 = mine.iter().map(|&y| (y as f64).powi(2)).sum::<f64>().sqrt();
+            let global = d / nm.max(1e-30);
+            measured.grad = Some(global);
+            measured.worst_tensor = Some(worst_t);
+            ok &= check(
+                &mut checks,
+                "whole gradient",
+                // small tensors (biases) carry more relative rounding: 10x per tensor
+                global <= tol.grad && worst_t <= 10.0 * tol.grad,
+                format!("relative L2 {global:.1e} (tolerance {:.0e}); worst tensor {worst_name} {worst_t:.1e}; min cosine {min_cos:.6}", tol.grad),
+            );
+        }
+    } else {
+        check(
+            &mut checks,
+            "recomputation",
+            false,
+            "skipped: the model, shard or receipt structure already failed",
+        );
+        ok = false;
+    }
+
+    // 7. what the miner sent in reduce rounds
+    if !inp.transcripts.is_empty() {
+        let miner = r.miner.clone().unwrap_or_default();
+        let mut seen = 0;
+        let mut bad = Vec::new();
+        for t in inp.transcripts {
+            if t.verify(None).is_err() {
+                bad.push(format!("{}'s transcript has a bad signature", t.body.me));
+                continue;
+            }
+            let Ok(wire) = t.body.wire.parse::<WireName>().map(|w| w.0) else {
+                continue;
+            };
+            for span in t.body.spans.iter().filter(|s| s.owner == t.body.me) {
+                let Some(c) = span.contributors.iter().find(|c| c.peer == miner) else {
+                    continue;
+                };
+                let Some(recorded) = &c.blake3 else { continue };
+                if t.body.elements != flat.len() {
+                    bad.push(format!(
+                        "{}'s round averaged {} elements, the gradient has {}",
+                        t.body.me,
+                        t.body.elements,
+                        flat.len()
+                    ));
+                    continue;
+                }
+                let owner = t
+                    .body
+                    .peers
+                    .iter()
+                    .find(|p| p.name == span.owner)
+                    .map(|p| p.rank)
+                    .unwrap_or(0);
+                let want = crate::reduce::contribution_hash(
+                    &flat,
+                    owner,
+                    span.start,
+                    span.len,
+                    t.body.chunk,
+                    wire,
+                );
+                seen += 1;
+                if blake3::Hash::from(want).to_hex().as_str() != recorded {
+                    bad.push(format!(
+                        "sent {} something other than its gradient's span",
+                        span.owner
+                    ));
+                }
+            }
+        }
+        let pass = bad.is_empty() && seen > 0;
+        ok &= check(
+            &mut checks,
+            "reduce",
+            pass,
+            if pass {
+                format!("its contributions to {seen} span(s) are its gradient")
+            } else if seen == 0 && bad.is_empty() {
+                format!("no transcript records a contribution from '{miner}'")
+            } else {
+                bad.join("; ")
+            },
+        );
+    }
+
+    let sequences = if ok { n_seq } else { 0 };
+    let mut v = finish(r, checks, sequences, recomputed, tol, measured, t0);
+    v.pass = ok && v.checks.iter().all(|c| c.pass);
+    Ok(v)
+}
+
+struct WireName(Wire);
+impl std::str::FromStr for WireName {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Ok(WireName(match s {
+            "f32" => Wire::F32,
+            "bf16" => Wire::Bf16,
+            "q8" => Wire::Q8,
+            _ => return Err(()),
+        }))
+    }
+}
+
+fn finish(
+    r: &Receipt,
+    checks: Vec<Check>,
+    sequences: u64,
+    recomputed: Vec<usize>,
+    tol: Tolerances,
+    measured: Measured,
+    t0: Instant,
+) -> Verdict {
+    let pass = checks.iter().all(|c| c.pass);
+    Verdict {
+        miner: r.miner.clone(),
+        pubkey: r.pubkey.clone(),
+        model: r.model.clone(),
+        shard: r.shard.clone(),
+        grad: r.grad.clone(),
+        pass,
+        checks,
+        sequences: if pass { sequences } else { 0 },
+        recomputed_micro_batches: recomputed,
+        micro_batches: r.micro_batches.len(),
+        tolerances: tol,
+        measured,
+        seconds: t0.elapsed().as_secs_f64(),
+    }
+}
