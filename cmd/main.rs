@@ -13,9 +13,11 @@ mod hub;
 mod info;
 mod init;
 mod keygen;
+mod ledger;
 mod pull;
 mod push;
 mod reduce;
+mod score;
 mod tokenize;
 mod train_step;
 mod verify;
@@ -48,6 +50,10 @@ pub enum Command {
     Reduce(reduce::ReduceArgs),
     /// Check a miner's gradient against its receipt: signature, data, recomputation
     Verify(verify::VerifyArgs),
+    /// Turn verdicts, receipts and reduce transcripts into miner weights
+    Score(score::ScoreArgs),
+    /// The signed, hash-chained progress ledger
+    Ledger(ledger::LedgerArgs),
     /// Mean loss of a checkpoint on a token shard
     Eval(eval::EvalArgs),
     /// Publish a checkpoint to the Hub, tagged (e.g. with the epoch)
@@ -88,6 +94,8 @@ fn main() {
         Command::Apply(a) => apply::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Score(a) => score::run(a),
+        Command::Ledger(a) => ledger::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Reduce(a) => reduce::run(a),
         Command::Hub(a) => hub::run(a),

@@ -43,6 +43,9 @@ _dtrain() {
             dtrain,keygen)
                 cmd="dtrain__subcmd__keygen"
                 ;;
+            dtrain,ledger)
+                cmd="dtrain__subcmd__ledger"
+                ;;
             dtrain,pull)
                 cmd="dtrain__subcmd__pull"
                 ;;
@@ -52,11 +55,17 @@ _dtrain() {
             dtrain,reduce)
                 cmd="dtrain__subcmd__reduce"
                 ;;
+            dtrain,score)
+                cmd="dtrain__subcmd__score"
+                ;;
             dtrain,tokenize)
                 cmd="dtrain__subcmd__tokenize"
                 ;;
             dtrain,train-step)
                 cmd="dtrain__subcmd__train__subcmd__step"
+                ;;
+            dtrain,verify)
+                cmd="dtrain__subcmd__verify"
                 ;;
             dtrain__subcmd__help,apply)
                 cmd="dtrain__subcmd__help__subcmd__apply"
@@ -85,6 +94,9 @@ _dtrain() {
             dtrain__subcmd__help,keygen)
                 cmd="dtrain__subcmd__help__subcmd__keygen"
                 ;;
+            dtrain__subcmd__help,ledger)
+                cmd="dtrain__subcmd__help__subcmd__ledger"
+                ;;
             dtrain__subcmd__help,pull)
                 cmd="dtrain__subcmd__help__subcmd__pull"
                 ;;
@@ -94,14 +106,29 @@ _dtrain() {
             dtrain__subcmd__help,reduce)
                 cmd="dtrain__subcmd__help__subcmd__reduce"
                 ;;
+            dtrain__subcmd__help,score)
+                cmd="dtrain__subcmd__help__subcmd__score"
+                ;;
             dtrain__subcmd__help,tokenize)
                 cmd="dtrain__subcmd__help__subcmd__tokenize"
                 ;;
             dtrain__subcmd__help,train-step)
                 cmd="dtrain__subcmd__help__subcmd__train__subcmd__step"
                 ;;
+            dtrain__subcmd__help,verify)
+                cmd="dtrain__subcmd__help__subcmd__verify"
+                ;;
             dtrain__subcmd__help__subcmd__hub,serve)
                 cmd="dtrain__subcmd__help__subcmd__hub__subcmd__serve"
+                ;;
+            dtrain__subcmd__help__subcmd__ledger,append)
+                cmd="dtrain__subcmd__help__subcmd__ledger__subcmd__append"
+                ;;
+            dtrain__subcmd__help__subcmd__ledger,show)
+                cmd="dtrain__subcmd__help__subcmd__ledger__subcmd__show"
+                ;;
+            dtrain__subcmd__help__subcmd__ledger,verify)
+                cmd="dtrain__subcmd__help__subcmd__ledger__subcmd__verify"
                 ;;
             dtrain__subcmd__hub,help)
                 cmd="dtrain__subcmd__hub__subcmd__help"
@@ -115,6 +142,30 @@ _dtrain() {
             dtrain__subcmd__hub__subcmd__help,serve)
                 cmd="dtrain__subcmd__hub__subcmd__help__subcmd__serve"
                 ;;
+            dtrain__subcmd__ledger,append)
+                cmd="dtrain__subcmd__ledger__subcmd__append"
+                ;;
+            dtrain__subcmd__ledger,help)
+                cmd="dtrain__subcmd__ledger__subcmd__help"
+                ;;
+            dtrain__subcmd__ledger,show)
+                cmd="dtrain__subcmd__ledger__subcmd__show"
+                ;;
+            dtrain__subcmd__ledger,verify)
+                cmd="dtrain__subcmd__ledger__subcmd__verify"
+                ;;
+            dtrain__subcmd__ledger__subcmd__help,append)
+                cmd="dtrain__subcmd__ledger__subcmd__help__subcmd__append"
+                ;;
+            dtrain__subcmd__ledger__subcmd__help,help)
+                cmd="dtrain__subcmd__ledger__subcmd__help__subcmd__help"
+                ;;
+            dtrain__subcmd__ledger__subcmd__help,show)
+                cmd="dtrain__subcmd__ledger__subcmd__help__subcmd__show"
+                ;;
+            dtrain__subcmd__ledger__subcmd__help,verify)
+                cmd="dtrain__subcmd__ledger__subcmd__help__subcmd__verify"
+                ;;
             *)
                 ;;
         esac
@@ -122,7 +173,7 @@ _dtrain() {
 
     case "${cmd}" in
         dtrain)
-            opts="-h -V --help --version info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help"
+            opts="-h -V --help --version info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -210,7 +261,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__eval)
-            opts="-h -V --model --tokens --seq-len --micro-batch --sequences --device --precision --logits-out --json --help --version"
+            opts="-h -V --model --tokens --seq-len --micro-batch --sequences --device --precision --sketch-k --logits-out --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -242,6 +293,10 @@ _dtrain() {
                     ;;
                 --precision)
                     COMPREPLY=($(compgen -W "f32 bf16" -- "${cur}"))
+                    return 0
+                    ;;
+                --sketch-k)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --logits-out)
@@ -340,7 +395,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__help)
-            opts="info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help"
+            opts="info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -493,6 +548,62 @@ _dtrain() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dtrain__subcmd__help__subcmd__ledger)
+            opts="append show verify"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__help__subcmd__ledger__subcmd__append)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__help__subcmd__ledger__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__help__subcmd__ledger__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dtrain__subcmd__help__subcmd__pull)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -535,6 +646,20 @@ _dtrain() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dtrain__subcmd__help__subcmd__score)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dtrain__subcmd__help__subcmd__tokenize)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -550,6 +675,20 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__help__subcmd__train__subcmd__step)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__help__subcmd__verify)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -727,6 +866,176 @@ _dtrain() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dtrain__subcmd__ledger)
+            opts="-h -V --help --version append show verify help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__ledger__subcmd__append)
+            opts="-h -V --ledger --key --epoch --step --model --tokens --contributors --scores --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --ledger)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --epoch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --step)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --model)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tokens)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --contributors)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scores)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__ledger__subcmd__help)
+            opts="append show verify help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__ledger__subcmd__help__subcmd__append)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__ledger__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__ledger__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__ledger__subcmd__help__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__ledger__subcmd__show)
+            opts="-h -V --ledger --last --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --ledger)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__ledger__subcmd__verify)
+            opts="-h -V --ledger --pubkey --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --ledger)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pubkey)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dtrain__subcmd__pull)
             opts="-o -h -V --repo --tag --latest-epoch --output --retries --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -865,6 +1174,60 @@ _dtrain() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dtrain__subcmd__score)
+            opts="-h -V --verdicts --receipt --transcript --state --state-out --weights-out --epoch --w-gradient-steps --w-bandwidth --alpha --explain --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --verdicts)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --receipt)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --transcript)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --weights-out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --epoch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --w-gradient-steps)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --w-bandwidth)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --alpha)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dtrain__subcmd__tokenize)
             opts="-o -h -V --format --output --tokenizer --lossy --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -896,7 +1259,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__train__subcmd__step)
-            opts="-o -h -V --model --tokens --seq-len --micro-batch --sequences --device --precision --output --receipt --json --benchmark --peak-flops --help --version"
+            opts="-o -h -V --model --tokens --seq-len --micro-batch --sequences --device --precision --sketch-k --output --receipt --key --miner --json --benchmark --peak-flops --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -930,6 +1293,10 @@ _dtrain() {
                     COMPREPLY=($(compgen -W "f32 bf16" -- "${cur}"))
                     return 0
                     ;;
+                --sketch-k)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -942,11 +1309,73 @@ _dtrain() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --miner)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --benchmark)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --peak-flops)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__verify)
+            opts="-h -V --receipt --grad --model --tokens --pubkey --spec --source --sample --transcript --device --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --receipt)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --grad)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --model)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tokens)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pubkey)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --spec)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --source)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sample)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --transcript)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --device)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

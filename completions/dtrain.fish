@@ -34,6 +34,9 @@ complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "train-step" -d 'Compu
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "apply" -d 'Step the optimizer (AdamW or LAMB) with an averaged gradient'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "keygen" -d 'Create an ed25519 key for reduce, receipts and the ledger'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "reduce" -d 'Butterfly all-reduce of gradient files with the round\'s peers'
+complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "verify" -d 'Check a miner\'s gradient against its receipt: signature, data, recomputation'
+complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "score" -d 'Turn verdicts, receipts and reduce transcripts into miner weights'
+complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "ledger" -d 'The signed, hash-chained progress ledger'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "eval" -d 'Mean loss of a checkpoint on a token shard'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "push" -d 'Publish a checkpoint to the Hub, tagged (e.g. with the epoch)'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "pull" -d 'Fetch a tagged checkpoint from the Hub'
@@ -80,8 +83,11 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l sequences -
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l device -d 'auto, cpu, cuda or cuda:N' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l precision -d 'Compute precision of matmuls and attention' -r -f -a "f32\t''
 bf16\t''"
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l sketch-k -d '±1 projections per micro-batch gradient sketch in the receipt (0: none)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s o -l output -d 'Gradient file to write (safetensors)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l receipt -d 'Receipt to write (JSON)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l key -d 'Sign the receipt with this key (from `dtrain keygen`)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l miner -d 'The miner\'s name (its peer name in reduce rounds), recorded in the receipt' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l benchmark -d 'Benchmark mode: time N steady-state passes over the micro-batches (after 3 warm-up passes) and print tokens/s; writes nothing' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l peak-flops -d 'Peak FLOP/s of the device, to report MFU in benchmark mode' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l json -d 'Print the summary as JSON'
@@ -130,6 +136,61 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l floor -d 'Bench
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l json -d 'Print a JSON summary'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l receipt -d 'The miner\'s receipt' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l grad -d 'The miner\'s gradient file' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l model -d 'The checkpoint the gradient should come from' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l tokens -d 'The token shard the receipt names' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l pubkey -d 'The miner\'s public key (hex); without it the receipt\'s own key is used' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l spec -d 'Data spec of the miner\'s assigned rows: re-fetch and re-tokenize them' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l source -d 'Read the spec\'s rows from local parquet files instead of the Hub' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l sample -d 'Recompute K random micro-batches instead of all' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l transcript -d 'Owners\' reduce transcripts: check what the miner sent them' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l device -d 'auto, cpu, cuda or cuda:N' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l json -d 'One JSON verdict on stdout instead of a table'
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l verdicts -d 'verify --json verdicts, one JSON object per line ("-": stdin)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l receipt -d 'The epoch\'s receipts: their miners count as expected (no verdict: 0)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l transcript -d 'The epoch\'s reduce transcripts (bandwidth and participation)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l state -d 'Previous state (missing: a fresh start)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l state-out -d 'New state, written atomically' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l weights-out -d 'Per-miner weights and factors (JSON), written atomically [default: stdout]' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l epoch -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l w-gradient-steps -d 'Weight of gradient·steps in the raw score' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l w-bandwidth -d 'Weight of bandwidth in the raw score' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l alpha -d 'EMA coefficient over epochs' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l explain -d 'Print a table of every factor on stderr'
+complete -c dtrain -n "__fish_dtrain_using_subcommand score" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand score" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify help" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify help" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify help" -f -a "append" -d 'Append a signed entry for an epoch'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify help" -f -a "show" -d 'Print the entries (or the last one)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify help" -f -a "verify" -d 'Check the chain and every signature'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l ledger -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l key -d 'The validator\'s key' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l epoch -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l step -d 'Global optimizer step after this epoch' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l model -d 'The new model: a checkpoint folder (its hash is taken) or a blake3 hex' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l tokens -d 'Tokens trained on so far' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l contributors -d 'Who contributed (comma-separated)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l scores -d 'The epoch\'s scores/weights file (its blake3 is recorded)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -l ledger -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -l last -d 'Only the last entry'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -l json
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -l ledger -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -l pubkey -d 'The validator\'s public key (hex) [default: the first entry\'s]' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from help" -f -a "append" -d 'Append a signed entry for an epoch'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from help" -f -a "show" -d 'Print the entries (or the last one)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check the chain and every signature'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l model -d 'Checkpoint folder' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l tokens -d 'Token shard' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l seq-len -d 'Sequence length T (sequence k is tokens [k·T, k·T+T+1))' -r
@@ -138,6 +199,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l sequences -d 'Seq
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l device -d 'auto, cpu, cuda or cuda:N' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l precision -d 'Compute precision of matmuls and attention' -r -f -a "f32\t''
 bf16\t''"
+complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l sketch-k -d '±1 projections per micro-batch gradient sketch in the receipt (0: none)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l logits-out -d 'Also write every position\'s logits ("logits": [N, T, V], f32 safetensors)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l json
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -s h -l help -d 'Print help'
@@ -178,18 +240,24 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subco
 complete -c dtrain -n "__fish_dtrain_using_subcommand gen-docs" -l out -d 'Folder that receives man/ and completions/' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand gen-docs" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand gen-docs" -s V -l version -d 'Print version'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "info" -d 'Show libtorch, CUDA, threads and build features'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "fetch-shard" -d 'Stream a miner\'s assigned rows of fineweb from the Hub (JSON lines)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "tokenize" -d 'Turn text into a GPT-2 token shard (llm.c format)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "init" -d 'Create a freshly initialised GPT-2 checkpoint'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "train-step" -d 'Compute a GPT-2 gradient on a token shard; write it and a receipt'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "apply" -d 'Step the optimizer (AdamW or LAMB) with an averaged gradient'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "keygen" -d 'Create an ed25519 key for reduce, receipts and the ledger'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "reduce" -d 'Butterfly all-reduce of gradient files with the round\'s peers'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "eval" -d 'Mean loss of a checkpoint on a token shard'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "push" -d 'Publish a checkpoint to the Hub, tagged (e.g. with the epoch)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "pull" -d 'Fetch a tagged checkpoint from the Hub'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "hub" -d 'The local hub: serve a folder over the Hugging Face Hub API'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "gen-docs" -d 'Write man pages and shell completions (for packagers)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce eval push pull hub gen-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "info" -d 'Show libtorch, CUDA, threads and build features'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "fetch-shard" -d 'Stream a miner\'s assigned rows of fineweb from the Hub (JSON lines)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "tokenize" -d 'Turn text into a GPT-2 token shard (llm.c format)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "init" -d 'Create a freshly initialised GPT-2 checkpoint'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "train-step" -d 'Compute a GPT-2 gradient on a token shard; write it and a receipt'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "apply" -d 'Step the optimizer (AdamW or LAMB) with an averaged gradient'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "keygen" -d 'Create an ed25519 key for reduce, receipts and the ledger'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "reduce" -d 'Butterfly all-reduce of gradient files with the round\'s peers'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "verify" -d 'Check a miner\'s gradient against its receipt: signature, data, recomputation'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "score" -d 'Turn verdicts, receipts and reduce transcripts into miner weights'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "ledger" -d 'The signed, hash-chained progress ledger'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "eval" -d 'Mean loss of a checkpoint on a token shard'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "push" -d 'Publish a checkpoint to the Hub, tagged (e.g. with the epoch)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "pull" -d 'Fetch a tagged checkpoint from the Hub'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "hub" -d 'The local hub: serve a folder over the Hugging Face Hub API'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "gen-docs" -d 'Write man pages and shell completions (for packagers)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and __fish_seen_subcommand_from ledger" -f -a "append" -d 'Append a signed entry for an epoch'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and __fish_seen_subcommand_from ledger" -f -a "show" -d 'Print the entries (or the last one)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and __fish_seen_subcommand_from ledger" -f -a "verify" -d 'Check the chain and every signature'
 complete -c dtrain -n "__fish_dtrain_using_subcommand help; and __fish_seen_subcommand_from hub" -f -a "serve" -d 'Serve a folder over the Hugging Face Hub HTTP API (a local hub / mirror)'

@@ -204,6 +204,16 @@ impl Classify for crate::verify::Error {
     }
 }
 
+impl Classify for crate::ledger::Error {
+    fn code(&self) -> Code {
+        match self {
+            crate::ledger::Error::Io(..) => Code::Io,
+            crate::ledger::Error::Broken { .. } => Code::Rejected,
+            crate::ledger::Error::Empty => Code::BadInput,
+        }
+    }
+}
+
 /// Tries each registered error type on one link of a chain.
 macro_rules! classify_chain {
     ($cause:expr, $($t:ty),* $(,)?) => {
@@ -235,6 +245,7 @@ pub fn code_of(err: &anyhow::Error) -> Code {
             crate::hub::publish::Error,
             crate::hub::store::StoreError,
             crate::verify::Error,
+            crate::ledger::Error,
         );
     }
     if err

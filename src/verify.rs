@@ -212,7 +212,7 @@ pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
         "model",
         model_ok,
         if model_ok {
-            format!("{}", &inp.ckpt.hash[..16])
+            inp.ckpt.hash[..16].to_string()
         } else {
             format!(
                 "receipt {} / gradient {} / checkpoint {}",
@@ -231,7 +231,7 @@ pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
         .to_string();
     let mut shard_ok = shard_hash == r.shard;
     let mut detail = if shard_ok {
-        format!("{}", &shard_hash[..16])
+        shard_hash[..16].to_string()
     } else {
         format!(
             "the shard is {}, the receipt names {}",
@@ -368,9 +368,8 @@ pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
             }
         };
         let dev = sketcher.on_device(inp.ckpt.config.num_params(), inp.device);
-        let mut engine = crate::train::guarded(inp.device, || {
-            Ok(Engine::load(inp.ckpt, inp.device, precision)?)
-        })?;
+        let mut engine =
+            crate::train::guarded(inp.device, || Engine::load(inp.ckpt, inp.device, precision))?;
         let chosen: Vec<usize> = match inp.sample {
             Some(k) if k < r.micro_batches.len() => pick(r.micro_batches.len(), k.max(1)),
             _ => (0..r.micro_batches.len()).collect(),

@@ -1,0 +1,141 @@
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use dtrain::exit::{Code, Coded};
+use dtrain::receipt::Receipt;
+use dtrain::reduce::transcript::Transcript;
+use dtrain::score::{self, Config, State, VerdictIn};
+
+#[derive(clap::Args, Debug)]
+pub struct ScoreArgs {
+    /// verify --json verdicts, one JSON object per line ("-": stdin)
+    #[arg(long)]
+    verdicts: PathBuf,
+    /// The epoch's receipts: their miners count as expected (no verdict: 0)
+    #[arg(long)]
+    receipt: Vec<PathBuf>,
+    /// The epoch's reduce transcripts (bandwidth and participation)
+    #[arg(long)]
+    transcript: Vec<PathBuf>,
+    /// Previous state (missing: a fresh start)
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// New state, written atomically
+    #[arg(long)]
+    state_out: PathBuf,
+    /// Per-miner weights and factors (JSON), written atomically [default: stdout]
+    #[arg(long)]
+    weights_out: Option<PathBuf>,
+    #[arg(long)]
+    epoch: Option<u64>,
+    /// Weight of gradient·steps in the raw score
+    #[arg(long, default_value_t = 0.5)]
+    w_gradient_steps: f64,
+    /// Weight of bandwidth in the raw score
+    #[arg(long, default_value_t = 0.5)]
+    w_bandwidth: f64,
+    /// EMA coefficient over epochs
+    #[arg(long, default_value_t = 0.05)]
+    alpha: f64,
+    /// Print a table of every factor on stderr
+    #[arg(long)]
+    explain: bool,
+}
+
+pub fn run(args: ScoreArgs) -> Result<()> {
+    let reader: Box<dyn BufRead> = if args.verdicts.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(&args.verdicts)
+                .with_context(|| format!("reading {}", args.verdicts.display()))?,
+        ))
+    };
+    let mut verdicts = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: VerdictIn = serde_json::from_str(&line).map_err(|e| {
+            Coded::new(
+                Code::BadInput,
+                format!(
+                    "{} line {}: not a verdict: {e}",
+                    args.verdicts.display(),
+                    i + 1
+                ),
+            )
+        })?;
+        verdicts.push(v);
+    }
+    let mut miners = Vec::new();
+    for p in &args.receipt {
+        let r = Receipt::from_json(
+            &std::fs::read_to_string(p).with_context(|| p.display().to_string())?,
+        )
+        .map_err(|e| {
+            Coded::new(
+                Code::BadInput,
+                format!("{}: not a receipt: {e}", p.display()),
+            )
+        })?;
+        miners.extend(r.miner);
+    }
+    let transcripts = args
+        .transcript
+        .iter()
+        .map(|p| Transcript::read(p).map_err(|e| Coded::new(Code::BadInput, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    for t in &transcripts {
+        t.verify(None).map_err(|_| {
+            Coded::new(
+                Code::Rejected,
+                format!("{}'s transcript has a bad signature", t.body.me),
+            )
+        })?;
+    }
+    let prev: State = match &args.state {
+        Some(p) if p.exists() => serde_json::from_str(&std::fs::read_to_string(p)?)
+            .map_err(|e| Coded::new(Code::BadInput, format!("{}: {e}", p.display())))?,
+        _ => State::default(),
+    };
+    let cfg = Config {
+        w_gradient_steps: args.w_gradient_steps,
+        w_bandwidth: args.w_bandwidth,
+        alpha: args.alpha,
+    };
+    let (state, scores) = score::score(&verdicts, &miners, &transcripts, &prev, args.epoch, &cfg);
+    dtrain::fsio::write_atomic(
+        &args.state_out,
+        (serde_json::to_string_pretty(&state)? + "\n").as_bytes(),
+    )?;
+    let out = serde_json::to_string_pretty(&scores)? + "\n";
+    match &args.weights_out {
+        Some(p) => dtrain::fsio::write_atomic(p, out.as_bytes())?,
+        None => print!("{out}"),
+    }
+    if args.explain {
+        eprintln!(
+            "{:<12}{:>9}{:>8}{:>8}{:>12}{:>7}{:>8}{:>8}{:>8}{:>8}",
+            "miner", "gradient", "steps", "norm", "bytes/s", "all", "bw", "raw", "ema", "weight"
+        );
+        for (m, f) in &scores.miners {
+            eprintln!(
+                "{:<12}{:>9.0}{:>8}{:>8.3}{:>12.0}{:>7}{:>8.3}{:>8.3}{:>8.4}{:>8.3}",
+                m,
+                f.gradient,
+                f.steps_raw,
+                f.steps,
+                f.bandwidth_raw,
+                if f.contributed_all { "yes" } else { "no" },
+                f.bandwidth,
+                f.raw,
+                f.ema,
+                f.weight
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! The progress ledger: an append-only, hash-chained, signed record of the
+//! training run (the roadmap's replacement for WandB as the tracker).
+//!
+//! One JSON entry per line: {index, epoch, global step, model hash, tokens so
+//! far, contributors, blake3 of the epoch's scores, previous entry's hash, the
+//! validator's public key, its ed25519 signature over the entry's canonical
+//! bytes}. An entry's hash is blake3 of its full line. Changing, dropping or
+//! reordering an entry breaks the chain at that entry, and `verify` names it.
+//! Miners read the current epoch and model from the last entry.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{Key, PublicKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("ledger entry {index}: {why}")]
+    Broken { index: usize, why: String },
+    #[error("the ledger is empty")]
+    Empty,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub index: u64,
+    pub epoch: u64,
+    pub global_step: u64,
+    pub model: String,
+    pub tokens: u64,
+    pub contributors: Vec<String>,
+    pub scores: String,
+    pub prev: String,
+    pub validator: String,
+    #[serde(default)]
+    pub signature: String,
+}
+
+impl Entry {
+    fn signing_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&Entry {
+            signature: String::new(),
+            ..self.clone()
+        })
+        .expect("json")
+    }
+
+    pub fn line(&self) -> String {
+        serde_json::to_string(self).expect("json")
+    }
+
+    pub fn hash(&self) -> String {
+        blake3::hash(self.line().as_bytes()).to_hex().to_string()
+    }
+}
+
+/// What a new entry records.
+pub struct NewEntry {
+    pub epoch: u64,
+    pub global_step: u64,
+    pub model: String,
+    pub tokens: u64,
+    pub contributors: Vec<String>,
+    pub scores: String,
+}
+
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Reads and checks a whole ledger (missing file: empty ledger).
+pub fn read(path: &Path, pubkey: Option<&PublicKey>) -> Result<Vec<Entry>, Error> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::Io(path.display().to_string(), e)),
+    };
+    let mut out: Vec<Entry> = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = |why: String| Error::Broken { index: i, why };
+        let e: Entry =
+            serde_json::from_str(line).map_err(|e| bad(format!("not a ledger entry: {e}")))?;
+        if e.line() != line.trim_end() {
+            return Err(bad("not in canonical form (edited by hand?)".into()));
+        }
+        if e.index != i as u64 {
+            return Err(bad(format!(
+                "has index {} at position {i} (reordered or dropped entries)",
+                e.index
+            )));
+        }
+        let want_prev = out
+            .last()
+            .map(Entry::hash)
+            .unwrap_or_else(|| GENESIS.to_string());
+        if e.prev != want_prev {
+            return Err(bad(
+                "does not chain to the entry before it (that one was changed, or this one moved)"
+                    .into(),
+            ));
+        }
+        let pk = PublicKey::from_hex(&e.validator).map_err(|err| bad(err.to_string()))?;
+        if let Some(want) = pubkey {
+            if want != &pk {
+                return Err(bad(format!(
+                    "signed by {}, not the validator {}",
+                    e.validator,
+                    want.to_hex()
+                )));
+            }
+        }
+        if let Some(first) = out.first() {
+            if first.validator != e.validator && pubkey.is_none() {
+                return Err(bad(format!(
+                    "signed by {}, the ledger's validator is {}",
+                    e.validator, first.validator
+                )));
+            }
+        }
+        pk.verify_hex(&e.signing_bytes(), &e.signature)
+            .map_err(|_| bad("its signature does not match its content".into()))?;
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// Appends a signed entry (the file is checked first and rewritten atomically).
+pub fn append(path: &Path, key: &Key, new: NewEntry) -> Result<Entry, Error> {
+    let mut entries = read(path, Some(&key.public()))?;
+    let mut e = Entry {
+        index: entries.len() as u64,
+        epoch: new.epoch,
+        global_step: new.global_step,
+        model: new.model,
+        tokens: new.tokens,
+        contributors: new.contributors,
+        scores: new.scores,
+        prev: entries
+            .last()
+            .map(Entry::hash)
+            .unwrap_or_else(|| GENESIS.to_string()),
+        validator: key.public().to_hex(),
+        signature: String::new(),
+    };
+    e.signature = hex::encode(key.sign(&e.signing_bytes()));
+    entries.push(e.clone());
+    let text: String = entries.iter().map(|x| x.line() + "\n").collect();
+    crate::fsio::write_atomic(path, text.as_bytes())
+        .map_err(|err| Error::Io(path.display().to_string(), err))?;
+    Ok(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(epoch: u64) -> NewEntry {
+        NewEntry {
+            epoch,
+            global_step: epoch + 1,
+            model: format!("m{epoch}"),
+            tokens: 100 * epoch,
+            contributors: vec!["a".into()],
+            scores: "s".into(),
+        }
+    }
+
+    #[test]
+    fn chain_and_tampering() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ledger.jsonl");
+        let k = Key::generate();
+        for e in 0..4 {
+            append(&p, &k, entry(e)).unwrap();
+        }
+        assert_eq!(read(&p, Some(&k.public())).unwrap().len(), 4);
+        let lines: Vec<String> = std::fs::read_to_string(&p)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        // an edited field
+        let mut edited = lines.clone();
+        edited[2] = edited[2].replace("\"tokens\":200", "\"tokens\":999");
+        std::fs::write(&p, edited.join("\n") + "\n").unwrap();
+        let e = read(&p, None).unwrap_err().to_string();
+        assert!(e.starts_with("ledger entry 2:"), "{e}");
+        // reordered
+        let mut swapped = lines.clone();
+        swapped.swap(1, 2);
+        std::fs::write(&p, swapped.join("\n") + "\n").unwrap();
+        assert!(read(&p, None)
+            .unwrap_err()
+            .to_string()
+            .starts_with("ledger entry 1:"));
+        // another validator's key
+        std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+        assert!(append(&p, &Key::generate(), entry(9)).is_err());
+        assert!(read(&p, Some(&Key::generate().public())).is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! ledger and score as processes: appends, chain checks, tampering named,
+//! state carried between epochs.
+mod common;
+use common::*;
+
+#[test]
+fn ledger_appends_verifies_and_names_a_tampered_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, k, scores) = (
+        dir.path().join("ledger.jsonl"),
+        dir.path().join("v.key"),
+        dir.path().join("scores.json"),
+    );
+    let pk = String::from_utf8(dtrain(&["keygen", "-o", k.to_str().unwrap()], b"").stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    std::fs::write(&scores, b"{}").unwrap();
+    let o = dtrain(
+        &["ledger", "show", "--ledger", l.to_str().unwrap(), "--last"],
+        b"",
+    );
+    assert_fails(&o, 2, "the ledger is empty");
+    for e in 0..3 {
+        let es = e.to_string();
+        let tokens = (1000 * (e + 1)).to_string();
+        let o = dtrain(
+            &[
+                "ledger",
+                "append",
+                "--ledger",
+                l.to_str().unwrap(),
+                "--key",
+                k.to_str().unwrap(),
+                "--epoch",
+                &es,
+                "--step",
+                &es,
+                "--model",
+                &format!("{:064x}", e),
+                "--tokens",
+                &tokens,
+                "--contributors",
+                "a,b",
+                "--scores",
+                scores.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = dtrain(
+        &[
+            "ledger",
+            "verify",
+            "--ledger",
+            l.to_str().unwrap(),
+            "--pubkey",
+            &pk,
+        ],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = dtrain(
+        &[
+            "ledger",
+            "show",
+            "--ledger",
+            l.to_str().unwrap(),
+            "--last",
+            "--json",
+        ],
+        b"",
+    );
+    let last: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (last["epoch"].as_u64(), last["tokens"].as_u64()),
+        (Some(2), Some(3000))
+    );
+    assert_eq!(last["contributors"], serde_json::json!(["a", "b"]));
+    // tamper with entry 1: verify names it and exits 1
+    let text = std::fs::read_to_string(&l).unwrap();
+    std::fs::write(&l, text.replacen("\"tokens\":2000", "\"tokens\":2500", 1)).unwrap();
+    let o = dtrain(&["ledger", "verify", "--ledger", l.to_str().unwrap()], b"");
+    assert_fails(&o, 1, "ledger entry 1:");
+    // another validator's key is refused
+    let o = dtrain(
+        &[
+            "ledger",
+            "verify",
+            "--ledger",
+            l.to_str().unwrap(),
+            "--pubkey",
+            &"ab".repeat(32),
+        ],
+        b"",
+    );
+    assert_ne!(o.status.code(), Some(0));
+}
+
+#[test]
+fn score_carries_state_between_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("v.jsonl");
+    std::fs::write(&v, "{\"miner\":\"a\",\"pass\":true,\"sequences\":8}\n{\"miner\":\"b\",\"pass\":false,\"sequences\":0}\n").unwrap();
+    let st = dir.path().join("state.json");
+    let w = dir.path().join("w.json");
+    for epoch in 0..2 {
+        let e = epoch.to_string();
+        let mut args = vec![
+            "score",
+            "--verdicts",
+            v.to_str().unwrap(),
+            "--state-out",
+            st.to_str().unwrap(),
+            "--weights-out",
+            w.to_str().unwrap(),
+            "--epoch",
+            &e,
+            "--explain",
+        ];
+        let prev = st.clone();
+        if epoch > 0 {
+            args.extend_from_slice(&["--state", prev.to_str().unwrap()]);
+        }
+        let o = dtrain(&args, b"");
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stderr(&o).contains("miner"), "--explain prints a table");
+    }
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&st).unwrap()).unwrap();
+    // raw 0.5 for a both epochs: 0.05·0.5 then 0.95·0.025 + 0.05·0.5
+    assert!(
+        (state["ema"]["a"].as_f64().unwrap() - 0.04875).abs() < 1e-12,
+        "{state}"
+    );
+    assert_eq!(state["ema"]["b"], 0.0);
+    let weights: serde_json::Value = serde_json::from_slice(&std::fs::read(&w).unwrap()).unwrap();
+    assert_eq!(weights["weights"]["a"], 1.0);
+    let o = dtrain(
+        &[
+            "score",
+            "--verdicts",
+            v.to_str().unwrap(),
+            "--state-out",
+            st.to_str().unwrap(),
+            "--state",
+            w.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a weights file is not a state file: {}",
+        stderr(&o)
+    );
+}
