@@ -9,6 +9,7 @@ mod common;
 mod eval;
 mod fetch_shard;
 mod gen_docs;
+mod hash;
 mod hub;
 mod info;
 mod init;
@@ -32,6 +33,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// blake3 of files, or of checkpoints (their model identity)
+    Hash(hash::HashArgs),
     /// Show libtorch, CUDA, threads and build features
     Info(info::InfoArgs),
     /// Stream a miner's assigned rows of fineweb from the Hub (JSON lines)
@@ -87,6 +90,7 @@ fn main() {
     }
     let result = match cli.command {
         Command::Info(a) => info::run(a),
+        Command::Hash(a) => hash::run(a),
         Command::FetchShard(a) => fetch_shard::run(a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Init(a) => init::run(a),

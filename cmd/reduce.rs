@@ -102,7 +102,7 @@ pub fn run(args: ReduceArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"result": b.result, "members": b.members, "sum_weight": b.sum_weight,
+            serde_json::json!({"result": b.result, "members": b.members, "sum_weight": b.sum_weight, "tokens": b.tokens,
                 "attempts": b.attempts, "failures": b.failures, "seconds": b.seconds_reduce,
                 "seconds_total": b.seconds_total, "bytes_moved": moved, "peak_anon_rss_bytes": b.peak_anon_rss_bytes})
         );

@@ -28,6 +28,9 @@ _dtrain() {
             dtrain,gen-docs)
                 cmd="dtrain__subcmd__gen__subcmd__docs"
                 ;;
+            dtrain,hash)
+                cmd="dtrain__subcmd__hash"
+                ;;
             dtrain,help)
                 cmd="dtrain__subcmd__help"
                 ;;
@@ -78,6 +81,9 @@ _dtrain() {
                 ;;
             dtrain__subcmd__help,gen-docs)
                 cmd="dtrain__subcmd__help__subcmd__gen__subcmd__docs"
+                ;;
+            dtrain__subcmd__help,hash)
+                cmd="dtrain__subcmd__help__subcmd__hash"
                 ;;
             dtrain__subcmd__help,help)
                 cmd="dtrain__subcmd__help__subcmd__help"
@@ -173,7 +179,7 @@ _dtrain() {
 
     case "${cmd}" in
         dtrain)
-            opts="-h -V --help --version info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help"
+            opts="-h -V --help --version hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -394,8 +400,22 @@ _dtrain() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dtrain__subcmd__hash)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dtrain__subcmd__help)
-            opts="info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help"
+            opts="hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -451,6 +471,20 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__help__subcmd__gen__subcmd__docs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__help__subcmd__hash)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -569,6 +569,9 @@ fn place(src: &Path, dst: &Path) -> Result<(), Error> {
 /// Downloads `tag` of `repo` into `dest` (atomically).
 pub fn pull(client: &HubClient, repo: &str, tag: &str, dest: &Path) -> Result<PullSummary, Error> {
     let t0 = Instant::now();
+    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::Io(parent.display().to_string(), e))?;
+    }
     let out = crate::fsio::AtomicDir::create(dest)
         .map_err(|e| Error::Io(dest.display().to_string(), e))?;
     let (commit, files, bytes) = if let Some((root, name)) = parse_local(repo) {

@@ -296,6 +296,9 @@ mod tests {
                     layout: [1; 32],
                 },
             );
+            // Close our end first: a refused initiator is still waiting for
+            // an answer, and only EOF tells it there will be none.
+            drop(s);
             (a, th.join().unwrap())
         };
         // good

@@ -1238,6 +1238,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         traffic,
         failures: co.failed.values().cloned().collect(),
         sum_weight: sum_w,
+        tokens: tokens_total,
         result: data_hash,
         confirmed_by: confirmed.iter().map(|&r| co.name(r)).collect(),
         seconds_connect,

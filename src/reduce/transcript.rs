@@ -65,6 +65,8 @@ pub struct Body {
     pub traffic: Vec<Traffic>,
     pub failures: Vec<Failure>,
     pub sum_weight: u64,
+    /// Σ tokens of the contributors (the averaged gradient's `tokens`).
+    pub tokens: u64,
     pub result: String,
     /// Peers whose final result hash matched this one.
     pub confirmed_by: Vec<String>,

@@ -1,0 +1,66 @@
+# Shared by miner.sh, validator.sh and swarm.sh (sourced, not run).
+# Configuration comes from one env file (KEY=VALUE lines), named by --env FILE
+# or $DTRAIN_ENV; every key can also be set in the environment.
+
+dtrain_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DTRAIN_BIN=${DTRAIN_BIN:-$dtrain_root/target/release/dtrain}
+[ -x "$DTRAIN_BIN" ] || DTRAIN_BIN=$(command -v dtrain || true)
+
+die() { echo "$(basename "$0"): $*" >&2; exit 2; }
+log() { echo "[$(date +%H:%M:%S) ${DTRAIN_NAME:-$(basename "$0")}] $*" >&2; }
+D() { "$DTRAIN_BIN" "$@"; }
+
+load_env() { # $1: env file (optional)
+  local f=${1:-${DTRAIN_ENV:-}}
+  if [ -n "$f" ]; then
+    [ -f "$f" ] || die "no env file $f"
+    set -a
+    # shellcheck disable=SC1090
+    . "$f"
+    set +a
+  fi
+  : "${DTRAIN_HUB:?set DTRAIN_HUB (the Hub endpoint)}"
+  export HF_ENDPOINT=$DTRAIN_HUB
+  DTRAIN_MODEL_REPO=${DTRAIN_MODEL_REPO:-swarm/model}
+  DTRAIN_REPO_PREFIX=${DTRAIN_REPO_PREFIX:-swarm/miner-}
+  DTRAIN_SEED=${DTRAIN_SEED:-0}
+  DTRAIN_ROWS=${DTRAIN_ROWS:-64}
+  DTRAIN_SEQ_LEN=${DTRAIN_SEQ_LEN:-64}
+  DTRAIN_MICRO_BATCH=${DTRAIN_MICRO_BATCH:-4}
+  DTRAIN_DEVICE=${DTRAIN_DEVICE:-auto}
+  DTRAIN_PRECISION=${DTRAIN_PRECISION:-f32}
+  DTRAIN_OPTIM=${DTRAIN_OPTIM:-adamw}
+  DTRAIN_LR=${DTRAIN_LR:-3e-3}
+  DTRAIN_DEADLINE=${DTRAIN_DEADLINE:-90}
+  DTRAIN_WIRE=${DTRAIN_WIRE:-f32}
+  DTRAIN_EPOCHS=${DTRAIN_EPOCHS:-1000000}
+  DTRAIN_WAIT=${DTRAIN_WAIT:-120}
+  DTRAIN_DATA_REPO=${DTRAIN_DATA_REPO:-HuggingFaceFW/fineweb}
+  DTRAIN_DATA_CONFIG=${DTRAIN_DATA_CONFIG:-sample-350BT}
+  : "${DTRAIN_WORK:?set DTRAIN_WORK (a folder for this process)}"
+  mkdir -p "$DTRAIN_WORK"
+  export HF_HOME=${HF_HOME:-$DTRAIN_WORK/hf}
+}
+
+# The latest epoch tag of the model repo (empty if none yet).
+latest_epoch() { D pull --repo "$DTRAIN_MODEL_REPO" --latest-epoch -o "$DTRAIN_WORK/.probe" --json 2>/dev/null | sed -n 's/.*"tag":"\([0-9]*\)".*/\1/p'; }
+
+# Pulls REPO at TAG into DIR, retrying until it exists or $DTRAIN_WAIT seconds pass.
+pull_wait() { # repo tag dir
+  local deadline=$(( $(date +%s) + DTRAIN_WAIT ))
+  local err
+  until err=$(D pull --repo "$1" --tag "$2" -o "$3" 2>&1 > /dev/null); do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      log "gave up waiting for $1 tag $2: $err"
+      return 1
+    fi
+    sleep 1
+  done
+}
+
+# The rank-ordered peer names of the peers file.
+peer_names() { sed -n 's/^name *= *"\(.*\)"/\1/p' "$DTRAIN_PEERS"; }
+peer_pubkey() { awk -v n="$1" '/^name/ {m = ($3 == "\"" n "\"")} m && /^pubkey/ {gsub(/"/, "", $3); print $3; exit}' "$DTRAIN_PEERS"; }
+
+# The identity of a checkpoint folder: blake3 of its model.safetensors.
+model_hash() { D hash "$1" | cut -d' ' -f1; }

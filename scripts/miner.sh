@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# A dtrain miner: one epoch per iteration.
+#
+#   scripts/miner.sh [--env FILE] [--once]
+#
+# Each epoch E (the highest epoch tag of the model repo):
+#   pull the model tagged E (and check it is the model this miner applied last epoch)
+#   fetch-shard its assigned rows (seed, epoch, uid) | tokenize
+#   train-step (signed receipt)
+#   push receipt + gradient + data spec to its own repo, tagged E
+#   reduce with the round's peers, push the transcript (tag E-t)
+#   apply the average: the next model, whose hash the validator's tag E+1 must match
+#
+# --once does the next epoch not done yet and exits (for a systemd timer);
+# without it the miner loops, waiting for each new epoch tag.
+#
+# Configuration (env file or environment):
+#   DTRAIN_HUB          Hub endpoint (https://huggingface.co or a local hub)
+#   DTRAIN_NAME         this miner's name in the peers file
+#   DTRAIN_UID          its uid (which rows it is assigned)
+#   DTRAIN_KEY          its key (dtrain keygen)
+#   DTRAIN_PEERS        the round's peers file
+#   DTRAIN_WORK         a folder of its own
+#   optional: DTRAIN_MODEL_REPO DTRAIN_REPO_PREFIX DTRAIN_SEED DTRAIN_ROWS
+#   DTRAIN_SEQ_LEN DTRAIN_MICRO_BATCH DTRAIN_DEVICE DTRAIN_PRECISION DTRAIN_OPTIM
+#   DTRAIN_LR DTRAIN_WIRE DTRAIN_DEADLINE DTRAIN_CLIP DTRAIN_MAX_RATE
+#   DTRAIN_DATA_REPO DTRAIN_DATA_CONFIG DTRAIN_DATA_SOURCE (local parquet)
+#   DTRAIN_EPOCHS (stop after this epoch) DTRAIN_WAIT (seconds to wait for tags)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+once=0 env_file=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --env) env_file=$2; shift 2 ;;
+    --once) once=1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument $1 (see --help)" ;;
+  esac
+done
+load_env "$env_file"
+: "${DTRAIN_NAME:?set DTRAIN_NAME}" "${DTRAIN_UID:?set DTRAIN_UID}" "${DTRAIN_KEY:?set DTRAIN_KEY}" "${DTRAIN_PEERS:?set DTRAIN_PEERS}"
+repo=$DTRAIN_REPO_PREFIX$DTRAIN_NAME
+data_args=(--repo "$DTRAIN_DATA_REPO" --config "$DTRAIN_DATA_CONFIG")
+[ -n "${DTRAIN_DATA_SOURCE:-}" ] && data_args+=(--source "$DTRAIN_DATA_SOURCE")
+
+run_epoch() {
+  local e=$1 dir=$DTRAIN_WORK/epoch-$1
+  rm -rf "$dir" && mkdir -p "$dir/pub" "$dir/t"
+  pull_wait "$DTRAIN_MODEL_REPO" "$e" "$dir/model" || { log "no model tagged $e"; return 1; }
+  local have; have=$(model_hash "$dir/model")
+  if [ -f "$DTRAIN_WORK/applied-$((e - 1))" ]; then
+    if [ "$(cat "$DTRAIN_WORK/applied-$((e - 1))")" = "$have" ]; then
+      log "epoch $e: model $have is the one I applied"
+    else
+      log "epoch $e: WARNING: I applied $(cat "$DTRAIN_WORK/applied-$((e - 1))"), the round's model is $have; following the round"
+    fi
+  fi
+  D fetch-shard "${data_args[@]}" --seed "$DTRAIN_SEED" --epoch "$e" --uid "$DTRAIN_UID" --rows "$DTRAIN_ROWS" \
+    --spec-out "$dir/pub/spec.json" | D tokenize --format jsonl -o "$dir/shard.bin"
+  D train-step --model "$dir/model" --tokens "$dir/shard.bin" --seq-len "$DTRAIN_SEQ_LEN" --micro-batch "$DTRAIN_MICRO_BATCH" \
+    --device "$DTRAIN_DEVICE" --precision "$DTRAIN_PRECISION" --key "$DTRAIN_KEY" --miner "$DTRAIN_NAME" \
+    -o "$dir/pub/grad.safetensors" --receipt "$dir/pub/receipt.json" --json > "$dir/train.json"
+  # test hook: a cheating miner rewrites its gradient here
+  [ -n "${DTRAIN_CHEAT_HOOK:-}" ] && $DTRAIN_CHEAT_HOOK "$dir/pub"
+  log "epoch $e: loss $(jq -r .loss "$dir/train.json"); publishing"
+  D push "$dir/pub" --repo "$repo" --tag "$e" --create > /dev/null
+  local extra=()
+  [ -n "${DTRAIN_CLIP:-}" ] && extra+=(--clip "$DTRAIN_CLIP")
+  [ -n "${DTRAIN_MAX_RATE:-}" ] && extra+=(--max-rate "$DTRAIN_MAX_RATE")
+  log "epoch $e: reduce"
+  D reduce --peers "$DTRAIN_PEERS" --me "$DTRAIN_NAME" --key "$DTRAIN_KEY" --round "epoch-$e" \
+    --in "$dir/pub/grad.safetensors" --out "$dir/avg.safetensors" --transcript "$dir/t/transcript.json" \
+    --wire "$DTRAIN_WIRE" --deadline "$DTRAIN_DEADLINE" "${extra[@]}" --json > "$dir/reduce.json"
+  D push "$dir/t" --repo "$repo" --tag "$e-t" > /dev/null
+  D apply --model "$dir/model" --grad "$dir/avg.safetensors" --optim "$DTRAIN_OPTIM" --lr "$DTRAIN_LR" --epoch "$e" \
+    -o "$dir/next" --json > "$dir/apply.json"
+  model_hash "$dir/next" > "$DTRAIN_WORK/applied-$e"
+  echo "$e" > "$DTRAIN_WORK/last_epoch"
+  log "epoch $e: applied, model $(cat "$DTRAIN_WORK/applied-$e")"
+  # keep the last two epochs' folders
+  rm -rf "$DTRAIN_WORK/epoch-$((e - 2))"
+}
+
+while :; do
+  done_epoch=$(cat "$DTRAIN_WORK/last_epoch" 2>/dev/null || echo -1)
+  e=$(latest_epoch)
+  if [ -z "$e" ] || [ "$e" -le "$done_epoch" ]; then
+    [ "$once" = 1 ] && { log "nothing to do: epoch ${e:-none} is done"; exit 0; }
+    [ "$done_epoch" -ge "$DTRAIN_EPOCHS" ] 2>/dev/null && exit 0
+    sleep 1
+    continue
+  fi
+  [ "$e" -gt "$DTRAIN_EPOCHS" ] && exit 0
+  # a subshell with errexit: bash ignores `set -e` in a function called from `if`
+  set +e
+  ( set -e; run_epoch "$e" )
+  rc=$?
+  set -e
+  if [ "$rc" != 0 ]; then
+    log "epoch $e failed ($rc); waiting for the next one"
+    echo "$e" > "$DTRAIN_WORK/last_epoch"
+  fi
+  [ "$once" = 1 ] && exit 0
+done

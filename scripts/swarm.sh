@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The whole subnet on this machine: a local hub serving the bundled corpus,
+# N miners and a validator as separate processes, E epochs of the tiny GPT-2.
+# Prints one line per epoch and a summary, then stops everything it started.
+#
+#   scripts/swarm.sh [--miners N] [--epochs E] [--arch tiny] [--device cpu]
+#                    [--rows R] [--lr LR] [--hub URL] [--work DIR]
+#                    [--cheat-hook CMD]
+#
+# --hub https://huggingface.co runs against the real Hub instead of a local
+# one: set HF_TOKEN to a token that may write the repos DTRAIN_MODEL_REPO
+# (default swarm/model) and DTRAIN_REPO_PREFIX<miner> (default swarm/miner-).
+# Extra settings pass through the environment (see scripts/miner.sh --help),
+# e.g. DTRAIN_CLIP=centered:1e-3 or DTRAIN_WIRE=bf16. --cheat-hook CMD makes
+# the last miner run CMD on its published folder before reduce (red-team tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+miners=3 epochs=5 arch=tiny device=cpu rows=48 lr=${DTRAIN_LR:-3e-3} hub="" work=.work/swarm cheat=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --miners) miners=$2; shift 2 ;;
+    --epochs) epochs=$2; shift 2 ;;
+    --arch) arch=$2; shift 2 ;;
+    --device) device=$2; shift 2 ;;
+    --rows) rows=$2; shift 2 ;;
+    --lr) lr=$2; shift 2 ;;
+    --hub) hub=$2; shift 2 ;;
+    --work) work=$2; shift 2 ;;
+    --cheat-hook) cheat=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "swarm.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+scripts/setup.sh >&2
+D=$PWD/target/release/dtrain
+rm -rf "$work" && mkdir -p "$work"
+work=$(cd "$work" && pwd)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+if [ -z "$hub" ]; then
+  cp -r tests/fixtures/hub "$work/hub"
+  $D hub serve --quiet --root "$work/hub" --addr 127.0.0.1:0 > "$work/hub.url" & pids+=($!)
+  for _ in $(seq 100); do grep -q listening "$work/hub.url" 2>/dev/null && break; sleep 0.1; done
+  hub=$(sed 's/listening on //' "$work/hub.url")
+fi
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+names=(); for i in $(seq 0 $((miners - 1))); do names+=("miner-$i"); done; names+=(validator)
+: > "$work/peers.toml"
+for n in "${names[@]}"; do
+  mkdir -p "$work/$n"
+  pk=$($D keygen -o "$work/$n/key")
+  printf '[[peer]]\nname = "%s"\naddr = "127.0.0.1:%s"\npubkey = "%s"\n\n' "$n" "$(port)" "$pk" >> "$work/peers.toml"
+done
+common="DTRAIN_HUB=$hub
+DTRAIN_PEERS=$work/peers.toml
+DTRAIN_EPOCHS=$((epochs - 1))
+DTRAIN_ROWS=$rows
+DTRAIN_SEQ_LEN=64
+DTRAIN_MICRO_BATCH=4
+DTRAIN_DEVICE=$device
+DTRAIN_LR=$lr
+DTRAIN_ARCH=$arch
+DTRAIN_DEADLINE=${DTRAIN_DEADLINE:-60}
+$(env | grep -E '^DTRAIN_(CLIP|WIRE|MAX_RATE|OPTIM|SAMPLE|SEED|WAIT|PRECISION|SCORE_ARGS)=' || true)"
+for i in $(seq 0 $((miners - 1))); do
+  printf '%s\nDTRAIN_NAME=miner-%d\nDTRAIN_UID=%d\nDTRAIN_KEY=%s\nDTRAIN_WORK=%s\n' "$common" "$i" "$i" "$work/miner-$i/key" "$work/miner-$i" > "$work/miner-$i.env"
+done
+printf '%s\nDTRAIN_NAME=validator\nDTRAIN_KEY=%s\nDTRAIN_WORK=%s\n' "$common" "$work/validator/key" "$work/validator" > "$work/validator.env"
+[ -n "$cheat" ] && echo "DTRAIN_CHEAT_HOOK=\"$cheat\"" >> "$work/miner-$((miners - 1)).env"
+
+scripts/validator.sh --env "$work/validator.env" --init
+for i in $(seq 0 $((miners - 1))); do
+  scripts/miner.sh --env "$work/miner-$i.env" > "$work/miner-$i.log" 2>&1 & pids+=($!)
+done
+scripts/validator.sh --env "$work/validator.env" > "$work/validator.log" 2>&1 & vpid=$!
+pids+=("$vpid")
+
+echo "swarm: $miners miners + validator, $epochs epochs of $arch on $device, hub $hub, logs in $work" >&2
+printf '%-6s %-9s %-8s %-10s %-11s %s\n' epoch loss reduce MB/s model scores
+shown=0
+while :; do
+  if [ -f "$work/validator/epochs.jsonl" ]; then
+    while [ "$(wc -l < "$work/validator/epochs.jsonl")" -gt "$shown" ]; do
+      shown=$((shown + 1))
+      sed -n "${shown}p" "$work/validator/epochs.jsonl" | jq -r '
+        if .no_update then [.epoch, "-", "-", "-", .model[0:10], "failed: no update"]
+        else [.epoch, (.loss * 10000 | round / 10000), "\(.reduce_seconds * 100 | round / 100)s", (.reduce_mb / .reduce_seconds | round),
+              .model[0:10], ((.scores | to_entries | map("\(.key)=\(.value * 1000 | round / 1000)") | join(" "))
+              + (if (.rejected | length) > 0 then "  rejected: \(.rejected | join(","))" else "" end))]
+        end | @tsv' | while IFS=$'\t' read -r ep loss red mbs model scores; do
+          printf '%-6s %-9s %-8s %-10s %-11s %s\n' "$ep" "$loss" "$red" "$mbs" "$model" "$scores"
+        done
+    done
+  fi
+  kill -0 "$vpid" 2>/dev/null || break
+  sleep 0.5
+done
+wait "$vpid" || { echo "swarm: the validator failed; see $work/validator.log" >&2; exit 1; }
+[ "$shown" -ge "$epochs" ] || { echo "swarm: only $shown of $epochs epochs ran; see $work/*.log" >&2; exit 1; }
+final=$(jq -r .model "$work/validator/epochs.jsonl" | tail -1)
+$D ledger verify --ledger "$work/validator/ledger.jsonl" --pubkey "$(sed -n '/name = "validator"/,/pubkey/s/pubkey = "\(.*\)"/\1/p' "$work/peers.toml")" >&2
+first_loss=$(jq -r 'select(.no_update | not) | .loss' "$work/validator/epochs.jsonl" | head -1)
+last_loss=$(jq -r 'select(.no_update | not) | .loss' "$work/validator/epochs.jsonl" | tail -1)
+echo "summary: $epochs epochs, loss $first_loss -> $last_loss, final model $final, weights $(jq -c .weights "$work/validator/weights.json")"

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# A dtrain validator: runs the epochs.
+#
+#   scripts/validator.sh [--env FILE] [--once] [--init]
+#
+# --init creates the model repo with an initial checkpoint tagged 0 (if absent).
+# Each epoch E (the highest model tag):
+#   pull the model tagged E and the miners' receipts, gradients and data specs
+#   join the round's reduce with weight 0 (it gets the average, contributes nothing)
+#   apply the average: the model of epoch E+1
+#   for each miner: rebuild its shard from its data spec, verify (pinned key,
+#     re-fetched rows, recomputation, what it sent in reduce)
+#   score (verdicts, receipts, transcripts, state) → weights
+#   append the signed ledger entry, push the new model tagged E+1
+#   append one line to $DTRAIN_WORK/epochs.jsonl (loss, reduce, scores, model)
+#
+# Configuration as for miner.sh, plus: DTRAIN_LEDGER (default
+# $DTRAIN_WORK/ledger.jsonl), DTRAIN_ARCH and DTRAIN_INIT_SEED (for --init),
+# DTRAIN_SAMPLE (verify K sampled micro-batches instead of all),
+# DTRAIN_VERIFY_DEVICE (default cpu), DTRAIN_MINERS (names to expect; default:
+# every other peer in the peers file).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+once=0 init=0 env_file=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --env) env_file=$2; shift 2 ;;
+    --once) once=1; shift ;;
+    --init) init=1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument $1 (see --help)" ;;
+  esac
+done
+load_env "$env_file"
+: "${DTRAIN_NAME:?set DTRAIN_NAME}" "${DTRAIN_KEY:?set DTRAIN_KEY}" "${DTRAIN_PEERS:?set DTRAIN_PEERS}"
+ledger=${DTRAIN_LEDGER:-$DTRAIN_WORK/ledger.jsonl}
+miners=${DTRAIN_MINERS:-$(peer_names | grep -vx "$DTRAIN_NAME" | tr '\n' ' ')}
+data_args=(--repo "$DTRAIN_DATA_REPO" --config "$DTRAIN_DATA_CONFIG")
+[ -n "${DTRAIN_DATA_SOURCE:-}" ] && data_args+=(--source "$DTRAIN_DATA_SOURCE")
+
+if [ "$init" = 1 ]; then
+  if [ -z "$(latest_epoch)" ]; then
+    D init --arch "${DTRAIN_ARCH:-tiny}" --seed "${DTRAIN_INIT_SEED:-0}" -o "$DTRAIN_WORK/model-0" > /dev/null
+    D push "$DTRAIN_WORK/model-0" --repo "$DTRAIN_MODEL_REPO" --tag 0 --create --message "Epoch 0: initial model" > /dev/null
+    log "model repo $DTRAIN_MODEL_REPO created, tag 0 = $(model_hash "$DTRAIN_WORK/model-0")"
+  fi
+  exit 0
+fi
+
+run_epoch() {
+  local e=$1 dir=$DTRAIN_WORK/epoch-$1
+  rm -rf "$dir" && mkdir -p "$dir"
+  pull_wait "$DTRAIN_MODEL_REPO" "$e" "$dir/model" || { log "no model tagged $e"; return 1; }
+  # what the miners published for this epoch
+  local arrived=() m
+  local until=$(( $(date +%s) + DTRAIN_WAIT ))
+  for m in $miners; do
+    local left=$(( until - $(date +%s) ))
+    if [ "$left" -gt 0 ] && DTRAIN_WAIT=$left pull_wait "$DTRAIN_REPO_PREFIX$m" "$e" "$dir/m/$m"; then
+      arrived+=("$m")
+    else
+      log "epoch $e: nothing from $m"
+    fi
+  done
+  [ ${#arrived[@]} -gt 0 ] || { log "epoch $e: no miner published"; return 1; }
+  # the round, with weight 0: any miner's gradient gives the layout
+  log "epoch $e: reduce with ${arrived[*]}"
+  D reduce --peers "$DTRAIN_PEERS" --me "$DTRAIN_NAME" --key "$DTRAIN_KEY" --round "epoch-$e" --weight 0 \
+    --in "$dir/m/${arrived[0]}/grad.safetensors" --out "$dir/avg.safetensors" --transcript "$dir/transcript.json" \
+    --wire "$DTRAIN_WIRE" --deadline "$DTRAIN_DEADLINE" ${DTRAIN_CLIP:+--clip "$DTRAIN_CLIP"} --json > "$dir/reduce.json"
+  D apply --model "$dir/model" --grad "$dir/avg.safetensors" --optim "$DTRAIN_OPTIM" --lr "$DTRAIN_LR" --epoch "$e" \
+    -o "$dir/next" --json > "$dir/apply.json"
+  # the owners' transcripts (what each miner sent), then one verdict per miner
+  local transcripts=(--transcript "$dir/transcript.json")
+  for m in "${arrived[@]}"; do
+    if DTRAIN_WAIT=15 pull_wait "$DTRAIN_REPO_PREFIX$m" "$e-t" "$dir/t/$m"; then
+      transcripts+=(--transcript "$dir/t/$m/transcript.json")
+    fi
+  done
+  : > "$dir/verdicts.jsonl"
+  local receipts=()
+  for m in "${arrived[@]}"; do
+    local md=$dir/m/$m
+    receipts+=(--receipt "$md/receipt.json")
+    D fetch-shard --spec "$md/spec.json" ${DTRAIN_DATA_SOURCE:+--source "$DTRAIN_DATA_SOURCE"} | D tokenize --format jsonl -o "$md/shard.bin"
+    D verify --receipt "$md/receipt.json" --grad "$md/grad.safetensors" --model "$dir/model" --tokens "$md/shard.bin" \
+      --pubkey "$(peer_pubkey "$m")" --spec "$md/spec.json" ${DTRAIN_DATA_SOURCE:+--source "$DTRAIN_DATA_SOURCE"} \
+      ${DTRAIN_SAMPLE:+--sample "$DTRAIN_SAMPLE"} --device "${DTRAIN_VERIFY_DEVICE:-cpu}" "${transcripts[@]}" --json \
+      >> "$dir/verdicts.jsonl" 2> "$dir/verify-$m.err" || true
+  done
+  local state=$DTRAIN_WORK/state.json
+  D score --verdicts "$dir/verdicts.jsonl" "${receipts[@]}" "${transcripts[@]}" ${DTRAIN_SCORE_ARGS:-} \
+    $( [ -f "$state" ] && echo --state "$state" ) --state-out "$state" --weights-out "$dir/weights.json" --epoch "$e"
+  cp "$dir/weights.json" "$DTRAIN_WORK/weights.json"
+  # the ledger and the new model
+  local prev_tokens; prev_tokens=$(D ledger show --ledger "$ledger" --last --json 2>/dev/null | jq -r .tokens || echo 0)
+  local tokens=$(( ${prev_tokens:-0} + $(jq -r .tokens "$dir/reduce.json") ))
+  local contributors; contributors=$(jq -r '[.members[]] | join(",")' "$dir/reduce.json")
+  D ledger append --ledger "$ledger" --key "$DTRAIN_KEY" --epoch "$e" --step "$((e + 1))" --model "$dir/next" \
+    --tokens "$tokens" --contributors "$contributors" --scores "$dir/weights.json" > /dev/null
+  local peers_n; peers_n=$(jq -r '.members | length' "$dir/reduce.json")
+  D push "$dir/next" --repo "$DTRAIN_MODEL_REPO" --tag "$((e + 1))" \
+    --message "Epoch $e. Batch Size $(jq -r .sum_weight "$dir/reduce.json"). Peers $peers_n." > /dev/null
+  # one line for the operator
+  jq -cn --argjson e "$e" --slurpfile v "$dir/verdicts.jsonl" --slurpfile r "$dir/reduce.json" --slurpfile w "$dir/weights.json" \
+    --arg model "$(model_hash "$dir/next")" --arg losses "$(for m in "${arrived[@]}"; do jq -r .loss "$dir/m/$m/receipt.json"; done | tr '\n' ' ')" '
+    { epoch: $e,
+      loss: ($losses | split(" ") | map(select(. != "") | tonumber) | add / length),
+      reduce_seconds: $r[0].seconds, reduce_mb: ($r[0].bytes_moved / 1e6),
+      members: $r[0].members, failures: [$r[0].failures[].peer],
+      passed: [$v[] | select(.pass) | .miner], rejected: [$v[] | select(.pass | not) | .miner],
+      scores: $w[0].weights, model: $model }' >> "$DTRAIN_WORK/epochs.jsonl"
+  log "epoch $e done: model $(model_hash "$dir/next")"
+  rm -rf "$DTRAIN_WORK/epoch-$((e - 2))"
+}
+
+while :; do
+  e=$(latest_epoch)
+  [ -n "$e" ] || die "the model repo $DTRAIN_MODEL_REPO has no epoch tag: run with --init first"
+  [ "$e" -gt "$DTRAIN_EPOCHS" ] && exit 0
+  set +e
+  ( set -e; run_epoch "$e" )
+  rc=$?
+  set -e
+  if [ "$rc" != 0 ]; then
+    # the epoch ends without an update: the same model is tagged E+1, so the
+    # miners (who may have applied something) all follow the round's model
+    log "epoch $e failed ($rc): tagging the unchanged model as epoch $((e + 1))"
+    d=$DTRAIN_WORK/epoch-$e
+    if [ -d "$d/model" ] || pull_wait "$DTRAIN_MODEL_REPO" "$e" "$d/model"; then
+      D push "$d/model" --repo "$DTRAIN_MODEL_REPO" --tag "$((e + 1))" --message "Epoch $e failed: no update" > /dev/null || true
+      jq -cn --argjson e "$e" --arg model "$(model_hash "$d/model")" '{epoch: $e, no_update: true, model: $model}' >> "$DTRAIN_WORK/epochs.jsonl"
+    fi
+    [ "$once" = 1 ] && exit "$rc"
+    continue
+  fi
+  [ "$once" = 1 ] && exit 0
+done
