@@ -31,7 +31,8 @@ while [ $# -gt 0 ]; do
     *) echo "swarm.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-scripts/setup.sh >&2
+# set-up on a fresh clone (seconds when done; the tests, already set up, skip it)
+[ "${DTRAIN_SKIP_SETUP:-0}" = 1 ] || scripts/setup.sh >&2
 D=$PWD/target/release/dtrain
 rm -rf "$work" && mkdir -p "$work"
 work=$(cd "$work" && pwd)

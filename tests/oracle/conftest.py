@@ -6,6 +6,12 @@ import subprocess
 
 import pytest
 
+# The stand-in hub speaks the Hub's commit and LFS APIs, not Xet storage:
+# make huggingface_hub (which prefers Xet when hf_xet is installed, as it
+# always is with huggingface_hub 2.x) take its documented LFS path. Must be
+# set before huggingface_hub is imported (it reads its constants once).
+os.environ["HF_HUB_DISABLE_XET"] = "1"
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 GPT2_DIR = ROOT / "src" / "tokenizer" / "gpt2"
