@@ -12,6 +12,10 @@ enum ScheduleKind {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = "Example:
+  dtrain apply --model model-0 --grad avg.safetensors --optim adamw --lr 3e-3 -o model-1
+
+The same model, gradient and options give a bit-identical checkpoint on the same device kind, so every miner that applies the round's average ends with the same model hash.")]
 pub struct ApplyArgs {
     /// Checkpoint folder to step from
     #[arg(long)]

@@ -7,6 +7,8 @@ use dtrain::tokens::Shard;
 use crate::common::BatchArgs;
 
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = "Example:
+  dtrain eval --model model-1 --tokens shard.bin --seq-len 64 --device cpu")]
 pub struct EvalArgs {
     /// Checkpoint folder
     #[arg(long)]

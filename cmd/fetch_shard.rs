@@ -6,6 +6,11 @@ use dtrain::data::{self, Assignment, Corpus, DataSpec, Source};
 use dtrain::hub::client::HubClient;
 
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = "Examples:
+  dtrain fetch-shard --epoch 3 --uid 7 --rows 2048 --spec-out spec.json | dtrain tokenize --format jsonl -o shard.bin
+  dtrain fetch-shard --spec spec.json > rows.jsonl      # a validator re-fetching a miner's rows
+
+Environment: HF_ENDPOINT (default https://huggingface.co), HF_TOKEN, HF_HOME (cache of parquet footers).")]
 pub struct FetchShardArgs {
     /// Dataset repository on the Hub
     #[arg(long, default_value = "HuggingFaceFW/fineweb")]

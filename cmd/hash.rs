@@ -3,6 +3,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = "Example:
+  dtrain hash model-1 avg.safetensors")]
 pub struct HashArgs {
     /// Files, or checkpoint folders (hashed as their model.safetensors: the model's identity)
     #[arg(required = true)]

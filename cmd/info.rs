@@ -1,6 +1,8 @@
 use anyhow::Result;
 
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = "Example:
+  dtrain info --json")]
 pub struct InfoArgs {
     /// Print one JSON object instead of lines
     #[arg(long)]

@@ -4,6 +4,8 @@ use anyhow::Result;
 use dtrain::model::Config;
 
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = "Example:
+  dtrain init --arch gpt2 --seed 0 -o model-0")]
 pub struct InitArgs {
     /// tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a config.json
     #[arg(long, default_value = "tiny")]

@@ -23,9 +23,37 @@ mod tokenize;
 mod train_step;
 mod verify;
 
+const AFTER_HELP: &str = "\
+A miner's epoch:
+  dtrain pull --repo ORG/model --tag E -o model
+  dtrain fetch-shard --epoch E --uid U --spec-out spec.json | dtrain tokenize --format jsonl -o shard.bin
+  dtrain train-step --model model --tokens shard.bin --key miner.key -o grad.safetensors --receipt receipt.json
+  dtrain reduce --peers peers.toml --me NAME --key miner.key --round epoch-E --in grad.safetensors --out avg.safetensors
+  dtrain apply --model model --grad avg.safetensors --lr 3e-3 -o next
+scripts/miner.sh and scripts/validator.sh run the whole loops; scripts/swarm.sh runs a local subnet.
+
+Exit status:
+  0 ok; 1 verification failed or result rejected; 2 usage or bad input; 3 I/O or network failure after
+  retries; 4 peer or round failure; 5 numeric failure (NaN/Inf). Errors are one line on stderr.
+
+Environment:
+  HF_ENDPOINT  the Hub (default https://huggingface.co; a `dtrain hub serve` URL for a local hub)
+  HF_TOKEN     Hub token for push and private repos
+  HF_HOME      cache folder (parquet footers, downloads)
+
+Every output file is written to a temporary sibling and renamed into place: a failed command leaves
+no partial output and its inputs untouched.";
+
 /// Decentralized GPT-2 training as small Unix commands.
 #[derive(Parser, Debug)]
-#[command(name = "dtrain", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "dtrain",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_long_help = AFTER_HELP
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

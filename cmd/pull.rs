@@ -5,6 +5,11 @@ use dtrain::hub::client::HubClient;
 use dtrain::hub::publish;
 
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = "Examples:
+  dtrain pull --repo my-org/dtrain-model --tag 12 -o model-12
+  dtrain pull --repo my-org/dtrain-model --latest-epoch -o model --json
+
+Environment: HF_ENDPOINT, HF_TOKEN, HF_HOME.")]
 pub struct PullArgs {
     /// ORG/NAME on the Hub, or file://ROOT/ORG/NAME
     #[arg(long)]

@@ -5,6 +5,10 @@ use dtrain::hub::client::HubClient;
 use dtrain::hub::publish::{self, PushOptions};
 
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = "Example:
+  dtrain push model-13 --repo my-org/dtrain-model --tag 13 --message \"Epoch 12. Peers 3.\"
+
+Environment: HF_ENDPOINT, HF_TOKEN.")]
 pub struct PushArgs {
     /// Checkpoint folder to publish
     ckpt: PathBuf,

@@ -8,6 +8,11 @@ use dtrain::reduce::wire::Wire;
 use dtrain::reduce::{self, Config};
 
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = "Example (on each peer, with its own --me and key):
+  dtrain reduce --peers peers.toml --me miner-0 --key miner.key --round epoch-12 \\
+      --in grad.safetensors --out avg.safetensors --transcript transcript.json
+
+Every member that finishes holds byte-identical output; a peer that fails mid-round is left out and the survivors finish.")]
 pub struct ReduceArgs {
     /// The round's peers ([[peer]] name, addr, pubkey, bandwidth)
     #[arg(long)]

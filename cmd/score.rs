@@ -8,6 +8,9 @@ use dtrain::reduce::transcript::Transcript;
 use dtrain::score::{self, Config, State, VerdictIn};
 
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = "Example:
+  dtrain score --verdicts verdicts.jsonl --receipt a.json --receipt b.json --transcript t.json \\
+      --state state.json --state-out state.json --weights-out weights.json --epoch 12 --explain")]
 pub struct ScoreArgs {
     /// verify --json verdicts, one JSON object per line ("-": stdin)
     #[arg(long)]

@@ -6,6 +6,9 @@ use dtrain::tokenize::{Format, Input};
 use dtrain::tokenizer::Tokenizer;
 
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = "Examples:
+  dtrain tokenize --format text book.txt -o book.bin
+  dtrain fetch-shard --uid 3 | dtrain tokenize --format jsonl -o shard.bin")]
 pub struct TokenizeArgs {
     /// Input files ("-" or none: standard input)
     files: Vec<PathBuf>,

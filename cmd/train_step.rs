@@ -7,6 +7,9 @@ use dtrain::tokens::Shard;
 use crate::common::BatchArgs;
 
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = "Example:
+  dtrain train-step --model model-12 --tokens shard.bin --seq-len 1024 --micro-batch 8 --device cuda \\
+      --precision bf16 --key miner.key --miner miner-0 -o grad.safetensors --receipt receipt.json")]
 pub struct TrainStepArgs {
     /// Checkpoint folder (config.json + model.safetensors)
     #[arg(long)]

@@ -12,6 +12,11 @@ use dtrain::reduce::transcript::Transcript;
 use dtrain::verify::{self, Inputs};
 
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = "Example:
+  dtrain verify --receipt receipt.json --grad grad.safetensors --model model-12 --tokens shard.bin \\
+      --pubkey HEX --spec spec.json --transcript t.json --sample 4
+
+Exit status 1 when a check fails (the verdict names it).")]
 pub struct VerifyArgs {
     /// The miner's receipt
     #[arg(long)]

@@ -879,7 +879,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__keygen)
-            opts="-o -h -V --output --help --version"
+            opts="-o -h -V --output --public --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -890,6 +890,10 @@ _dtrain() {
                     return 0
                     ;;
                 -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --public)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -24,7 +24,7 @@ function __fish_dtrain_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c dtrain -n "__fish_dtrain_needs_command" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_needs_command" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "hash" -d 'blake3 of files, or of checkpoints (their model identity)'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "info" -d 'Show libtorch, CUDA, threads and build features'
@@ -44,10 +44,10 @@ complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "pull" -d 'Fetch a tag
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "hub" -d 'The local hub: serve a folder over the Hugging Face Hub API'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "gen-docs" -d 'Write man pages and shell completions (for packagers)'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand hash" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand hash" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand hash" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand info" -l json -d 'Print one JSON object instead of lines'
-complete -c dtrain -n "__fish_dtrain_using_subcommand info" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand info" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand info" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l repo -d 'Dataset repository on the Hub' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l config -d 'Dataset config (sample-350BT reads sample/350BT/)' -r
@@ -62,7 +62,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l spec-out -
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s o -l output -d 'Write the rows (JSON lines) to a file instead of standard output' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l retries -d 'Retries per HTTP request (exponential backoff)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l json -d 'Print a JSON summary on stderr'
-complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -l format -d 'How the input is cut into documents' -r -f -a "jsonl\t'One JSON object per line; its "text" field is a document'
 text\t'Paragraphs separated by blank lines are documents'
@@ -76,7 +76,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -s V -l version 
 complete -c dtrain -n "__fish_dtrain_using_subcommand init" -l arch -d 'tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a config.json' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand init" -l seed -d 'Seed of the initialisation (same seed, same bits)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand init" -s o -l output -d 'Checkpoint folder to create' -r -F
-complete -c dtrain -n "__fish_dtrain_using_subcommand init" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand init" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l model -d 'Checkpoint folder (config.json + model.safetensors)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l tokens -d 'Token shard (llm.c format)' -r -F
@@ -94,7 +94,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l miner -d 'T
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l benchmark -d 'Benchmark mode: time N steady-state passes over the micro-batches (after 3 warm-up passes) and print tokens/s; writes nothing' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l peak-flops -d 'Peak FLOP/s of the device, to report MFU in benchmark mode' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l json -d 'Print the summary as JSON'
-complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l model -d 'Checkpoint folder to step from' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l grad -d 'The (averaged) gradient' -r -F
@@ -113,10 +113,11 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l eps -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l clip -d 'Clip the global gradient norm to this value (0: no clipping)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s o -l output -d 'The new checkpoint folder' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l json
-complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s V -l version -d 'Print version'
-complete -c dtrain -n "__fish_dtrain_using_subcommand keygen" -s o -l output -d 'Key file to create (mode 0600; never overwritten)' -r -F
-complete -c dtrain -n "__fish_dtrain_using_subcommand keygen" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand keygen" -s o -l output -d 'Key file to create (mode 0600; never overwritten); prints its public key' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand keygen" -l public -d 'Print the public key of this existing key file instead (for the peers file)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand keygen" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand keygen" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l peers -d 'The round\'s peers ([[peer]] name, addr, pubkey, bandwidth)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l me -d 'This peer\'s name in the peers file' -r
@@ -137,7 +138,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l min-peers -d 'M
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l allow-nonfinite -d 'Send and accept contributions containing NaN or Inf'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l floor -d 'Benchmark the transport floor: same bytes and connections, no MAC, no arithmetic'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l json -d 'Print a JSON summary'
-complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l receipt -d 'The miner\'s receipt' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l grad -d 'The miner\'s gradient file' -r -F
@@ -150,7 +151,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l sample -d 'Reco
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l transcript -d 'Owners\' reduce transcripts: check what the miner sent them' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l device -d 'auto, cpu, cuda or cuda:N' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l json -d 'One JSON verdict on stdout instead of a table'
-complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l verdicts -d 'verify --json verdicts, one JSON object per line ("-": stdin)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l receipt -d 'The epoch\'s receipts: their miners count as expected (no verdict: 0)' -r -F
@@ -163,7 +164,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l w-gradient-steps
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l w-bandwidth -d 'Weight of bandwidth in the raw score' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l alpha -d 'EMA coefficient over epochs' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l explain -d 'Print a table of every factor on stderr'
-complete -c dtrain -n "__fish_dtrain_using_subcommand score" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand score" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify help" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify help" -s V -l version -d 'Print version'
@@ -205,7 +206,7 @@ bf16\t''"
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l sketch-k -d '±1 projections per micro-batch gradient sketch in the receipt (0: none)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l logits-out -d 'Also write every position\'s logits ("logits": [N, T, V], f32 safetensors)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l json
-complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l repo -d 'ORG/NAME on the Hub, or file://ROOT/ORG/NAME (a local hub folder)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l tag -d 'Tag to create (the seed tags with the epoch number)' -r
@@ -214,7 +215,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l message -d 'Commi
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l retries -d 'Retries per request (exponential backoff with jitter)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l create -d 'Create the repository if it does not exist'
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l json
-complete -c dtrain -n "__fish_dtrain_using_subcommand push" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand push" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l repo -d 'ORG/NAME on the Hub, or file://ROOT/ORG/NAME' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l tag -d 'The tag to fetch' -r
@@ -222,7 +223,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -s o -l output -d 'C
 complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l retries -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l latest-epoch -d 'Fetch the highest numeric tag (the latest epoch)'
 complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l json
-complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and not __fish_seen_subcommand_from serve help" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and not __fish_seen_subcommand_from serve help" -s V -l version -d 'Print version'
