@@ -46,13 +46,14 @@ if [ -z "$hub" ]; then
   for _ in $(seq 100); do grep -q listening "$work/hub.url" 2>/dev/null && break; sleep 0.1; done
   hub=$(sed 's/listening on //' "$work/hub.url")
 fi
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 names=(); for i in $(seq 0 $((miners - 1))); do names+=("miner-$i"); done; names+=(validator)
+mapfile -t ports < <(python3 scripts/free_port.py ${#names[@]})
 : > "$work/peers.toml"
-for n in "${names[@]}"; do
+for k in "${!names[@]}"; do
+  n=${names[$k]}
   mkdir -p "$work/$n"
   pk=$($D keygen -o "$work/$n/key")
-  printf '[[peer]]\nname = "%s"\naddr = "127.0.0.1:%s"\npubkey = "%s"\n\n' "$n" "$(port)" "$pk" >> "$work/peers.toml"
+  printf '[[peer]]\nname = "%s"\naddr = "127.0.0.1:%s"\npubkey = "%s"\n\n' "$n" "${ports[$k]}" "$pk" >> "$work/peers.toml"
 done
 common="DTRAIN_HUB=$hub
 DTRAIN_PEERS=$work/peers.toml

@@ -10,5 +10,5 @@ cargo fmt --check
 cargo clippy --release --all-targets --quiet -- -D warnings
 # A hung test must fail the run, not eat the CI budget: each stage has a
 # wall-clock limit well above its normal time (see README, "Tests").
-timeout -k 30 "${DTRAIN_TEST_LIMIT_S:-1500}" cargo test --release
+timeout -k 30 "${DTRAIN_TEST_LIMIT_S:-1500}" cargo test --release --no-fail-fast
 timeout -k 30 "${DTRAIN_ORACLE_LIMIT_S:-900}" python -m pytest -q tests/oracle "$@"

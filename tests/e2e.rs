@@ -436,15 +436,7 @@ fn distributed_training_equals_centralized_training() {
     let mut toml = String::new();
     for n in names {
         let pk = dtrain(&["keygen", "-o", s(&p(&format!("{n}.key")))], b"");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        toml += &format!(
-            "[[peer]]\nname = \"{n}\"\naddr = \"127.0.0.1:{port}\"\npubkey = \"{}\"\n\n",
-            String::from_utf8(pk.stdout).unwrap().trim()
-        );
+        toml += &peer_entry(n, String::from_utf8(pk.stdout).unwrap().trim());
     }
     std::fs::write(p("peers.toml"), toml).unwrap();
     let train = |model: &Path, seqs: String, out: &Path| -> Value {

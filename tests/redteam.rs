@@ -447,15 +447,7 @@ fn every_cheat_is_caught_and_honest_work_always_passes() {
         .collect();
     let mut toml = String::new();
     for m in &peers {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        toml += &format!(
-            "[[peer]]\nname = \"{}\"\naddr = \"127.0.0.1:{port}\"\npubkey = \"{}\"\n\n",
-            m.name, m.pubkey
-        );
+        toml += &peer_entry(&m.name, &m.pubkey);
     }
     std::fs::write(w.p("peers.toml"), toml).unwrap();
     let garbage = w.p("garbage.safetensors");

@@ -20,7 +20,7 @@ else
 fi
 trap 'scripts/netns.sh down dtbench $n 2>/dev/null || true; rm -rf "$work"' EXIT
 .venv/bin/python scripts/bench/reduce_peer.py make "$work" $n "$elements"
-port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port() { .venv/bin/python scripts/free_port.py; }
 peers() { # $1: address of peer i as a printf pattern
   : > "$work/peers.toml"
   for i in $(seq 0 $((n-1))); do

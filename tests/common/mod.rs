@@ -137,3 +137,38 @@ pub fn dtrain_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     }
     cmd.output().unwrap()
 }
+
+/// A loopback port that is free now, chosen below the kernel's ephemeral
+/// range: ports from that range are also handed to every outgoing connection
+/// and `:0` listener of the tests running alongside, so a port picked there can
+/// be taken before the peer that is told to use it binds it.
+#[allow(dead_code)]
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768)
+        .clamp(12_000, 65_000);
+    let (base, span) = (10_000u32, low - 10_000);
+    let seed = std::process::id().wrapping_mul(7919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+    loop {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = base + seed.wrapping_add(k.wrapping_mul(104_729)) % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
+}
+
+/// One `[[peer]]` entry of a peers file, on a loopback port free right now.
+#[allow(dead_code)]
+pub fn peer_entry(name: &str, pubkey: &str) -> String {
+    let port = free_port();
+    format!("[[peer]]\nname = \"{name}\"\naddr = \"127.0.0.1:{port}\"\npubkey = \"{pubkey}\"\n\n")
+}

@@ -1,7 +1,7 @@
 """dtrain reduce against numpy's weighted mean and torch.distributed (Gloo)
 all_reduce of the same vectors."""
 import os
-import socket
+import sys
 import subprocess
 
 import numpy as np
@@ -11,15 +11,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.numpy import load_file, save_file
 
-from conftest import dtrain_bin, run
+from conftest import ROOT, dtrain_bin, run
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+sys.path.insert(0, str(ROOT / "scripts"))
+from free_port import free_port  # noqa: E402  (ports below the ephemeral range)
 
 
 def make_round(tmp_path, n, sizes, weights, seed=0):
