@@ -8,6 +8,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 req=scripts/requirements.txt
 stamp=.venv/.dtrain-requirements
+# the loops (scripts/*.sh) read JSON with jq
+if ! command -v jq > /dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    echo "setup: installing jq" >&2
+    apt-get install -y -qq jq > /dev/null 2>&1 || { apt-get update -qq > /dev/null 2>&1 && apt-get install -y -qq jq > /dev/null; }
+  else
+    echo "setup: the scripts need jq (e.g. sudo apt-get install jq)" >&2
+    exit 2
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv" >&2
   python3 -m venv .venv
