@@ -347,9 +347,10 @@ fn a_miner_killed_mid_reduce_leaves_the_round_and_rejoins_after_restart() {
         "{}",
         eps[1]
     );
-    // restart it: it picks up the round's model and takes part in epoch 2
+    // restart it as its systemd timer would (`--once`: the next epoch not done
+    // yet, then exit): it picks up the round's model and takes part in epoch 2
     let restarted = Command::new(root().join("scripts/miner.sh"))
-        .args(["--env", s(&env)])
+        .args(["--env", s(&env), "--once"])
         .stdout(std::fs::File::create(work.join("miner-1-restarted.log")).unwrap())
         .stderr(std::fs::File::create(work.join("miner-1-restarted.err")).unwrap())
         .spawn()
