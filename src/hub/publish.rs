@@ -119,6 +119,28 @@ pub struct PushSummary {
     pub seconds: f64,
 }
 
+impl PushSummary {
+    /// The summary of a push of `files` files that uploaded `uploaded` bytes
+    /// (`None`: the tag already held these files, nothing was committed).
+    fn new(
+        opts: &PushOptions,
+        commit: String,
+        files: usize,
+        uploaded: Option<u64>,
+        t0: Instant,
+    ) -> Self {
+        PushSummary {
+            repo: opts.repo.into(),
+            tag: opts.tag.into(),
+            commit,
+            files,
+            bytes_uploaded: uploaded.unwrap_or(0),
+            unchanged: uploaded.is_none(),
+            seconds: t0.elapsed().as_secs_f64(),
+        }
+    }
+}
+
 pub struct PushOptions<'a> {
     pub repo: &'a str,
     pub tag: &'a str,
@@ -205,15 +227,7 @@ pub fn push(dir: &Path, opts: &PushOptions, client: &HubClient) -> Result<PushSu
     let tag_files = remote_files(client, &repo, opts.tag)?;
     if same_files(tag_files, &files, opts.repo, opts.tag)? {
         let commit = resolve_commit(client, &repo, opts.tag)?;
-        return Ok(PushSummary {
-            repo: opts.repo.into(),
-            tag: opts.tag.into(),
-            commit,
-            files: files.len(),
-            bytes_uploaded: 0,
-            unchanged: true,
-            seconds: t0.elapsed().as_secs_f64(),
-        });
+        return Ok(PushSummary::new(opts, commit, files.len(), None, t0));
     }
     let rev = super::client::encode_path(opts.revision).replace('/', "%2F");
     // which files go through LFS
@@ -349,15 +363,13 @@ pub fn push(dir: &Path, opts: &PushOptions, client: &HubClient) -> Result<PushSu
         }
         Err(e) => return Err(e.into()),
     }
-    Ok(PushSummary {
-        repo: opts.repo.into(),
-        tag: opts.tag.into(),
+    Ok(PushSummary::new(
+        opts,
         commit,
-        files: files.len(),
-        bytes_uploaded: uploaded,
-        unchanged: false,
-        seconds: t0.elapsed().as_secs_f64(),
-    })
+        files.len(),
+        Some(uploaded),
+        t0,
+    ))
 }
 
 /// (size, sha256, git oid) of every file at `rev`, or None if it does not exist.
@@ -433,18 +445,9 @@ fn push_local(
                 .map(|(k, (e, _))| (k, (e.size, e.sha256, e.git)))
                 .collect::<BTreeMap<_, _>>()
         });
-    let label = opts.repo.to_string();
-    if same_files(existing, files, &label, opts.tag)? {
+    if same_files(existing, files, opts.repo, opts.tag)? {
         let commit = store.resolve(&repo, opts.tag)?.commit;
-        return Ok(PushSummary {
-            repo: label,
-            tag: opts.tag.into(),
-            commit,
-            files: files.len(),
-            bytes_uploaded: 0,
-            unchanged: true,
-            seconds: t0.elapsed().as_secs_f64(),
-        });
+        return Ok(PushSummary::new(opts, commit, files.len(), None, t0));
     }
     let mut uploaded = 0;
     let mut ops = Vec::new();
@@ -463,15 +466,13 @@ fn push_local(
     }
     let commit = store.commit(&repo, opts.revision, ops, None, opts.message)?;
     store.create_tag(&repo, opts.tag, &commit)?;
-    Ok(PushSummary {
-        repo: label,
-        tag: opts.tag.into(),
+    Ok(PushSummary::new(
+        opts,
         commit,
-        files: files.len(),
-        bytes_uploaded: uploaded,
-        unchanged: false,
-        seconds: t0.elapsed().as_secs_f64(),
-    })
+        files.len(),
+        Some(uploaded),
+        t0,
+    ))
 }
 
 /// `file://ROOT/ORG/NAME` → (ROOT, "ORG/NAME"): a local hub folder and a repo in it.
