@@ -64,3 +64,8 @@ peer_pubkey() { awk -v n="$1" '/^name/ {m = ($3 == "\"" n "\"")} m && /^pubkey/ 
 
 # The identity of a checkpoint folder: blake3 of its model.safetensors.
 model_hash() { D hash "$1" | cut -d' ' -f1; }
+
+# Runs one epoch ("$@") in a subshell with errexit and leaves its exit status
+# in $rc. Call it as a plain statement: bash ignores `set -e` inside anything
+# called from `if`, `||` or `&&`, so a failing step would not stop the epoch.
+run_guarded() { set +e; ( set -e; "$@" ); rc=$?; set -e; }

@@ -92,11 +92,7 @@ while :; do
     continue
   fi
   [ "$e" -gt "$DTRAIN_EPOCHS" ] && exit 0
-  # a subshell with errexit: bash ignores `set -e` in a function called from `if`
-  set +e
-  ( set -e; run_epoch "$e" )
-  rc=$?
-  set -e
+  run_guarded run_epoch "$e"
   if [ "$rc" != 0 ]; then
     log "epoch $e failed ($rc); waiting for the next one"
     echo "$e" > "$DTRAIN_WORK/last_epoch"

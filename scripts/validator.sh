@@ -119,10 +119,7 @@ while :; do
   e=$(latest_epoch)
   [ -n "$e" ] || die "the model repo $DTRAIN_MODEL_REPO has no epoch tag: run with --init first"
   [ "$e" -gt "$DTRAIN_EPOCHS" ] && exit 0
-  set +e
-  ( set -e; run_epoch "$e" )
-  rc=$?
-  set -e
+  run_guarded run_epoch "$e"
   if [ "$rc" != 0 ]; then
     # the epoch ends without an update: the same model is tagged E+1, so the
     # miners (who may have applied something) all follow the round's model
