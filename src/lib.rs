@@ -25,6 +25,7 @@ pub mod ranges;
 pub mod receipt;
 pub mod reduce;
 pub mod score;
+pub mod simd;
 pub mod sketch;
 pub mod tensors;
 pub mod tokenize;

@@ -523,6 +523,34 @@ impl TensorWriter {
         &mut self.data_mut()[r]
     }
 
+    /// Reserves the file's blocks now (`fallocate`) and maps its pages in
+    /// (`MADV_POPULATE_WRITE`), so that writes through the mapping later take
+    /// no page faults and cannot fail with SIGBUS on a full disk: a full disk
+    /// is this call's error instead. `Ok(false)` where the file system cannot
+    /// reserve blocks; write with [`data_file`](Self::data_file) (pwrite) then.
+    pub fn preallocate(&mut self) -> io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        let Some(map) = &mut self.map else {
+            return Ok(true);
+        };
+        let len = map.len();
+        // SAFETY: a valid descriptor; the range is the file's current size.
+        let r = unsafe { libc::fallocate(self.file.file().as_raw_fd(), 0, 0, len as libc::off_t) };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => Ok(false),
+                _ => Err(e),
+            };
+        }
+        // best effort (kernels before 5.14 refuse it): faults then happen on first write
+        // SAFETY: the whole mapping, page aligned.
+        unsafe {
+            libc::madvise(map.as_mut_ptr().cast(), len, libc::MADV_POPULATE_WRITE);
+        }
+        Ok(true)
+    }
+
     /// A handle on the file being written and the byte offset of its data
     /// region, for positional writes (`pwrite`) that avoid faulting in
     /// zero-filled pages of the fresh file through the mapping.

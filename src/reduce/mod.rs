@@ -153,6 +153,14 @@ impl OutBuf {
         assert!(start + len <= self.len);
         std::slice::from_raw_parts(self.ptr.add(start), len)
     }
+
+    /// SAFETY: only the coordinator writes, and no writer reads the region
+    /// until the coordinator enqueues it (or a new attempt took the epoch).
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn region_mut(&self, start: usize, len: usize) -> &mut [f32] {
+        assert!(start + len <= self.len);
+        std::slice::from_raw_parts_mut(self.ptr.add(start), len)
+    }
 }
 
 /// Egress token bucket shared by all writers.
@@ -192,6 +200,10 @@ struct Shared {
     stop: AtomicBool,
     /// Hashes of the phase-1 chunks this peer sent: (attempt, owner) → (chunk, hash).
     sent: Mutex<SentHashes>,
+    /// The output's blocks are reserved and its pages mapped in: results go
+    /// straight into the mapping. Otherwise (file systems without fallocate)
+    /// they are written with pwrite, which takes no zero-filled page faults.
+    direct: bool,
     /// The output file and the offset of its data region, for positional writes.
     out_file: std::fs::File,
     out_data: u64,
@@ -211,11 +223,20 @@ impl Shared {
         }
     }
 
-    /// Writes result values (as little-endian bytes) at element `start` of the output.
-    fn write_out(&self, start: usize, bytes: &[u8]) -> std::io::Result<()> {
+    /// Stores result values for elements `start..` of the output: with pwrite,
+    /// or nothing to do where the output is mapped in (`direct`), since the
+    /// values were then computed or decoded in the mapping itself.
+    fn store(&self, start: usize, values: &[f32]) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
+        if self.direct {
+            debug_assert!(std::ptr::eq(
+                values.as_ptr(),
+                self.out.ptr.wrapping_add(start)
+            ));
+            return Ok(());
+        }
         self.out_file
-            .write_all_at(bytes, self.out_data + start as u64 * 4)
+            .write_all_at(wire::f32_bytes(values), self.out_data + start as u64 * 4)
     }
 }
 
@@ -299,36 +320,113 @@ fn chunk_values<'a>(
     Ok(&scratch[..n])
 }
 
-/// True when every value is finite (a branch-free count that vectorises,
-/// unlike a short-circuiting `all`).
-pub fn all_finite(v: &[f32]) -> bool {
-    v.iter()
-        .map(|x| ((x.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32)
-        .sum::<u32>()
-        == 0
+crate::simd_fn! {
+    /// True when every value is finite (a branch-free count that vectorises,
+    /// unlike a short-circuiting `all`).
+    pub fn all_finite(v: &[f32]) -> bool {
+        v.iter()
+            .map(|x| ((x.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32)
+            .sum::<u32>()
+            == 0
+    }
 }
 
 /// Elements per accumulation tile: a 32 KiB f64 block that stays in L1.
 const TILE: usize = 4096;
+const _: () = assert!(
+    TILE % wire::Q8_BLOCK == 0,
+    "q8 blocks must not straddle tiles"
+);
 
-/// Σ wᵢ·xᵢ / Σ wᵢ, summed in f64 in the given (rank) order and rounded once.
-pub fn weighted_mean(views: &[(u64, &[f32])], sum_w: u64, out: &mut [f32]) {
-    let inv = sum_w as f64;
-    let mut acc = [0f64; TILE];
-    for t in (0..out.len()).step_by(TILE) {
-        let n = TILE.min(out.len() - t);
-        let acc = &mut acc[..n];
-        acc.fill(0.0);
-        for (w, v) in views {
-            let wf = *w as f64;
-            for (a, &x) in acc.iter_mut().zip(&v[t..t + n]) {
-                *a += wf * x as f64;
+/// One chunk of a contribution: f32 values, or bf16 / q8 wire bytes that are
+/// decoded inside the weighted sum (no decoded copy is written and read back).
+#[derive(Clone, Copy)]
+pub enum Values<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a [u16]),
+    /// q8 blocks as on the wire: an f32 scale, then [`wire::Q8_BLOCK`] i8 values.
+    Q8(&'a [u8]),
+}
+
+impl<'a> Values<'a> {
+    /// The values in `body` (`n` of them, its length checked by the caller),
+    /// in place where the format and alignment allow, else decoded into
+    /// `scratch`; always f32 when `as_f32`.
+    fn of(wire: Wire, body: &'a [u8], n: usize, scratch: &'a mut Vec<f32>, as_f32: bool) -> Self {
+        if !as_f32 {
+            match wire {
+                Wire::Q8 => return Values::Q8(body),
+                Wire::Bf16 => {
+                    // SAFETY: any two bytes are a valid u16 (little-endian machine)
+                    if let ([], mid, []) = unsafe { body.align_to::<u16>() } {
+                        return Values::Bf16(mid);
+                    }
+                }
+                Wire::F32 => {}
             }
         }
-        for (o, &a) in out[t..t + n].iter_mut().zip(acc.iter()) {
-            *o = (a / inv) as f32;
+        Values::F32(chunk_values(wire, body, n, scratch).expect("length checked"))
+    }
+
+    fn all_finite(&self) -> bool {
+        match *self {
+            Values::F32(v) => all_finite(v),
+            Values::Bf16(v) => v.iter().all(|&b| b & 0x7f80 != 0x7f80),
+            // only a block's scale can be non-finite
+            Values::Q8(b) => b
+                .chunks(wire::Q8_BLOCK + 4)
+                .all(|blk| f32::from_le_bytes(blk[..4].try_into().unwrap()).is_finite()),
         }
     }
+}
+
+crate::simd_fn! {
+    /// Σ wᵢ·xᵢ / Σ wᵢ, summed in f64 in the given (rank) order and rounded once.
+    /// A bf16 or q8 value enters the sum exactly as its decoded f32 would.
+    pub fn weighted_mean_of(views: &[(u64, Values)], sum_w: u64, out: &mut [f32]) {
+        const QB: usize = wire::Q8_BLOCK;
+        let inv = sum_w as f64;
+        let mut acc = [0f64; TILE];
+        for t in (0..out.len()).step_by(TILE) {
+            let n = TILE.min(out.len() - t);
+            let acc = &mut acc[..n];
+            acc.fill(0.0);
+            for (w, v) in views {
+                let wf = *w as f64;
+                match *v {
+                    Values::F32(v) => {
+                        for (a, &x) in acc.iter_mut().zip(&v[t..t + n]) {
+                            *a += wf * x as f64;
+                        }
+                    }
+                    Values::Bf16(v) => {
+                        for (a, &b) in acc.iter_mut().zip(&v[t..t + n]) {
+                            *a += wf * f32::from_bits((b as u32) << 16) as f64;
+                        }
+                    }
+                    Values::Q8(bytes) => {
+                        // TILE is a multiple of the block: tiles start on a block
+                        for (k, a) in (t..t + n).step_by(QB).zip(acc.chunks_mut(QB)) {
+                            let blk = &bytes[k / QB * (QB + 4)..];
+                            let scale = f32::from_le_bytes(blk[..4].try_into().unwrap());
+                            for (a, &q) in a.iter_mut().zip(&blk[4..]) {
+                                *a += wf * ((q as i8) as f32 * scale) as f64;
+                            }
+                        }
+                    }
+                }
+            }
+            for (o, &a) in out[t..t + n].iter_mut().zip(acc.iter()) {
+                *o = (a / inv) as f32;
+            }
+        }
+    }
+}
+
+/// Σ wᵢ·xᵢ / Σ wᵢ of f32 vectors (see [`weighted_mean_of`]).
+pub fn weighted_mean(views: &[(u64, &[f32])], sum_w: u64, out: &mut [f32]) {
+    let v: Vec<(u64, Values)> = views.iter().map(|&(w, x)| (w, Values::F32(x))).collect();
+    weighted_mean_of(&v, sum_w, out)
 }
 
 enum Item {
@@ -441,11 +539,7 @@ fn writer_loop(
                 };
                 let payload: &[u8] = match sh.wire {
                     Wire::F32 => wire::f32_bytes(values),
-                    w => {
-                        buf.clear();
-                        w.encode(values, &mut buf);
-                        &buf
-                    }
+                    w => w.encode_to(values, &mut buf),
                 };
                 if let Some(rl) = &sh.rate {
                     rl.take((payload.len() + DATA_HDR) as u64);
@@ -845,11 +939,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     let meta = GradMeta::read(&input)?;
     let flat = input.flat_f32()?;
     let n_elem = flat.len();
-    if !cfg.allow_nonfinite
-        && !flat
-            .par_chunks(1 << 16)
-            .all(|c| c.iter().all(|v| v.is_finite()))
-    {
+    if !cfg.allow_nonfinite && !flat.par_chunks(1 << 20).all(all_finite) {
         return Err(Error::NonFinite);
     }
     let weight = cfg.weight.unwrap_or(meta.sequences);
@@ -867,6 +957,11 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     let (out_file, out_data) = out
         .data_file()
         .map_err(|e| Error::Io(cfg.output.display().to_string(), e))?;
+    // reserved and mapped in now, while the peers connect: not during the transfer
+    let direct = cfg.floor
+        || out
+            .preallocate()
+            .map_err(|e| Error::Io(cfg.output.display().to_string(), e))?;
     let out_buf = {
         let s = out.flat_f32_mut();
         OutBuf {
@@ -880,6 +975,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         out: out_buf,
         wire: cfg.wire,
         floor: cfg.floor,
+        direct,
         attempt: AtomicU32::new(0),
         epoch: RwLock::new(()),
         rate: cfg.max_rate.map(|r| RateLimit {
@@ -1467,13 +1563,12 @@ impl Coordinator {
                     contrib_hash.get_mut(&r).unwrap().update(&hash);
                     frames.push((r, payload));
                 }
-                // their values, in place where possible (finiteness is checked on the result below)
+                // their sizes (finiteness is checked on the result below)
                 if bad.is_none() && !self.sh.floor {
-                    for ((r, payload), sc) in frames.iter().zip(scratch.iter_mut()) {
-                        if let Err(e) = chunk_values(self.wire, &payload[DATA_HDR..], l, sc) {
-                            bad = Some((*r, format!("malformed chunk: {e}")));
-                            break;
-                        }
+                    let want = self.wire.encoded_len(l);
+                    if let Some((r, p)) = frames.iter().find(|(_, p)| p.len() - DATA_HDR != want) {
+                        let got = p.len() - DATA_HDR;
+                        bad = Some((*r, format!("malformed chunk: {got} bytes for {l} values")));
                     }
                 }
                 if let Some((r, why)) = bad {
@@ -1483,36 +1578,50 @@ impl Coordinator {
                     self.fail(r, a, why);
                     return Err(self.abort(a, members));
                 }
-                let res = &mut result[..l];
+                // straight into the output where it is mapped in (see Shared::direct)
+                let out = self.sh.out;
+                let res: &mut [f32] = if self.sh.direct && !self.sh.floor {
+                    // SAFETY: my span's chunk, enqueued to writers only below
+                    unsafe { out.region_mut(s, l) }
+                } else {
+                    &mut result[..l]
+                };
                 if self.sh.floor {
                     res.copy_from_slice(&self.sh.input.flat_f32().expect("checked")[s..s + l]);
                 } else {
                     let input = self.sh.input.clone();
                     let mine = &input.flat_f32().expect("checked")[s..s + l];
-                    let mut views: Vec<(u64, &[f32])> = Vec::with_capacity(contributors.len());
+                    // the contributions as they arrived (f32 in place, bf16 and q8
+                    // decoded inside the sum); centered clipping wants them as f32
+                    let mut views: Vec<(u64, Values)> = Vec::with_capacity(contributors.len());
                     let mut remote = frames.iter().zip(scratch.iter_mut());
                     for &r in &contributors {
                         let w = self.weights[&r].0;
                         if r == self.me {
-                            views.push((w, mine));
+                            views.push((w, Values::F32(mine)));
                         } else {
                             let ((_, payload), sc) = remote.next().unwrap();
-                            views.push((
-                                w,
-                                chunk_values(self.wire, &payload[DATA_HDR..], l, sc)
-                                    .expect("checked above"),
-                            ));
+                            let body = &payload[DATA_HDR..];
+                            views
+                                .push((w, Values::of(self.wire, body, l, sc, self.clip.is_some())));
                         }
                     }
                     match self.clip {
                         Some(tau) => {
+                            let f32_views: Vec<(u64, &[f32])> = views
+                                .iter()
+                                .map(|(w, v)| match v {
+                                    Values::F32(x) => (*w, *x),
+                                    _ => unreachable!("decoded for clipping"),
+                                })
+                                .collect();
                             let acc = &mut acc[..l];
-                            centered_clip(&views, tau, acc);
+                            centered_clip(&f32_views, tau, acc);
                             res.iter_mut()
                                 .zip(acc.iter())
                                 .for_each(|(o, &x)| *o = x as f32);
                         }
-                        None => weighted_mean(&views, sum_w, res),
+                        None => weighted_mean_of(&views, sum_w, res),
                     }
                     // a NaN or Inf in any contribution makes the mean non-finite: only
                     // then look for who sent it
@@ -1520,7 +1629,7 @@ impl Coordinator {
                         let culprit = contributors
                             .iter()
                             .zip(&views)
-                            .find(|(_, (_, v))| !all_finite(v))
+                            .find(|(_, (_, v))| !v.all_finite())
                             .map(|(&r, _)| r);
                         drop(views);
                         for (_, p) in frames {
@@ -1536,8 +1645,8 @@ impl Coordinator {
                     }
                     // the result as every receiver will decode it
                     self.wire.round_trip(res);
-                    // written with pwrite (no zero-filled page faults); writers read it back from the mapping
-                    if let Err(e) = self.sh.write_out(s, wire::f32_bytes(res)) {
+                    // writers read it from the mapping
+                    if let Err(e) = self.sh.store(s, res) {
                         self.debug(&format!("writing the output failed: {e}"));
                         return Err(Stop::Io(e.to_string()));
                     }
@@ -1556,9 +1665,7 @@ impl Coordinator {
                             h.update(wire::f32_bytes(res));
                         }
                         w => {
-                            encoded.clear();
-                            w.encode(res, &mut encoded);
-                            h.update(&encoded);
+                            h.update(w.encode_to(res, &mut encoded));
                         }
                     }
                     *h.finalize().as_bytes()
@@ -1646,7 +1753,16 @@ impl Coordinator {
                         let l = chunk.min(start + len - s);
                         if !self.sh.floor {
                             let body = &frame.payload[DATA_HDR..];
-                            let vals = match chunk_values(self.wire, body, l, &mut tmp) {
+                            let out = self.sh.out;
+                            // decoded straight into the output where it is mapped in
+                            let decoded = if self.sh.direct {
+                                // SAFETY: another owner's span: no writer of mine reads it
+                                let dst = unsafe { out.region_mut(s, l) };
+                                self.wire.decode(body, dst).map(|_| &*dst)
+                            } else {
+                                chunk_values(self.wire, body, l, &mut tmp)
+                            };
+                            let vals = match decoded {
                                 Ok(v) => v,
                                 Err(e) => {
                                     self.fail(from, a, format!("malformed result chunk: {e}"));
@@ -1657,7 +1773,7 @@ impl Coordinator {
                                 self.fail(from, a, "its averaged span contains NaN or Inf");
                                 break;
                             }
-                            if let Err(e) = self.sh.write_out(s, wire::f32_bytes(vals)) {
+                            if let Err(e) = self.sh.store(s, vals) {
                                 return Err(Stop::Io(e.to_string()));
                             }
                         }
@@ -1784,9 +1900,7 @@ pub fn result_hash(values: &[f32], plan: &Plan, chunk: usize, wire: Wire) -> [u8
             let part = &values[s..(s + chunk).min(start + len)];
             let mut h = blake3::Hasher::new();
             h.update(&data_header(2, owner, c));
-            buf.clear();
-            wire.encode(part, &mut buf);
-            h.update(&buf);
+            h.update(wire.encode_to(part, &mut buf));
             top.update(h.finalize().as_bytes());
         }
     }
@@ -1811,9 +1925,7 @@ pub fn contribution_hash(
     for (c, s) in (start..start + len).step_by(chunk.max(1)).enumerate() {
         let mut h = blake3::Hasher::new();
         h.update(&data_header(1, owner, c));
-        buf.clear();
-        wire.encode(&values[s..(s + chunk).min(start + len)], &mut buf);
-        h.update(&buf);
+        h.update(wire.encode_to(&values[s..(s + chunk).min(start + len)], &mut buf));
         top.update(h.finalize().as_bytes());
     }
     *top.finalize().as_bytes()

@@ -55,22 +55,26 @@ impl Wire {
         let dst = &mut out[start..];
         match self {
             Wire::F32 => dst.copy_from_slice(f32_bytes(x)),
-            Wire::Bf16 => {
-                for (o, &v) in dst.chunks_exact_mut(2).zip(x) {
-                    o.copy_from_slice(&bf16_bits(v).to_le_bytes());
-                }
-            }
-            Wire::Q8 => {
-                for (block, o) in x.chunks(Q8_BLOCK).zip(dst.chunks_mut(Q8_BLOCK + 4)) {
-                    let scale = q8_scale(block);
-                    let inv = q8_inverse(scale);
-                    o[..4].copy_from_slice(&scale.to_le_bytes());
-                    for (q, &v) in o[4..].iter_mut().zip(block) {
-                        *q = q8_value(v, inv) as u8;
-                    }
-                }
-            }
+            Wire::Bf16 => bf16_encode(x, dst),
+            Wire::Q8 => q8_encode(x, dst),
         }
+    }
+
+    /// Encodes `x` into the front of `buf` (grown when too short, never
+    /// shrunk or zero-filled again) and returns those bytes: the per-chunk
+    /// form, with no memset of a reused buffer.
+    pub fn encode_to<'a>(self, x: &[f32], buf: &'a mut Vec<u8>) -> &'a [u8] {
+        let n = self.encoded_len(x.len());
+        if buf.len() < n {
+            buf.resize(n, 0);
+        }
+        let dst = &mut buf[..n];
+        match self {
+            Wire::F32 => dst.copy_from_slice(f32_bytes(x)),
+            Wire::Bf16 => bf16_encode(x, dst),
+            Wire::Q8 => q8_encode(x, dst),
+        }
+        dst
     }
 
     /// Decodes `n` values from `bytes` into `out` (which has length `n`).
@@ -84,24 +88,9 @@ impl Wire {
             ));
         }
         match self {
-            Wire::F32 => {
-                for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                }
-            }
-            Wire::Bf16 => {
-                for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                    *o = f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16);
-                }
-            }
-            Wire::Q8 => {
-                for (block, o) in bytes.chunks(Q8_BLOCK + 4).zip(out.chunks_mut(Q8_BLOCK)) {
-                    let scale = f32::from_le_bytes(block[..4].try_into().unwrap());
-                    for (v, &q) in o.iter_mut().zip(&block[4..]) {
-                        *v = (q as i8) as f32 * scale;
-                    }
-                }
-            }
+            Wire::F32 => f32_decode(bytes, out),
+            Wire::Bf16 => bf16_decode(bytes, out),
+            Wire::Q8 => q8_decode(bytes, out),
         }
         Ok(())
     }
@@ -110,25 +99,106 @@ impl Wire {
     pub fn round_trip(self, x: &mut [f32]) {
         match self {
             Wire::F32 => {}
-            Wire::Bf16 => x
-                .iter_mut()
-                .for_each(|v| *v = f32::from_bits((bf16_bits(*v) as u32) << 16)),
-            Wire::Q8 => {
-                for block in x.chunks_mut(Q8_BLOCK) {
-                    let scale = q8_scale(block);
-                    let inv = q8_inverse(scale);
-                    block
-                        .iter_mut()
-                        .for_each(|v| *v = q8_value(*v, inv) as f32 * scale);
-                }
+            Wire::Bf16 => bf16_round_trip(x),
+            Wire::Q8 => q8_round_trip(x),
+        }
+    }
+}
+
+// The codecs' loops, compiled for each vector width (see crate::simd).
+crate::simd_fn! {
+    fn f32_decode(bytes: &[u8], out: &mut [f32]) {
+        // SAFETY: any 4 bytes are a valid f32; the aligned middle is taken as such.
+        let (head, mid, tail) = unsafe { bytes.align_to::<f32>() };
+        if head.is_empty() && tail.is_empty() {
+            out.copy_from_slice(mid); // little-endian machine: the wire's byte order
+            return;
+        }
+        for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+            *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+    }
+}
+
+crate::simd_fn! {
+    fn bf16_encode(x: &[f32], dst: &mut [u8]) {
+        // SAFETY: any bytes are valid u16s; the aligned middle is taken as such.
+        let (head, mid, tail) = unsafe { dst.align_to_mut::<u16>() };
+        if head.is_empty() && tail.is_empty() {
+            // little-endian machine: a u16 store is the wire's byte order
+            for (o, &v) in mid.iter_mut().zip(x) {
+                *o = bf16_bits(v);
             }
+            return;
+        }
+        for (o, &v) in dst.chunks_exact_mut(2).zip(x) {
+            o.copy_from_slice(&bf16_bits(v).to_le_bytes());
+        }
+    }
+}
+
+crate::simd_fn! {
+    fn bf16_decode(bytes: &[u8], out: &mut [f32]) {
+        // SAFETY: any bytes are valid u16s; the aligned middle is taken as such.
+        let (head, mid, tail) = unsafe { bytes.align_to::<u16>() };
+        if head.is_empty() && tail.is_empty() {
+            for (o, &b) in out.iter_mut().zip(mid) {
+                *o = f32::from_bits((b as u32) << 16);
+            }
+            return;
+        }
+        for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            *o = f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16);
+        }
+    }
+}
+
+crate::simd_fn! {
+    fn bf16_round_trip(x: &mut [f32]) {
+        x.iter_mut()
+            .for_each(|v| *v = f32::from_bits((bf16_bits(*v) as u32) << 16));
+    }
+}
+
+crate::simd_fn! {
+    fn q8_encode(x: &[f32], dst: &mut [u8]) {
+        for (block, o) in x.chunks(Q8_BLOCK).zip(dst.chunks_mut(Q8_BLOCK + 4)) {
+            let scale = q8_scale(block);
+            let inv = q8_inverse(scale);
+            o[..4].copy_from_slice(&scale.to_le_bytes());
+            for (q, &v) in o[4..].iter_mut().zip(block) {
+                *q = q8_value(v, inv) as u8;
+            }
+        }
+    }
+}
+
+crate::simd_fn! {
+    fn q8_decode(bytes: &[u8], out: &mut [f32]) {
+        for (block, o) in bytes.chunks(Q8_BLOCK + 4).zip(out.chunks_mut(Q8_BLOCK)) {
+            let scale = f32::from_le_bytes(block[..4].try_into().unwrap());
+            for (v, &q) in o.iter_mut().zip(&block[4..]) {
+                *v = (q as i8) as f32 * scale;
+            }
+        }
+    }
+}
+
+crate::simd_fn! {
+    fn q8_round_trip(x: &mut [f32]) {
+        for block in x.chunks_mut(Q8_BLOCK) {
+            let scale = q8_scale(block);
+            let inv = q8_inverse(scale);
+            block
+                .iter_mut()
+                .for_each(|v| *v = q8_value(*v, inv) as f32 * scale);
         }
     }
 }
 
 /// f32 → bf16 bits, rounding to nearest even; NaN stays a (quiet) NaN.
 /// Branch-free apart from the NaN select, so it vectorises.
-#[inline]
+#[inline(always)]
 fn bf16_bits(v: f32) -> u16 {
     let b = v.to_bits();
     let rounded = b.wrapping_add(0x7fff + ((b >> 16) & 1));
@@ -139,10 +209,15 @@ fn bf16_bits(v: f32) -> u16 {
     }
 }
 
+#[inline(always)]
 fn q8_scale(block: &[f32]) -> f32 {
     // f32::max ignores NaN: look for non-finite values separately
     let m = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-    if !block.iter().all(|v| v.is_finite()) {
+    // branch-free (vectorises): any exponent of all ones is an Inf or a NaN
+    let nonfinite = block.iter().fold(0u32, |b, v| {
+        b | ((v.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32
+    });
+    if nonfinite != 0 {
         return f32::NAN; // a non-finite block stays detectable after decoding
     }
     if m > 0.0 {
@@ -155,6 +230,7 @@ fn q8_scale(block: &[f32]) -> f32 {
 }
 
 /// 1/scale, or 0 for an all-zero or non-finite block (whose values encode as 0).
+#[inline(always)]
 fn q8_inverse(scale: f32) -> f32 {
     if scale == 0.0 || !scale.is_finite() {
         0.0
@@ -163,13 +239,16 @@ fn q8_inverse(scale: f32) -> f32 {
     }
 }
 
-/// round-half-even(v · inv) clamped to ±127. Adding and subtracting 1.5·2²³
-/// rounds exactly for |x| < 2²² without a libm call, so the loop vectorises.
-#[inline]
+/// round-half-even(v · inv) clamped to ±127, NaN (a non-finite block) as 0.
+/// Adding 1.5·2²³ rounds exactly for |x| < 2²² without a libm call and leaves
+/// the integer, two's complement, in the low mantissa bits: no saturating
+/// float-to-int conversion, so the loop vectorises.
+#[inline(always)]
 fn q8_value(v: f32, inv: f32) -> i8 {
     const MAGIC: f32 = 12_582_912.0;
     let x = (v * inv).clamp(-127.0, 127.0);
-    ((x + MAGIC) - MAGIC) as i8
+    let x = if x.is_nan() { 0.0 } else { x };
+    (x + MAGIC).to_bits() as u8 as i8
 }
 
 /// The bytes of an f32 slice (little-endian machine).
@@ -411,6 +490,16 @@ mod tests {
                 assert!((a - b).abs() <= tol, "{wire:?} {a} {b}");
             }
         }
+        // the aligned (u16) and unaligned (byte) paths of the bf16 codec agree
+        let mut bytes = vec![0u8; 2 * x.len() + 1];
+        bf16_encode(&x, &mut bytes[..2 * x.len()]);
+        let aligned = bytes[..2 * x.len()].to_vec();
+        bf16_encode(&x, &mut bytes[1..]);
+        assert_eq!(&bytes[1..], &aligned[..]);
+        let (mut d1, mut d2) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+        bf16_decode(&bytes[1..], &mut d1);
+        bf16_decode(&aligned, &mut d2);
+        assert_eq!(d1, d2);
         let mut q = vec![0f32; 64];
         let block: Vec<f32> = (0..64).map(|i| i as f32 - 32.0).collect();
         let mut e = Vec::new();
@@ -429,6 +518,28 @@ mod tests {
             q.iter().any(|v| !v.is_finite()),
             "a NaN block stays visible"
         );
+    }
+
+    #[test]
+    fn q8_value_is_round_half_even_clamped() {
+        for inv in [1.0f32, 0.37, 127.0 / 3.5, 0.0] {
+            for i in -40_000..40_000 {
+                let v = i as f32 * 0.01;
+                let want = (v * inv).clamp(-127.0, 127.0);
+                let r = want.round();
+                // ties go to even
+                let want = if (want - want.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
+                    r - want.signum()
+                } else {
+                    r
+                };
+                assert_eq!(q8_value(v, inv), want as i8, "{v} * {inv}");
+            }
+        }
+        assert_eq!(q8_value(f32::NAN, 1.0), 0);
+        assert_eq!(q8_value(f32::INFINITY, 0.0), 0);
+        assert_eq!(q8_value(1e30, 1.0), 127);
+        assert_eq!(q8_value(-1e30, 1.0), -127);
     }
 
     #[test]
