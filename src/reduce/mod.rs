@@ -372,10 +372,11 @@ impl<'a> Values<'a> {
         match *self {
             Values::F32(v) => all_finite(v),
             Values::Bf16(v) => v.iter().all(|&b| b & 0x7f80 != 0x7f80),
-            // only a block's scale can be non-finite
-            Values::Q8(b) => b
-                .chunks(wire::Q8_BLOCK + 4)
-                .all(|blk| f32::from_le_bytes(blk[..4].try_into().unwrap()).is_finite()),
+            // decoded: a hostile scale can overflow a finite one
+            Values::Q8(b) => {
+                let mut v = vec![0f32; b.len() - b.len().div_ceil(wire::Q8_BLOCK + 4) * 4];
+                Wire::Q8.decode_checked(b, &mut v).unwrap_or(false)
+            }
         }
     }
 }
@@ -383,10 +384,12 @@ impl<'a> Values<'a> {
 crate::simd_fn! {
     /// Σ wᵢ·xᵢ / Σ wᵢ, summed in f64 in the given (rank) order and rounded once.
     /// A bf16 or q8 value enters the sum exactly as its decoded f32 would.
-    pub fn weighted_mean_of(views: &[(u64, Values)], sum_w: u64, out: &mut [f32]) {
+    /// Returns whether every output value is finite (checked in the same pass).
+    pub fn weighted_mean_of(views: &[(u64, Values)], sum_w: u64, out: &mut [f32]) -> bool {
         const QB: usize = wire::Q8_BLOCK;
         let inv = sum_w as f64;
         let mut acc = [0f64; TILE];
+        let mut bad = 0u32;
         for t in (0..out.len()).step_by(TILE) {
             let n = TILE.min(out.len() - t);
             let acc = &mut acc[..n];
@@ -418,15 +421,17 @@ crate::simd_fn! {
             }
             for (o, &a) in out[t..t + n].iter_mut().zip(acc.iter()) {
                 *o = (a / inv) as f32;
+                bad |= ((o.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
             }
         }
+        bad == 0
     }
 }
 
 /// Σ wᵢ·xᵢ / Σ wᵢ of f32 vectors (see [`weighted_mean_of`]).
 pub fn weighted_mean(views: &[(u64, &[f32])], sum_w: u64, out: &mut [f32]) {
     let v: Vec<(u64, Values)> = views.iter().map(|&(w, x)| (w, Values::F32(x))).collect();
-    weighted_mean_of(&v, sum_w, out)
+    weighted_mean_of(&v, sum_w, out);
 }
 
 enum Item {
@@ -1606,7 +1611,7 @@ impl Coordinator {
                                 .push((w, Values::of(self.wire, body, l, sc, self.clip.is_some())));
                         }
                     }
-                    match self.clip {
+                    let finite = match self.clip {
                         Some(tau) => {
                             let f32_views: Vec<(u64, &[f32])> = views
                                 .iter()
@@ -1620,12 +1625,13 @@ impl Coordinator {
                             res.iter_mut()
                                 .zip(acc.iter())
                                 .for_each(|(o, &x)| *o = x as f32);
+                            all_finite(res)
                         }
                         None => weighted_mean_of(&views, sum_w, res),
-                    }
+                    };
                     // a NaN or Inf in any contribution makes the mean non-finite: only
                     // then look for who sent it
-                    if !self.allow_nonfinite && !all_finite(res) {
+                    if !self.allow_nonfinite && !finite {
                         let culprit = contributors
                             .iter()
                             .zip(&views)
@@ -1755,21 +1761,21 @@ impl Coordinator {
                             let body = &frame.payload[DATA_HDR..];
                             let out = self.sh.out;
                             // decoded straight into the output where it is mapped in
-                            let decoded = if self.sh.direct {
+                            let vals: &mut [f32] = if self.sh.direct {
                                 // SAFETY: another owner's span: no writer of mine reads it
-                                let dst = unsafe { out.region_mut(s, l) };
-                                self.wire.decode(body, dst).map(|_| &*dst)
+                                unsafe { out.region_mut(s, l) }
                             } else {
-                                chunk_values(self.wire, body, l, &mut tmp)
+                                tmp.resize(l, 0.0);
+                                &mut tmp[..l]
                             };
-                            let vals = match decoded {
-                                Ok(v) => v,
+                            let finite = match self.wire.decode_checked(body, vals) {
+                                Ok(f) => f,
                                 Err(e) => {
                                     self.fail(from, a, format!("malformed result chunk: {e}"));
                                     break;
                                 }
                             };
-                            if !self.allow_nonfinite && !all_finite(vals) {
+                            if !self.allow_nonfinite && !finite {
                                 self.fail(from, a, "its averaged span contains NaN or Inf");
                                 break;
                             }

@@ -79,6 +79,12 @@ impl Wire {
 
     /// Decodes `n` values from `bytes` into `out` (which has length `n`).
     pub fn decode(self, bytes: &[u8], out: &mut [f32]) -> Result<(), String> {
+        self.decode_checked(bytes, out).map(|_| ())
+    }
+
+    /// As [`decode`](Self::decode), and tells in the same pass whether every
+    /// decoded value is finite.
+    pub fn decode_checked(self, bytes: &[u8], out: &mut [f32]) -> Result<bool, String> {
         if bytes.len() != self.encoded_len(out.len()) {
             return Err(format!(
                 "{} bytes for {} {} values",
@@ -87,12 +93,11 @@ impl Wire {
                 self.name()
             ));
         }
-        match self {
+        Ok(match self {
             Wire::F32 => f32_decode(bytes, out),
             Wire::Bf16 => bf16_decode(bytes, out),
             Wire::Q8 => q8_decode(bytes, out),
-        }
-        Ok(())
+        })
     }
 
     /// What a receiver decodes from `encode(x)`, computed in place.
@@ -106,17 +111,30 @@ impl Wire {
 }
 
 // The codecs' loops, compiled for each vector width (see crate::simd).
+/// 1 when `x` is an Inf or a NaN (exponent all ones), branch-free.
+#[inline(always)]
+fn nonfinite(x: f32) -> u32 {
+    ((x.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32
+}
+
 crate::simd_fn! {
-    fn f32_decode(bytes: &[u8], out: &mut [f32]) {
+    /// Returns whether every value is finite.
+    fn f32_decode(bytes: &[u8], out: &mut [f32]) -> bool {
+        let mut bad = 0u32;
         // SAFETY: any 4 bytes are a valid f32; the aligned middle is taken as such.
-        let (head, mid, tail) = unsafe { bytes.align_to::<f32>() };
-        if head.is_empty() && tail.is_empty() {
-            out.copy_from_slice(mid); // little-endian machine: the wire's byte order
-            return;
+        if let ([], mid, []) = unsafe { bytes.align_to::<f32>() } {
+            // little-endian machine: the wire's byte order
+            for (o, &x) in out.iter_mut().zip(mid) {
+                *o = x;
+                bad |= nonfinite(x);
+            }
+        } else {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                bad |= nonfinite(*o);
+            }
         }
-        for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-            *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        }
+        bad == 0
     }
 }
 
@@ -138,18 +156,22 @@ crate::simd_fn! {
 }
 
 crate::simd_fn! {
-    fn bf16_decode(bytes: &[u8], out: &mut [f32]) {
+    /// Returns whether every value is finite.
+    fn bf16_decode(bytes: &[u8], out: &mut [f32]) -> bool {
+        let mut bad = 0u32;
         // SAFETY: any bytes are valid u16s; the aligned middle is taken as such.
-        let (head, mid, tail) = unsafe { bytes.align_to::<u16>() };
-        if head.is_empty() && tail.is_empty() {
+        if let ([], mid, []) = unsafe { bytes.align_to::<u16>() } {
             for (o, &b) in out.iter_mut().zip(mid) {
                 *o = f32::from_bits((b as u32) << 16);
+                bad |= (b & 0x7f80 == 0x7f80) as u32;
             }
-            return;
+        } else {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16);
+                bad |= nonfinite(*o);
+            }
         }
-        for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-            *o = f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16);
-        }
+        bad == 0
     }
 }
 
@@ -174,13 +196,17 @@ crate::simd_fn! {
 }
 
 crate::simd_fn! {
-    fn q8_decode(bytes: &[u8], out: &mut [f32]) {
+    /// Returns whether every value is finite (a hostile scale can overflow).
+    fn q8_decode(bytes: &[u8], out: &mut [f32]) -> bool {
+        let mut bad = 0u32;
         for (block, o) in bytes.chunks(Q8_BLOCK + 4).zip(out.chunks_mut(Q8_BLOCK)) {
             let scale = f32::from_le_bytes(block[..4].try_into().unwrap());
             for (v, &q) in o.iter_mut().zip(&block[4..]) {
                 *v = (q as i8) as f32 * scale;
+                bad |= nonfinite(*v);
             }
         }
+        bad == 0
     }
 }
 
