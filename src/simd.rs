@@ -2,7 +2,7 @@
 //!
 //! dtrain is built for baseline x86-64 (SSE2) so that one binary runs on every
 //! machine of a swarm, but a reduce, a verify or an encode spends most of its
-//! user time in a handful of loops over hundreds of megabytes. [`simd_fn!`]
+//! user time in a handful of loops over hundreds of megabytes. [`simd_fn!`](crate::simd_fn)
 //! compiles such a loop three times, for AVX-512, for AVX2 and for the
 //! baseline, and picks the widest the CPU has when it is called.
 //!

@@ -1,7 +1,7 @@
 //! The Hugging Face Hub: where to reach it and who we are.
 //!
 //! dtrain honours the same variables as the official `huggingface_hub` client:
-//! `HF_ENDPOINT` (default https://huggingface.co), `HF_TOKEN` (else the token file
+//! `HF_ENDPOINT` (default <https://huggingface.co>), `HF_TOKEN` (else the token file
 //! `$HF_HOME/token`), and `HF_HOME` (default `~/.cache/huggingface`).
 
 pub mod client;
