@@ -4,7 +4,12 @@
 # vectors vs the transport floor (dtrain's connections and bytes with no MAC and
 # no arithmetic), on loopback. Then, as root, the rate-limited case: 4 network
 # namespaces with tc tbf links. Prints seconds (median of 3 runs), algbw, busbw
-# (nccl-tests' definitions), peak anonymous RSS and ratios. Files live on tmpfs
+# (nccl-tests' definitions), peak anonymous RSS and ratios. Seconds are the
+# collective itself, as for Gloo (whose processes load and allocate their
+# tensors before the timer): dtrain's from the first attempt to the confirmed
+# result (its transcript's seconds_reduce; the output file is allocated while
+# the peers connect); "process s" is the whole dtrain process, libtorch's
+# start-up, the input's finiteness check and that allocation included. Files live on tmpfs
 # (/dev/shm) when it has room: this VM's ext4 page cache makes timings of
 # file-writing runs swing by 2x between identical runs.
 # Usage: scripts/bench/reduce.sh [ELEMENTS] [RATE_MBIT]  (default 124439808, 1000)
@@ -60,19 +65,21 @@ work, elements, n, limited = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sy
 S = elements * 4
 def run(label):
     ts = [json.load(open(f"{work}/{label}.{i}.json"))["body"] for i in range(n)]
-    return max(t["seconds_reduce"] for t in ts), max(t["peak_anon_rss_bytes"] for t in ts)
+    return (max(t["seconds_reduce"] for t in ts), max(t["peak_anon_rss_bytes"] for t in ts),
+            max(t["seconds_total"] for t in ts))
 def median(label):
     rs = [run(f"{label}-{k}") for k in (1, 2, 3)]
-    return statistics.median(r[0] for r in rs), max(r[1] for r in rs)
+    return statistics.median(r[0] for r in rs), max(r[1] for r in rs), statistics.median(r[2] for r in rs)
 rows = [(f"dtrain {l}", *median(l)) for l in ("f32", "bf16", "q8", "floor")]
 gl = [json.load(open(f"{work}/gloo-{k}.json")) for k in (1, 2, 3)]
-rows.append(("torch.distributed Gloo", statistics.median(g["seconds"] for g in gl), max(g["peak_rss_bytes"] for g in gl)))
+rows.append(("torch.distributed Gloo", statistics.median(g["seconds"] for g in gl), max(g["peak_rss_bytes"] for g in gl), None))
 floor, g = rows[3][1], rows[4][1]
 print(f"all-reduce of {S/1e6:.0f} MB (f32) across {n} peers on loopback, median of 3 runs, files in {work.rsplit('/', 1)[0]}")
-print(f"{'':<24}{'seconds':>9}{'algbw GB/s':>12}{'busbw GB/s':>12}{'peak RSS MiB':>14}{'vs floor':>10}{'vs Gloo':>9}")
-for name, t, rss in rows:
+print(f"{'':<24}{'seconds':>9}{'algbw GB/s':>12}{'busbw GB/s':>12}{'peak RSS MiB':>14}{'vs floor':>10}{'vs Gloo':>9}{'process s':>11}")
+for name, t, rss, total in rows:
     algbw = S / t / 1e9
-    print(f"{name:<24}{t:>9.3f}{algbw:>12.2f}{algbw*2*(n-1)/n:>12.2f}{rss/2**20:>14.0f}{t/floor:>9.2f}x{g/t:>8.2f}x")
+    proc = f"{total:>11.2f}" if total is not None else f"{'-':>11}"
+    print(f"{name:<24}{t:>9.3f}{algbw:>12.2f}{algbw*2*(n-1)/n:>12.2f}{rss/2**20:>14.0f}{t/floor:>9.2f}x{g/t:>8.2f}x{proc}")
 print("peak RSS: anonymous memory for dtrain (the gradient files are mapped); ru_maxrss for Gloo")
 if limited:
     t, _ = run("limited")
