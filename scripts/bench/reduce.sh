@@ -82,7 +82,7 @@ for name, t, rss, total in rows:
     print(f"{name:<24}{t:>9.3f}{algbw:>12.2f}{algbw*2*(n-1)/n:>12.2f}{rss/2**20:>14.0f}{t/floor:>9.2f}x{g/t:>8.2f}x{proc}")
 print("peak RSS: anonymous memory for dtrain (the gradient files are mapped); ru_maxrss for Gloo")
 if limited:
-    t, _ = run("limited")
+    t, _, _ = run("limited")
     ideal = 2 * (n - 1) / n * S / (float(limited) * 1e6 / 8)
     print(f"rate-limited: {n} namespaces, tbf {limited} Mbit/s uplinks: {t:.2f} s vs 2(n-1)/n*S/rate = {ideal:.2f} s -> {t/ideal:.3f}x")
 PY
