@@ -45,6 +45,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
         "threads: torch {}, rayon {}",
         i.torch_threads, i.rayon_threads
     );
+    println!("vector loops: {}", i.simd);
     println!("features: {}", i.features.join(" "));
     Ok(())
 }

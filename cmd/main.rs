@@ -40,6 +40,7 @@ Environment:
   HF_ENDPOINT  the Hub (default https://huggingface.co; a `dtrain hub serve` URL for a local hub)
   HF_TOKEN     Hub token for push and private repos
   HF_HOME      cache folder (parquet footers, downloads)
+  DTRAIN_NO_SIMD  set: the baseline loops instead of AVX2/AVX-512 ones (the same results, slower)
 
 Every output file is written to a temporary sibling and renamed into place: a failed command leaves
 no partial output and its inputs untouched.";

@@ -16,6 +16,8 @@ pub struct Info {
     pub cudnn: Option<i64>,
     pub torch_threads: i32,
     pub rayon_threads: usize,
+    /// Vector extension of the hot loops (reduce, codecs): avx512, avx2 or baseline.
+    pub simd: &'static str,
     pub features: Vec<String>,
 }
 
@@ -82,6 +84,7 @@ pub fn collect() -> Info {
         },
         torch_threads,
         rayon_threads: rayon::current_num_threads(),
+        simd: crate::simd::name(),
         features,
     }
 }

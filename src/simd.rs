@@ -23,6 +23,11 @@ pub fn level() -> u8 {
     *LEVEL.get_or_init(detect)
 }
 
+/// [`level`] in words, for `dtrain info`.
+pub fn name() -> &'static str {
+    ["baseline (SSE2)", "avx2", "avx512"][level() as usize]
+}
+
 fn detect() -> u8 {
     if std::env::var_os("DTRAIN_NO_SIMD").is_some() {
         return 0;

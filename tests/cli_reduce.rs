@@ -93,6 +93,10 @@ impl Swarm {
     }
 
     fn spawn(&self, i: usize, round: &str, extra: &[&str]) -> Child {
+        self.spawn_env(i, round, extra, &[])
+    }
+
+    fn spawn_env(&self, i: usize, round: &str, extra: &[&str], env: &[(&str, &str)]) -> Child {
         let n = &self.names[i];
         let p = |s: &str| self.path(&format!("{n}.{s}")).to_str().unwrap().to_string();
         Command::new(bin())
@@ -117,6 +121,7 @@ impl Swarm {
                 "--json",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -325,6 +330,53 @@ fn bf16_and_q8_are_identical_on_every_peer_and_close() {
             "{wire}: relative error {}",
             (num / den).sqrt()
         );
+    }
+}
+
+/// Peers on CPUs with different vector extensions (here: two peers forced to
+/// the baseline loops) produce the bits that the same round produces when
+/// every peer uses AVX-512 or AVX2: results never depend on the hardware.
+#[test]
+fn vector_widths_do_not_change_a_rounds_result() {
+    let weights = [3, 1, 4, 1];
+    let s = Swarm::new(4, 150_001, &weights);
+    let values = |s: &Swarm| -> Vec<u32> {
+        let f = TensorFile::open(s.out(0)).unwrap();
+        f.flat_f32().unwrap().iter().map(|x| x.to_bits()).collect()
+    };
+    for wire in ["f32", "bf16", "q8"] {
+        let extra = ["--wire", wire, "--chunk", "8192", "--deadline", "30"];
+        let mut runs = Vec::new();
+        for baseline in [vec![], vec![1, 3], vec![0, 1, 2, 3]] {
+            let kids: Vec<Child> = (0..4)
+                .map(|i| {
+                    let env: &[(&str, &str)] = if baseline.contains(&i) {
+                        &[("DTRAIN_NO_SIMD", "1")]
+                    } else {
+                        &[]
+                    };
+                    s.spawn_env(i, wire, &extra, env)
+                })
+                .collect();
+            for c in kids {
+                let (code, _, err) = finish(c, Duration::from_secs(40));
+                assert_eq!(code, Some(0), "{err}");
+            }
+            for i in 1..4 {
+                assert_eq!(
+                    std::fs::read(s.out(i)).unwrap(),
+                    std::fs::read(s.out(0)).unwrap(),
+                    "{wire}: peer {i} differs (baseline peers {baseline:?})"
+                );
+            }
+            runs.push((baseline, values(&s)));
+        }
+        for (baseline, v) in &runs[1..] {
+            assert!(
+                v == &runs[0].1,
+                "{wire}: baseline loops on peers {baseline:?} changed the result"
+            );
+        }
     }
 }
 
