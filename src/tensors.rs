@@ -403,6 +403,7 @@ pub struct TensorWriter {
     data_start: usize,
     specs: Vec<TensorSpec>,
     offsets: Vec<usize>,
+    reserved: bool,
 }
 
 impl TensorWriter {
@@ -459,13 +460,23 @@ impl TensorWriter {
             o += s.nbytes();
         }
         offsets.push(o);
-        Ok(Self {
+        let mut w = Self {
             file,
             map,
             data_start: header.len(),
             specs: specs.to_vec(),
             offsets,
-        })
+            reserved: false,
+        };
+        w.reserved = w.preallocate().map_err(io_err)?;
+        Ok(w)
+    }
+
+    /// Whether the file's blocks are reserved and its pages mapped in (see
+    /// [`preallocate`](Self::preallocate)): false on file systems without
+    /// fallocate, where writes through the mapping fault pages in one by one.
+    pub fn reserved(&self) -> bool {
+        self.reserved
     }
 
     pub fn specs(&self) -> &[TensorSpec] {
@@ -523,12 +534,12 @@ impl TensorWriter {
         &mut self.data_mut()[r]
     }
 
-    /// Reserves the file's blocks now (`fallocate`) and maps its pages in
-    /// (`MADV_POPULATE_WRITE`), so that writes through the mapping later take
-    /// no page faults and cannot fail with SIGBUS on a full disk: a full disk
-    /// is this call's error instead. `Ok(false)` where the file system cannot
-    /// reserve blocks; write with [`data_file`](Self::data_file) (pwrite) then.
-    pub fn preallocate(&mut self) -> io::Result<bool> {
+    /// Reserves the file's blocks (`fallocate`) and maps its pages in
+    /// (`MADV_POPULATE_WRITE`) when the file is created, so that writes
+    /// through the mapping take no page faults and cannot fail with SIGBUS on
+    /// a full disk: a full disk is the creation's error instead. `Ok(false)`
+    /// where the file system cannot reserve blocks.
+    fn preallocate(&mut self) -> io::Result<bool> {
         use std::os::fd::AsRawFd;
         let Some(map) = &mut self.map else {
             return Ok(true);
@@ -715,6 +726,66 @@ mod tests {
         file.resize(a.len() + data_len, 0);
         let (_, m) = safetensors::SafeTensors::read_metadata(&file).unwrap();
         assert_eq!(m.metadata().as_ref().unwrap()["k13"], "v13");
+    }
+
+    #[test]
+    fn new_files_have_their_blocks_reserved() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.safetensors");
+        let specs = [TensorSpec::new("g", DType::F32, &[3 << 20])];
+        let w = TensorWriter::create(&p, &specs, &BTreeMap::new()).unwrap();
+        assert!(w.reserved(), "this file system supports fallocate");
+        // the temporary sibling holds the blocks before anything is written
+        let tmp = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|e| e != &p)
+            .expect("the temporary file");
+        let m = std::fs::metadata(&tmp).unwrap();
+        assert!(
+            m.blocks() * 512 >= m.len(),
+            "{} blocks for {} bytes",
+            m.blocks(),
+            m.len()
+        );
+        drop(w);
+    }
+
+    /// A file that does not fit is refused when it is created, with ENOSPC,
+    /// instead of a SIGBUS when the mapping is written (needs root for a
+    /// small tmpfs; skipped otherwise).
+    #[test]
+    fn a_full_disk_is_an_error_at_creation_not_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a small tmpfs (not root?)");
+            return;
+        }
+        let specs = [TensorSpec::new("g", DType::F32, &[1 << 20])];
+        let r = TensorWriter::create(dir.path().join("g.safetensors"), &specs, &BTreeMap::new());
+        let left = std::fs::read_dir(dir.path()).unwrap().count();
+        std::process::Command::new("umount")
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        match r {
+            Err(Error::Io { source, .. }) => {
+                assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{source}")
+            }
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("a 4 MiB file was created on a 1 MiB disk"),
+        }
+        assert_eq!(
+            left, 0,
+            "the failed creation left its temporary file behind"
+        );
     }
 
     #[test]

@@ -972,12 +972,9 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     let (out_file, out_data) = out
         .data_file()
         .map_err(|e| Error::Io(cfg.output.display().to_string(), e))?;
-    // reserved and mapped in now, while the peers connect, not during the
-    // transfer (the floor writes no output)
-    let direct = !cfg.floor
-        && out
-            .preallocate()
-            .map_err(|e| Error::Io(cfg.output.display().to_string(), e))?;
+    // its blocks reserved and pages mapped in now, while the peers connect,
+    // not during the transfer
+    let direct = out.reserved();
     let out_buf = {
         let s = out.flat_f32_mut();
         OutBuf {
@@ -1596,7 +1593,7 @@ impl Coordinator {
                 }
                 // straight into the output where it is mapped in (see Shared::direct)
                 let out = self.sh.out;
-                let res: &mut [f32] = if self.sh.direct {
+                let res: &mut [f32] = if self.sh.direct && !self.sh.floor {
                     // SAFETY: my span's chunk, enqueued to writers only below
                     unsafe { out.region_mut(s, l) }
                 } else {
