@@ -563,8 +563,9 @@ impl TensorWriter {
     }
 
     /// A handle on the file being written and the byte offset of its data
-    /// region, for positional writes (`pwrite`) that avoid faulting in
-    /// zero-filled pages of the fresh file through the mapping.
+    /// region, for positional writes (`pwrite`): where the file system could
+    /// not reserve the blocks (see [`reserved`](Self::reserved)), they avoid
+    /// faulting in zero-filled pages one by one through the mapping.
     pub fn data_file(&self) -> io::Result<(File, u64)> {
         Ok((self.file.file().try_clone()?, self.data_start as u64))
     }
