@@ -472,9 +472,9 @@ impl TensorWriter {
         Ok(w)
     }
 
-    /// Whether the file's blocks are reserved and its pages mapped in (see
-    /// [`preallocate`](Self::preallocate)): false on file systems without
-    /// fallocate, where writes through the mapping fault pages in one by one.
+    /// Whether the file's blocks were reserved (`fallocate`) and its pages
+    /// mapped in at creation: false on file systems without fallocate, where
+    /// writes through the mapping fault pages in one by one.
     pub fn reserved(&self) -> bool {
         self.reserved
     }
