@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# All-reduce benchmark, one run, 4 peers, GPT-2 124M's gradient (498 MB f32):
+# All-reduce benchmark, one run, 4 peers by default, GPT-2 124M's gradient (498 MB f32):
 # dtrain reduce (f32, bf16, q8) vs torch.distributed Gloo all_reduce of the same
 # vectors vs the transport floor (dtrain's connections and bytes with no MAC and
 # no arithmetic), on loopback. Then, as root, the rate-limited case: 4 network
@@ -12,11 +12,11 @@
 # start-up, the input's finiteness check and that allocation included. Files live on tmpfs
 # (/dev/shm) when it has room: this VM's ext4 page cache makes timings of
 # file-writing runs swing by 2x between identical runs.
-# Usage: scripts/bench/reduce.sh [ELEMENTS] [RATE_MBIT]  (default 124439808, 1000)
+# Usage: scripts/bench/reduce.sh [ELEMENTS] [RATE_MBIT] [PEERS]  (default 124439808, 1000, 4)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/setup.sh >/dev/null
-elements=${1:-124439808} rate=${2:-1000} n=4
+elements=${1:-124439808} rate=${2:-1000} n=${3:-4}
 D=$PWD/target/release/dtrain
 if [ "$(df --output=avail -k /dev/shm 2>/dev/null | tail -1)" -gt $(( elements * 4 * 2 * n / 1024 + 1048576 )) ] 2>/dev/null; then
   work=$(mktemp -d -p /dev/shm)
@@ -43,7 +43,7 @@ round() { # $1: label, rest: extra reduce args; prefix peers with $NS_PREFIX if 
       --in "$work/p$i.in" --out "$work/p$i.out" --transcript "$work/$label.$i.json" --deadline 300 "$@" > /dev/null &
   done
   wait
-  cmp -s "$work/p0.out" "$work/p3.out" || { echo "$label: peers differ" >&2; exit 1; }
+  cmp -s "$work/p0.out" "$work/p$((n-1)).out" || { echo "$label: peers differ" >&2; exit 1; }
 }
 peers "127.0.0.%d:%s"
 for k in 1 2 3; do
