@@ -735,6 +735,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("big.safetensors");
         let specs = [TensorSpec::new("g", DType::F32, &[3 << 20])];
+        // kept open (not committed) while its temporary file is inspected
         let w = TensorWriter::create(&p, &specs, &BTreeMap::new()).unwrap();
         assert!(w.reserved(), "this file system supports fallocate");
         // the temporary sibling holds the blocks before anything is written
@@ -750,7 +751,6 @@ mod tests {
             m.blocks(),
             m.len()
         );
-        drop(w);
     }
 
     /// A file that does not fit is refused when it is created, with ENOSPC,

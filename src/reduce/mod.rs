@@ -334,10 +334,7 @@ crate::simd_fn! {
     /// True when every value is finite (a branch-free count that vectorises,
     /// unlike a short-circuiting `all`).
     pub fn all_finite(v: &[f32]) -> bool {
-        v.iter()
-            .map(|x| ((x.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32)
-            .sum::<u32>()
-            == 0
+        v.iter().map(|&x| wire::nonfinite(x)).sum::<u32>() == 0
     }
 }
 
@@ -431,7 +428,7 @@ crate::simd_fn! {
             }
             for (o, &a) in out[t..t + n].iter_mut().zip(acc.iter()) {
                 *o = (a / inv) as f32;
-                bad |= ((o.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
+                bad |= wire::nonfinite(*o);
             }
         }
         bad == 0
@@ -1672,17 +1669,7 @@ impl Coordinator {
                 let phase2_hash = if self.sh.floor {
                     [0u8; 32]
                 } else {
-                    let mut h = blake3::Hasher::new();
-                    h.update(&data_header(2, self.me, next_chunk));
-                    match self.wire {
-                        Wire::F32 => {
-                            h.update(wire::f32_bytes(res));
-                        }
-                        w => {
-                            h.update(w.encode_to(res, &mut encoded));
-                        }
-                    }
-                    *h.finalize().as_bytes()
+                    chunk_hash(2, self.me, next_chunk, res, self.wire, &mut encoded)
                 };
                 result_hashes.insert((self.me, next_chunk), phase2_hash);
                 for &r in members.iter().filter(|&&r| r != self.me) {
@@ -1902,6 +1889,26 @@ impl Coordinator {
     }
 }
 
+/// blake3 of a data frame's payload: its header (`phase`, `owner`, chunk
+/// `c`), then `values` in the wire format (f32 hashed in place; bf16 and q8
+/// encoded into `buf`).
+fn chunk_hash(
+    phase: u8,
+    owner: usize,
+    c: usize,
+    values: &[f32],
+    wire: Wire,
+    buf: &mut Vec<u8>,
+) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(&data_header(phase, owner, c));
+    h.update(match wire {
+        Wire::F32 => wire::f32_bytes(values),
+        w => w.encode_to(values, buf),
+    });
+    *h.finalize().as_bytes()
+}
+
 /// The result hash a round's transcript records for an averaged vector: blake3
 /// over the blake3 of each result chunk's phase-2 payload (`[2, owner rank
 /// u16, chunk u32]` then the chunk in the wire format), spans in plan order,
@@ -1912,10 +1919,7 @@ pub fn result_hash(values: &[f32], plan: &Plan, chunk: usize, wire: Wire) -> [u8
     for (&owner, &(start, len)) in plan.owners.iter().zip(&plan.spans) {
         for (c, s) in (start..start + len).step_by(chunk.max(1)).enumerate() {
             let part = &values[s..(s + chunk).min(start + len)];
-            let mut h = blake3::Hasher::new();
-            h.update(&data_header(2, owner, c));
-            h.update(wire.encode_to(part, &mut buf));
-            top.update(h.finalize().as_bytes());
+            top.update(&chunk_hash(2, owner, c, part, wire, &mut buf));
         }
     }
     *top.finalize().as_bytes()
@@ -1937,10 +1941,8 @@ pub fn contribution_hash(
     let mut top = blake3::Hasher::new();
     let mut buf = Vec::new();
     for (c, s) in (start..start + len).step_by(chunk.max(1)).enumerate() {
-        let mut h = blake3::Hasher::new();
-        h.update(&data_header(1, owner, c));
-        h.update(wire.encode_to(&values[s..(s + chunk).min(start + len)], &mut buf));
-        top.update(h.finalize().as_bytes());
+        let part = &values[s..(s + chunk).min(start + len)];
+        top.update(&chunk_hash(1, owner, c, part, wire, &mut buf));
     }
     *top.finalize().as_bytes()
 }

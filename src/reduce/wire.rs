@@ -52,12 +52,7 @@ impl Wire {
     pub fn encode(self, x: &[f32], out: &mut Vec<u8>) {
         let start = out.len();
         out.resize(start + self.encoded_len(x.len()), 0);
-        let dst = &mut out[start..];
-        match self {
-            Wire::F32 => dst.copy_from_slice(f32_bytes(x)),
-            Wire::Bf16 => bf16_encode(x, dst),
-            Wire::Q8 => q8_encode(x, dst),
-        }
+        self.encode_into(x, &mut out[start..]);
     }
 
     /// Encodes `x` into the front of `buf` (grown when too short, never
@@ -69,12 +64,17 @@ impl Wire {
             buf.resize(n, 0);
         }
         let dst = &mut buf[..n];
+        self.encode_into(x, dst);
+        dst
+    }
+
+    /// Encodes `x` into `dst`, exactly `encoded_len(x.len())` bytes.
+    fn encode_into(self, x: &[f32], dst: &mut [u8]) {
         match self {
             Wire::F32 => dst.copy_from_slice(f32_bytes(x)),
             Wire::Bf16 => bf16_encode(x, dst),
             Wire::Q8 => q8_encode(x, dst),
         }
-        dst
     }
 
     /// Decodes `n` values from `bytes` into `out` (which has length `n`).
@@ -110,12 +110,14 @@ impl Wire {
     }
 }
 
-// The codecs' loops, compiled for each vector width (see crate::simd).
-/// 1 when `x` is an Inf or a NaN (exponent all ones), branch-free.
+/// 1 when `x` is an Inf or a NaN (exponent all ones): branch-free, so the
+/// loops that count it vectorise.
 #[inline(always)]
-fn nonfinite(x: f32) -> u32 {
+pub(crate) fn nonfinite(x: f32) -> u32 {
     ((x.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32
 }
+
+// The codecs' loops, compiled for each vector width (see crate::simd).
 
 crate::simd_fn! {
     /// Returns whether every value is finite.
@@ -239,11 +241,7 @@ fn bf16_bits(v: f32) -> u16 {
 fn q8_scale(block: &[f32]) -> f32 {
     // f32::max ignores NaN: look for non-finite values separately
     let m = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-    // branch-free (vectorises): any exponent of all ones is an Inf or a NaN
-    let nonfinite = block.iter().fold(0u32, |b, v| {
-        b | ((v.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32
-    });
-    if nonfinite != 0 {
+    if block.iter().fold(0u32, |b, &v| b | nonfinite(v)) != 0 {
         return f32::NAN; // a non-finite block stays detectable after decoding
     }
     if m > 0.0 {
