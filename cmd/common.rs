@@ -37,6 +37,7 @@ impl BatchArgs {
             precision: self.precision,
             sketch_k: self.sketch_k,
             miner: None,
+            round: None,
         })
     }
 }

@@ -69,7 +69,7 @@ pub fn run(args: FetchShardArgs) -> Result<()> {
             }
             Source::local(dir, &repo)
         }
-        None => Source::hub(HubClient::from_env(args.retries), &repo, &revision),
+        None => Source::hub(HubClient::from_env(args.retries), &repo, &revision)?,
     };
     let corpus = Corpus::open(&src, &data::config_dir(&config))?;
     let spec = match spec_in {

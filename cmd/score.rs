@@ -19,8 +19,11 @@ pub struct ScoreArgs {
     #[arg(long)]
     receipt: Vec<PathBuf>,
     /// The epoch's reduce transcripts (bandwidth and participation)
-    #[arg(long)]
+    #[arg(long, requires = "peers")]
     transcript: Vec<PathBuf>,
+    /// The round's peers file: a transcript counts only when signed by the key it pins for its writer
+    #[arg(long)]
+    peers: Option<PathBuf>,
     /// Previous state (missing: a fresh start)
     #[arg(long)]
     state: Option<PathBuf>,
@@ -86,19 +89,25 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         })?;
         miners.extend(r.miner);
     }
-    let transcripts = args
-        .transcript
-        .iter()
-        .map(|p| Transcript::read(p).map_err(|e| Coded::new(Code::BadInput, e)))
-        .collect::<Result<Vec<_>, _>>()?;
-    for t in &transcripts {
-        t.verify(None).map_err(|_| {
-            Coded::new(
-                Code::Rejected,
-                format!("{}'s transcript has a bad signature", t.body.me),
-            )
-        })?;
+    let peers = args
+        .peers
+        .as_deref()
+        .map(dtrain::reduce::peers::Peers::read)
+        .transpose()?;
+    // miners' transcripts are their word: one that does not parse, or is not
+    // signed by its writer's pinned key, is left out (and said so), never believed
+    let mut transcripts = Vec::new();
+    for p in &args.transcript {
+        match Transcript::read(p) {
+            Ok(t) => transcripts.push(t),
+            Err(e) => eprintln!("dtrain: ignoring transcript {e}"),
+        }
     }
+    let (trusted, ignored) = dtrain::reduce::transcript::trusted(&transcripts, peers.as_ref());
+    for note in ignored {
+        eprintln!("dtrain: ignoring {note}");
+    }
+    let transcripts: Vec<Transcript> = trusted.into_iter().cloned().collect();
     let prev: State = match &args.state {
         Some(p) if p.exists() => serde_json::from_str(&std::fs::read_to_string(p)?)
             .map_err(|e| Coded::new(Code::BadInput, format!("{}: {e}", p.display())))?,

@@ -31,6 +31,10 @@ pub struct TrainStepArgs {
     /// The miner's name (its peer name in reduce rounds), recorded in the receipt
     #[arg(long)]
     miner: Option<String>,
+    /// The round this work is for (e.g. epoch-12), recorded in the signed receipt:
+    /// a validator checking another round refuses it
+    #[arg(long)]
+    round: Option<String>,
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
@@ -48,6 +52,7 @@ pub fn run(args: TrainStepArgs) -> Result<()> {
     let shard = Shard::open(&args.tokens)?;
     let mut opts = args.batch.options()?;
     opts.miner = args.miner.clone();
+    opts.round = args.round.clone();
     let key = args
         .key
         .as_deref()

@@ -1,15 +1,16 @@
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use dtrain::data::{DataSpec, Source};
+use anyhow::Result;
+use dtrain::data::{Assignment, DataSpec, Source};
 use dtrain::device::DeviceSpec;
 use dtrain::exit::{Code, Coded};
 use dtrain::hub::client::HubClient;
 use dtrain::keys::PublicKey;
 use dtrain::model::Checkpoint;
 use dtrain::receipt::Receipt;
+use dtrain::reduce::peers::Peers;
 use dtrain::reduce::transcript::Transcript;
-use dtrain::verify::{self, Inputs};
+use dtrain::verify::{self, Expected, Inputs};
 
 #[derive(clap::Args, Debug)]
 #[command(after_long_help = "Example:
@@ -43,8 +44,41 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "K")]
     sample: Option<usize>,
     /// Owners' reduce transcripts: check what the miner sent them
-    #[arg(long)]
+    #[arg(long, requires = "peers")]
     transcript: Vec<PathBuf>,
+    /// The round's peers file: a transcript counts only when signed by the key it pins for its writer
+    #[arg(long)]
+    peers: Option<PathBuf>,
+    /// Whose work this must be (the receipt's miner must be this name)
+    #[arg(long)]
+    miner: Option<String>,
+    /// The round the receipt must be for (e.g. epoch-12)
+    #[arg(long)]
+    round: Option<String>,
+    /// This validator's peer name: its own transcript's records are never disputed
+    #[arg(long)]
+    validator: Option<String>,
+    /// The subnet's assignment seed: with --epoch, --uid and --rows the spec must be exactly the miner's rows
+    #[arg(long, requires_all = ["spec", "epoch", "uid", "rows"])]
+    seed: Option<u64>,
+    /// The epoch of the assignment
+    #[arg(long, requires = "seed")]
+    epoch: Option<u64>,
+    /// The miner's uid (the validator's record, not the miner's word)
+    #[arg(long, requires = "seed")]
+    uid: Option<u64>,
+    /// Rows each miner is assigned
+    #[arg(long, requires = "seed")]
+    rows: Option<u64>,
+    /// The subnet's dataset repository
+    #[arg(long, default_value = "HuggingFaceFW/fineweb")]
+    data_repo: String,
+    /// The subnet's dataset config
+    #[arg(long, default_value = "sample-350BT")]
+    data_config: String,
+    /// The subnet's dataset revision
+    #[arg(long, default_value = "main")]
+    data_revision: String,
     /// auto, cpu, cuda or cuda:N
     #[arg(long, default_value = "auto")]
     device: DeviceSpec,
@@ -53,26 +87,72 @@ pub struct VerifyArgs {
     json: bool,
 }
 
+/// The subnet's own idea of the miner's data, from the validator's flags.
+fn expected(args: &VerifyArgs) -> Option<Expected> {
+    Some(Expected {
+        repo: args.data_repo.clone(),
+        config: args.data_config.clone(),
+        revision: args.data_revision.clone(),
+        assignment: Assignment {
+            seed: args.seed?,
+            epoch: args.epoch?,
+            uid: args.uid?,
+            rows: args.rows?,
+        },
+    })
+}
+
+/// A miner's transcripts that parse; the others are noted and left out.
+fn read_transcripts(paths: &[PathBuf]) -> (Vec<Transcript>, Vec<String>) {
+    let mut good = Vec::new();
+    let mut notes = Vec::new();
+    for p in paths {
+        match Transcript::read(p) {
+            Ok(t) => good.push(t),
+            Err(e) => notes.push(e),
+        }
+    }
+    (good, notes)
+}
+
 pub fn run(args: VerifyArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.receipt)
-        .with_context(|| format!("reading {}", args.receipt.display()))?;
-    let receipt = Receipt::from_json(&text).map_err(|e| {
+    let miner = args.miner.as_deref();
+    // what the miner published: a defect in it is a FAIL verdict, not a usage error
+    let text = std::fs::read_to_string(&args.receipt).map_err(|e| {
         Coded::new(
             Code::BadInput,
-            format!("{}: not a receipt: {e}", args.receipt.display()),
+            format!("--receipt {}: {e}", args.receipt.display()),
         )
     })?;
+    let receipt = match Receipt::from_json(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            let why = format!("{}: not a receipt: {e}", args.receipt.display());
+            return report(&verify::rejected(miner, "receipt", why), args.json);
+        }
+    };
+    let spec = match args.spec.as_deref().map(DataSpec::read).transpose() {
+        Ok(s) => s,
+        Err(e) => return report(&verify::rejected(miner, "shard", e.to_string()), args.json),
+    };
+    // the validator's own inputs
     let ckpt = Checkpoint::open(&args.model)?;
-    let transcripts = args
-        .transcript
-        .iter()
-        .map(|p| Transcript::read(p).map_err(|e| Coded::new(Code::BadInput, e)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let spec = args.spec.as_deref().map(DataSpec::read).transpose()?;
-    let source = spec.as_ref().map(|s| match &args.source {
-        Some(dir) => Source::local(dir, &s.repo),
-        None => Source::hub(HubClient::from_env(5), &s.repo, &s.revision),
-    });
+    let peers = args.peers.as_deref().map(Peers::read).transpose()?;
+    let (transcripts, unreadable) = read_transcripts(&args.transcript);
+    let expected = expected(&args);
+    // the corpus is the subnet's when the assignment is the validator's, else the spec's
+    let (repo, revision) = match (&expected, &spec) {
+        (Some(e), _) => (e.repo.clone(), e.revision.clone()),
+        (None, Some(s)) => (s.repo.clone(), s.revision.clone()),
+        (None, None) => (String::new(), String::new()),
+    };
+    let source = spec
+        .as_ref()
+        .map(|_| match &args.source {
+            Some(dir) => Ok(Source::local(dir, &repo)),
+            None => Source::hub(HubClient::from_env(5), &repo, &revision),
+        })
+        .transpose()?;
     let inputs = Inputs {
         receipt: &receipt,
         grad: &args.grad,
@@ -81,11 +161,28 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         pubkey: args.pubkey,
         spec: spec.clone().zip(source.as_ref()),
         transcripts: &transcripts,
+        peers: peers.as_ref(),
+        expected,
+        miner,
+        round: args.round.as_deref(),
+        validator: args.validator.as_deref(),
         sample: args.sample,
         device: dtrain::device::resolve(args.device)?,
     };
-    let v = verify::verify(&inputs)?;
-    if args.json {
+    let mut v = verify::verify(&inputs)?;
+    for why in unreadable {
+        v.checks.push(verify::Check {
+            name: "transcript ignored".into(),
+            pass: true,
+            detail: why,
+        });
+    }
+    report(&v, args.json)
+}
+
+/// Prints the verdict; a failed one is exit 1 with its first failed check.
+fn report(v: &verify::Verdict, json: bool) -> Result<()> {
+    if json {
         println!("{}", serde_json::to_string(&v)?);
     } else {
         for c in &v.checks {

@@ -61,6 +61,13 @@ pull_wait() { # repo tag dir
 # The rank-ordered peer names of the peers file.
 peer_names() { sed -n 's/^name *= *"\(.*\)"/\1/p' "$DTRAIN_PEERS"; }
 peer_pubkey() { awk -v n="$1" '/^name/ {m = ($3 == "\"" n "\"")} m && /^pubkey/ {gsub(/"/, "", $3); print $3; exit}' "$DTRAIN_PEERS"; }
+# A miner's uid: its `uid = N` in the peers file, else its rank there.
+peer_uid() {
+  local uid
+  uid=$(awk -v n="$1" '/^name/ {m = ($3 == "\"" n "\"")} m && /^uid/ {print $3; exit}' "$DTRAIN_PEERS")
+  [ -n "$uid" ] || uid=$(( $(peer_names | grep -nx "$1" | cut -d: -f1) - 1 ))
+  echo "$uid"
+}
 
 # The identity of a checkpoint folder: blake3 of its model.safetensors.
 model_hash() { D hash "$1" | cut -d' ' -f1; }

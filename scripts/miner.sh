@@ -59,7 +59,7 @@ run_epoch() {
   D fetch-shard "${data_args[@]}" --seed "$DTRAIN_SEED" --epoch "$e" --uid "$DTRAIN_UID" --rows "$DTRAIN_ROWS" \
     --spec-out "$dir/pub/spec.json" | D tokenize --format jsonl -o "$dir/shard.bin"
   D train-step --model "$dir/model" --tokens "$dir/shard.bin" --seq-len "$DTRAIN_SEQ_LEN" --micro-batch "$DTRAIN_MICRO_BATCH" \
-    --device "$DTRAIN_DEVICE" --precision "$DTRAIN_PRECISION" --key "$DTRAIN_KEY" --miner "$DTRAIN_NAME" \
+    --device "$DTRAIN_DEVICE" --precision "$DTRAIN_PRECISION" --key "$DTRAIN_KEY" --miner "$DTRAIN_NAME" --round "epoch-$e" \
     -o "$dir/pub/grad.safetensors" --receipt "$dir/pub/receipt.json" --json > "$dir/train.json"
   # test hook: a cheating miner rewrites its gradient here
   [ -n "${DTRAIN_CHEAT_HOOK:-}" ] && $DTRAIN_CHEAT_HOOK "$dir/pub"

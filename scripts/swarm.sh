@@ -53,7 +53,9 @@ for k in "${!names[@]}"; do
   n=${names[$k]}
   mkdir -p "$work/$n"
   pk=$($D keygen -o "$work/$n/key")
-  printf '[[peer]]\nname = "%s"\naddr = "127.0.0.1:%s"\npubkey = "%s"\n\n' "$n" "${ports[$k]}" "$pk" >> "$work/peers.toml"
+  printf '[[peer]]\nname = "%s"\naddr = "127.0.0.1:%s"\npubkey = "%s"\n' "$n" "${ports[$k]}" "$pk" >> "$work/peers.toml"
+  [ "$n" = validator ] || printf 'uid = %d\n' "$k" >> "$work/peers.toml"
+  echo >> "$work/peers.toml"
 done
 common="DTRAIN_HUB=$hub
 DTRAIN_PEERS=$work/peers.toml

@@ -64,10 +64,10 @@ run_epoch() {
     fi
   done
   [ ${#arrived[@]} -gt 0 ] || { log "epoch $e: no miner published"; return 1; }
-  # the round, with weight 0: any miner's gradient gives the layout
+  # the round, with weight 0: our own checkpoint gives the layout (never a miner's file)
   log "epoch $e: reduce with ${arrived[*]}"
   D reduce --peers "$DTRAIN_PEERS" --me "$DTRAIN_NAME" --key "$DTRAIN_KEY" --round "epoch-$e" --weight 0 \
-    --in "$dir/m/${arrived[0]}/grad.safetensors" --out "$dir/avg.safetensors" --transcript "$dir/transcript.json" \
+    --in "$dir/model/model.safetensors" --out "$dir/avg.safetensors" --transcript "$dir/transcript.json" \
     --wire "$DTRAIN_WIRE" --deadline "$DTRAIN_DEADLINE" ${DTRAIN_CLIP:+--clip "$DTRAIN_CLIP"} --json > "$dir/reduce.json"
   D apply --model "$dir/model" --grad "$dir/avg.safetensors" --optim "$DTRAIN_OPTIM" --lr "$DTRAIN_LR" --epoch "$e" \
     -o "$dir/next" --json > "$dir/apply.json"
@@ -83,14 +83,18 @@ run_epoch() {
   for m in "${arrived[@]}"; do
     local md=$dir/m/$m
     receipts+=(--receipt "$md/receipt.json")
-    D fetch-shard --spec "$md/spec.json" ${DTRAIN_DATA_SOURCE:+--source "$DTRAIN_DATA_SOURCE"} | D tokenize --format jsonl -o "$md/shard.bin"
+    # the miner's rows as the subnet assigns them (its uid is ours to know, not its spec's word)
+    local assignment=(--seed "$DTRAIN_SEED" --epoch "$e" --uid "$(peer_uid "$m")" --rows "$DTRAIN_ROWS")
+    D fetch-shard "${data_args[@]}" "${assignment[@]}" --spec-out "$md/assigned.json" | D tokenize --format jsonl -o "$md/shard.bin"
     D verify --receipt "$md/receipt.json" --grad "$md/grad.safetensors" --model "$dir/model" --tokens "$md/shard.bin" \
-      --pubkey "$(peer_pubkey "$m")" --spec "$md/spec.json" ${DTRAIN_DATA_SOURCE:+--source "$DTRAIN_DATA_SOURCE"} \
+      --pubkey "$(peer_pubkey "$m")" --miner "$m" --round "epoch-$e" --validator "$DTRAIN_NAME" --peers "$DTRAIN_PEERS" \
+      --spec "$md/assigned.json" "${assignment[@]}" --data-repo "$DTRAIN_DATA_REPO" --data-config "$DTRAIN_DATA_CONFIG" \
+      ${DTRAIN_DATA_SOURCE:+--source "$DTRAIN_DATA_SOURCE"} \
       ${DTRAIN_SAMPLE:+--sample "$DTRAIN_SAMPLE"} --device "${DTRAIN_VERIFY_DEVICE:-cpu}" "${transcripts[@]}" --json \
       >> "$dir/verdicts.jsonl" 2> "$dir/verify-$m.err" || true
   done
   local state=$DTRAIN_WORK/state.json
-  D score --verdicts "$dir/verdicts.jsonl" "${receipts[@]}" "${transcripts[@]}" ${DTRAIN_SCORE_ARGS:-} \
+  D score --verdicts "$dir/verdicts.jsonl" "${receipts[@]}" --peers "$DTRAIN_PEERS" "${transcripts[@]}" ${DTRAIN_SCORE_ARGS:-} \
     $( [ -f "$state" ] && echo --state "$state" ) --state-out "$state" --weights-out "$dir/weights.json" --epoch "$e"
   cp "$dir/weights.json" "$DTRAIN_WORK/weights.json"
   # the ledger and the new model

@@ -70,6 +70,8 @@ pub enum Error {
     BadSpec { path: String, why: String },
     #[error("--rows must be at least 1")]
     NoRows,
+    #[error(transparent)]
+    Repo(#[from] crate::hub::store::StoreError),
 }
 
 /// fineweb config name → folder in the dataset repo.
@@ -108,15 +110,12 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn hub(client: HubClient, repo: &str, revision: &str) -> Self {
-        Source::Hub {
+    pub fn hub(client: HubClient, repo: &str, revision: &str) -> Result<Self, Error> {
+        Ok(Source::Hub {
             client,
-            repo: RepoId {
-                kind: RepoType::Dataset,
-                name: repo.to_string(),
-            },
+            repo: RepoId::new(RepoType::Dataset, repo)?,
             revision: revision.to_string(),
-        }
+        })
     }
 
     /// A folder laid out like the dataset repo (or a hub root holding datasets/{repo}).
@@ -232,7 +231,7 @@ impl Source {
                     .home
                     .join("dtrain")
                     .join("footers")
-                    .join(format!("datasets--{}", repo.name.replace('/', "--"))),
+                    .join(format!("datasets--{}", repo.name().replace('/', "--"))),
             ),
             Source::Local { .. } => None,
         }

@@ -163,7 +163,9 @@ impl Classify for crate::reduce::Error {
     fn code(&self) -> Code {
         use crate::reduce::Error as E;
         match self {
-            E::Tensors(_) | E::Peers(_) | E::NotAPeer(_) | E::Layout(_) => Code::BadInput,
+            E::Tensors(_) | E::Peers(_) | E::NotAPeer(_) | E::Layout(_) | E::Weight(_) => {
+                Code::BadInput
+            }
             E::NonFinite => Code::Numeric,
             E::Io(..) | E::Listen { .. } => Code::Io,
             _ => Code::Peer,

@@ -28,6 +28,10 @@ pub struct Receipt {
     /// The miner's name (its peer name in reduce rounds), if it gave one.
     #[serde(default)]
     pub miner: Option<String>,
+    /// The round (e.g. `epoch-12`) this work is for: signed, so a receipt
+    /// cannot be replayed in another round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<String>,
     /// blake3 of the model.safetensors the gradient was computed from.
     pub model: String,
     /// blake3 of the token shard.
@@ -110,6 +114,7 @@ mod tests {
         let mut r = Receipt {
             version: VERSION,
             miner: Some("m".into()),
+            round: Some("epoch-1".into()),
             model: "a".into(),
             shard: "b".into(),
             sequences: RangeList::all(4),

@@ -73,6 +73,8 @@ pub struct StepOptions {
     pub sketch_k: usize,
     /// The miner's name, recorded in the receipt.
     pub miner: Option<String>,
+    /// The round this work is for, recorded in the receipt.
+    pub round: Option<String>,
 }
 
 /// The sequences a step covers, checked against the shard.
@@ -319,6 +321,7 @@ fn train_step_inner(
     Ok(Receipt {
         version: crate::receipt::VERSION,
         miner: opts.miner.clone(),
+        round: opts.round.clone(),
         model: ckpt.hash.clone(),
         shard: shard_hash.to_string(),
         sequences: RangeList::from_indices(seqs.iter().copied()),

@@ -3,10 +3,17 @@
 //! Checks, in order, each with its own verdict line:
 //!
 //! 1. **signature** — the receipt is signed by the miner's key (pinned with
-//!    `--pubkey`, else the key embedded in the receipt);
+//!    `--pubkey`, else the key embedded in the receipt); when it is not,
+//!    nothing else is checked;
+//! 1b. **receipt** — its own numbers are sane (no zero sequence length, no
+//!    empty batch, finite losses), it names the expected miner (`--miner`) and
+//!    round (`--round`: an old receipt cannot be replayed in a new epoch);
 //! 2. **model** — receipt and gradient name the checkpoint being trained;
 //! 3. **shard** — the token shard is the one the receipt names and, with a data
 //!    spec, exactly the tokenization of the miner's assigned rows (re-fetched);
+//!    with the subnet's assignment (`--seed --epoch --uid --rows`), the spec
+//!    must be exactly the rows `assign` gives that miner in the validator's own
+//!    data repo, config and revision;
 //! 4. **gradient file** — its blake3, sequence count and token count are the
 //!    receipt's;
 //! 5. **linearity** — the sequence-weighted sum of the micro-batch sketches is
@@ -16,7 +23,15 @@
 //!    match; a full recomputation also compares the whole gradient (per-tensor
 //!    cosine and relative L2);
 //! 7. **reduce** — with owners' transcripts, what the miner sent in the round
-//!    hashes to what its gradient file gives.
+//!    hashes to what its gradient file gives, and the weight it announced is
+//!    its receipt's sequence count. Only transcripts signed by the key the
+//!    peers file pins for their writer count. An owner's record that
+//!    contradicts the miner's own signed record is a *dispute* (listed in the
+//!    verdict), not a failure, unless the owner is the validator itself.
+//!
+//! Anything wrong with what the miner published (receipt, spec, gradient,
+//! transcripts) is a failed check: exit 1 and a verdict. Only the
+//! validator's own inputs (model, corpus, flags) make verify exit 2 or 3.
 //!
 //! Tolerances ([`tolerances`]) depend on the device kind and precision and were
 //! calibrated by recomputing honest work (see `scripts/calibrate.sh`).
@@ -28,11 +43,12 @@ use rand_like::pick;
 use serde::Serialize;
 use tch::{Device, Kind};
 
-use crate::data::{Corpus, DataSpec, Source};
+use crate::data::{Assignment, Corpus, DataSpec, Source};
 use crate::keys::PublicKey;
 use crate::model::gpt::Precision;
 use crate::model::Checkpoint;
 use crate::receipt::Receipt;
+use crate::reduce::peers::Peers;
 use crate::reduce::transcript::Transcript;
 use crate::reduce::wire::Wire;
 use crate::sketch::{rel_distance, Sketcher};
@@ -128,11 +144,24 @@ pub struct Verdict {
     /// Verified distinct sequences (0 unless the verdict passes).
     pub sequences: u64,
     pub recomputed_micro_batches: Vec<usize>,
+    /// Owners' records that contradict the miner's own (see [`check_reduce`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disputes: Vec<String>,
     pub micro_batches: usize,
     pub tolerances: Tolerances,
     /// What was measured, for calibrating tolerances.
     pub measured: Measured,
     pub seconds: f64,
+}
+
+/// What the subnet (the validator's flags, not the miner's files) says a
+/// miner's data must be.
+#[derive(Clone, Debug)]
+pub struct Expected {
+    pub repo: String,
+    pub config: String,
+    pub revision: String,
+    pub assignment: Assignment,
 }
 
 /// What to check against.
@@ -145,6 +174,16 @@ pub struct Inputs<'a> {
     /// A data spec and where to fetch its rows, to check the shard's content.
     pub spec: Option<(DataSpec, &'a Source)>,
     pub transcripts: &'a [Transcript],
+    /// The peers file: a transcript counts only when signed by the key it pins for its writer.
+    pub peers: Option<&'a Peers>,
+    /// The subnet's own idea of the miner's data; the spec must be exactly that.
+    pub expected: Option<Expected>,
+    /// Whose work the validator expects this to be (the receipt must say so).
+    pub miner: Option<&'a str>,
+    /// The round the receipt must be for.
+    pub round: Option<&'a str>,
+    /// The validator's own peer name: its transcript's records are never disputed.
+    pub validator: Option<&'a str>,
     /// Recompute this many random micro-batches instead of all.
     pub sample: Option<usize>,
     pub device: Device,
@@ -179,35 +218,229 @@ fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs().max(1e-12)
 }
 
-/// Runs every check. `Err` means the inputs could not be verified at all.
+/// A receipt's claims are refused before any work when they are out of these bounds.
+const MAX_SKETCH_K: usize = 4096;
+
+/// Checks that a receipt is signed (by the pinned key when one is given).
+fn check_signature(checks: &mut Vec<Check>, r: &Receipt, pubkey: Option<&PublicKey>) -> bool {
+    let sig = r.check_signature(pubkey);
+    let pinned = if pubkey.is_some() {
+        "the miner's pinned key"
+    } else {
+        "the key in the receipt (not pinned: pass --pubkey)"
+    };
+    check(
+        checks,
+        "signature",
+        sig.is_ok(),
+        sig.as_ref()
+            .map(|_| format!("valid, by {pinned}"))
+            .unwrap_or_else(|e| e.clone()),
+    )
+}
+
+/// The receipt's own numbers are sane, and it is the expected miner's for this round.
+fn check_receipt(checks: &mut Vec<Check>, r: &Receipt, inp: &Inputs) -> bool {
+    let n_seq = r.sequences.len();
+    let why = if r.seq_len == 0 || r.micro_batch == 0 {
+        Some("seq_len and micro_batch must be at least 1".to_string())
+    } else if n_seq == 0 || r.micro_batches.is_empty() {
+        Some("it lists no sequences".into())
+    } else if r.sketch_k == 0 || r.sketch_k > MAX_SKETCH_K {
+        Some(format!(
+            "sketch_k {} is not in 1..={MAX_SKETCH_K}",
+            r.sketch_k
+        ))
+    } else if r.micro_batches.len() as u64 > n_seq {
+        Some("more micro-batches than sequences".into())
+    } else if !r.loss.is_finite() || r.micro_batches.iter().any(|m| !m.loss.is_finite()) {
+        Some("a loss is not finite".into())
+    } else if let (Some(want), got) = (inp.miner, r.miner.as_deref()) {
+        (got != Some(want)).then(|| format!("it names miner {got:?}, not {want}"))
+    } else {
+        None
+    };
+    let why = why.or_else(|| match (inp.round, r.round.as_deref()) {
+        (Some(want), got) if got != Some(want) => Some(format!(
+            "it is for round {got:?}, not {want} (an old receipt replayed?)"
+        )),
+        _ => None,
+    });
+    check(
+        checks,
+        "receipt",
+        why.is_none(),
+        why.unwrap_or_else(|| {
+            format!(
+                "{n_seq} sequences of {} tokens, round {}",
+                r.seq_len,
+                r.round.as_deref().unwrap_or("-")
+            )
+        }),
+    )
+}
+
+/// Opens the miner's gradient file; a defect in it is the miner's.
+fn open_grad(path: &Path) -> Result<(TensorFile, GradMeta), String> {
+    let grad = TensorFile::open(path).map_err(|e| e.to_string())?;
+    let meta = GradMeta::read(&grad).map_err(|e| e.to_string())?;
+    Ok((grad, meta))
+}
+
+/// The spec is the one the subnet assigns this miner: the validator's own
+/// data repo, config and revision, and the rows `assign` gives for its seed,
+/// epoch, uid and row count over the corpus as the validator reads it.
+fn check_assignment(spec: &DataSpec, exp: &Expected, corpus: &Corpus) -> Result<(), String> {
+    if (&spec.repo, &spec.config, &spec.revision) != (&exp.repo, &exp.config, &exp.revision) {
+        return Err(format!(
+            "the spec names {} {} at {}; the subnet's data is {} {} at {}",
+            spec.repo, spec.config, spec.revision, exp.repo, exp.config, exp.revision
+        ));
+    }
+    if spec.assignment.as_ref() != Some(&exp.assignment) {
+        return Err(format!(
+            "the spec's assignment is {:?}, this miner's is {:?}",
+            spec.assignment, exp.assignment
+        ));
+    }
+    let files = corpus.spec_files();
+    let rows = crate::data::assign(
+        &exp.repo,
+        &exp.config,
+        &exp.revision,
+        &files,
+        &exp.assignment,
+    )
+    .map_err(|e| e.to_string())?;
+    if rows != spec.rows || files != spec.files {
+        return Err(format!(
+            "the spec lists rows {}, the assignment gives {rows}",
+            spec.rows
+        ));
+    }
+    Ok(())
+}
+
+/// A data error: the miner's (its spec does not fit the corpus) or the
+/// validator's own (the corpus could not be read).
+fn miners_data_fault(e: crate::data::Error) -> Result<String, Error> {
+    use crate::data::Error as D;
+    match e {
+        D::Hub(_) | D::Io { .. } | D::Footer { .. } | D::Parquet { .. } | D::NoFiles(_) => {
+            Err(Error::Data(e))
+        }
+        other => Ok(other.to_string()),
+    }
+}
+
+/// Checks the shard's content against the spec's rows: `Ok(Err(why))` is the
+/// miner's fault, `Err` the validator's.
+fn shard_content(
+    spec: &DataSpec,
+    src: &Source,
+    expected: Option<&Expected>,
+    shard_hash: &str,
+) -> Result<Result<String, String>, Error> {
+    let corpus = match Corpus::open(src, &crate::data::config_dir(&spec.config)) {
+        Ok(c) => c,
+        Err(e) => return miners_data_fault(e).map(Err),
+    };
+    if let Some(exp) = expected {
+        if let Err(why) = check_assignment(spec, exp, &corpus) {
+            return Ok(Err(why));
+        }
+    }
+    if let Err(e) = corpus.check(spec) {
+        return miners_data_fault(e).map(Err);
+    }
+    let mut docs = Vec::new();
+    if let Err(e) = corpus.fetch(src, &spec.rows, |row| {
+        docs.push(row.text);
+        Ok(())
+    }) {
+        return miners_data_fault(e).map(Err);
+    }
+    let toks = crate::tokenizer::Tokenizer::gpt2()
+        .encode_docs(&docs)
+        .map_err(|e| Error::Input(e.to_string()))?;
+    let want = crate::tokens::hash_of(&toks)?.to_hex().to_string();
+    Ok(if want == shard_hash {
+        Ok(format!(
+            "{} = the tokenization of rows {}",
+            &shard_hash[..16],
+            spec.rows
+        ))
+    } else {
+        Err(format!(
+            "not the tokenization of the assigned rows {} (that would be {})",
+            spec.rows,
+            &want[..16]
+        ))
+    })
+}
+
+/// A verdict for work that could not even be read: `check` names what.
+pub fn rejected(miner: Option<&str>, check: &str, detail: String) -> Verdict {
+    Verdict {
+        miner: miner.map(str::to_string),
+        pubkey: None,
+        model: String::new(),
+        shard: String::new(),
+        grad: String::new(),
+        pass: false,
+        checks: vec![Check {
+            name: check.into(),
+            pass: false,
+            detail,
+        }],
+        sequences: 0,
+        recomputed_micro_batches: Vec::new(),
+        micro_batches: 0,
+        tolerances: tolerances("cpu", "f32"),
+        measured: Measured::default(),
+        disputes: Vec::new(),
+        seconds: 0.0,
+    }
+}
+
+/// Runs every check. A defect in what the miner published is a failed check
+/// in the verdict; `Err` is only for the validator's own inputs (model,
+/// corpus, device).
 pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
     let t0 = Instant::now();
     let r = inp.receipt;
     let mut checks = Vec::new();
     let mut measured = Measured::default();
     let tol = tolerances(crate::device::kind_name(inp.device), &r.precision);
-
-    // 1. signature
-    let sig = r.check_signature(inp.pubkey.as_ref());
-    let pinned = if inp.pubkey.is_some() {
-        "the miner's pinned key"
-    } else {
-        "the key in the receipt (not pinned: pass --pubkey)"
+    let stop = |checks: Vec<Check>, measured: Measured| {
+        Ok(finish(
+            inp,
+            checks,
+            0,
+            Vec::new(),
+            tol,
+            measured,
+            Vec::new(),
+            t0,
+        ))
     };
-    let mut ok = check(
-        &mut checks,
-        "signature",
-        sig.is_ok(),
-        sig.as_ref()
-            .map(|_| format!("valid, by {pinned}"))
-            .unwrap_or_else(|e| e.clone()),
-    );
+
+    // 1. signature: nothing in a receipt that is not the miner's is worth checking
+    if !check_signature(&mut checks, r, inp.pubkey.as_ref()) || !check_receipt(&mut checks, r, inp)
+    {
+        return stop(checks, measured);
+    }
 
     // 2. model
-    let grad = TensorFile::open(inp.grad)?;
-    let gmeta = GradMeta::read(&grad)?;
+    let (grad, gmeta) = match open_grad(inp.grad) {
+        Ok(g) => g,
+        Err(why) => {
+            check(&mut checks, "gradient file", false, why);
+            return stop(checks, measured);
+        }
+    };
     let model_ok = r.model == inp.ckpt.hash && gmeta.model == inp.ckpt.hash;
-    ok &= check(
+    let mut ok = check(
         &mut checks,
         "model",
         model_ok,
@@ -217,13 +450,13 @@ pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
             format!(
                 "receipt {} / gradient {} / checkpoint {}",
                 &r.model[..16.min(r.model.len())],
-                &gmeta.model[..16],
+                &gmeta.model[..16.min(gmeta.model.len())],
                 &inp.ckpt.hash[..16]
             )
         },
     );
 
-    // 3. shard
+    // 3. shard (the validator's own tokenization of the rows)
     let shard = Shard::open(inp.shard)?;
     let shard_hash = crate::fsio::hash_file(inp.shard)
         .map_err(|e| Error::Input(format!("{}: {e}", inp.shard.display())))?
@@ -240,31 +473,9 @@ pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
         )
     };
     if let (true, Some((spec, src))) = (shard_ok, &inp.spec) {
-        let corpus = Corpus::open(src, &crate::data::config_dir(&spec.config))?;
-        corpus.check(spec)?;
-        let mut docs = Vec::new();
-        corpus.fetch(src, &spec.rows, |row| {
-            docs.push(row.text);
-            Ok(())
-        })?;
-        let toks = crate::tokenizer::Tokenizer::gpt2()
-            .encode_docs(&docs)
-            .map_err(|e| Error::Input(e.to_string()))?;
-        let want = crate::tokens::hash_of(&toks)?.to_hex().to_string();
-        shard_ok = want == shard_hash;
-        detail = if shard_ok {
-            format!(
-                "{} = the tokenization of rows {}",
-                &shard_hash[..16],
-                spec.rows
-            )
-        } else {
-            format!(
-                "not the tokenization of the assigned rows {} (that would be {})",
-                spec.rows,
-                &want[..16]
-            )
-        };
+        let content = shard_content(spec, src, inp.expected.as_ref(), &shard_hash)?;
+        shard_ok = content.is_ok();
+        detail = content.unwrap_or_else(|why| why);
     }
     ok &= check(&mut checks, "shard", shard_ok, detail);
 
@@ -274,8 +485,9 @@ pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
         .to_hex()
         .to_string();
     let n_seq = r.sequences.len();
-    let file_ok =
-        grad_hash == r.grad && gmeta.sequences == n_seq && gmeta.tokens == n_seq * r.seq_len as u64;
+    let file_ok = grad_hash == r.grad
+        && gmeta.sequences == n_seq
+        && Some(gmeta.tokens) == n_seq.checked_mul(r.seq_len as u64);
     ok &= check(
         &mut checks,
         "gradient file",
@@ -292,13 +504,21 @@ pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
             )
         },
     );
-    grad.check_same_layout(&TensorFile::open(
-        inp.ckpt.dir.join(crate::model::MODEL_FILE),
-    )?)
-    .map_err(|e| Error::Input(e.to_string()))?;
+    // a file that is not this model's gradient cannot be checked further
+    let model_file = TensorFile::open(inp.ckpt.dir.join(crate::model::MODEL_FILE))?;
+    let readable = grad
+        .check_same_layout(&model_file)
+        .map_err(|e| e.to_string())
+        .and_then(|()| grad.to_f32().map_err(|e| e.to_string()));
+    let flat = match readable {
+        Ok(flat) => flat,
+        Err(why) => {
+            check(&mut checks, "gradient layout", false, why);
+            return stop(checks, measured);
+        }
+    };
 
     // 5. linearity of the sketches
-    let flat = grad.to_f32()?;
     let mb_seqs: Vec<Vec<u64>> = r
         .micro_batches
         .iter()
@@ -353,6 +573,7 @@ pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
             precision,
             sketch_k: r.sketch_k,
             miner: None,
+            round: None,
         };
         let seqs = crate::train::select_sequences(shard.len(), &opts, inp.ckpt.config.n_positions);
         let seqs = match seqs {
@@ -364,7 +585,16 @@ pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
                     false,
                     format!("the receipt's sequences do not fit the shard: {e}"),
                 );
-                return Ok(finish(r, checks, 0, recomputed, tol, measured, t0));
+                return Ok(finish(
+                    inp,
+                    checks,
+                    0,
+                    recomputed,
+                    tol,
+                    measured,
+                    Vec::new(),
+                    t0,
+                ));
             }
         };
         let dev = sketcher.on_device(inp.ckpt.config.num_params(), inp.device);
@@ -485,75 +715,160 @@ pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
     }
 
     // 7. what the miner sent in reduce rounds
+    let mut disputes = Vec::new();
     if !inp.transcripts.is_empty() {
-        let miner = r.miner.clone().unwrap_or_default();
-        let mut seen = 0;
-        let mut bad = Vec::new();
-        for t in inp.transcripts {
-            if t.verify(None).is_err() {
-                bad.push(format!("{}'s transcript has a bad signature", t.body.me));
-                continue;
-            }
-            let Ok(wire) = t.body.wire.parse::<WireName>().map(|w| w.0) else {
-                continue;
-            };
-            for span in t.body.spans.iter().filter(|s| s.owner == t.body.me) {
-                let Some(c) = span.contributors.iter().find(|c| c.peer == miner) else {
-                    continue;
-                };
-                let Some(recorded) = &c.blake3 else { continue };
-                if t.body.elements != flat.len() {
-                    bad.push(format!(
-                        "{}'s round averaged {} elements, the gradient has {}",
-                        t.body.me,
-                        t.body.elements,
-                        flat.len()
-                    ));
-                    continue;
-                }
-                let owner = t
-                    .body
-                    .peers
-                    .iter()
-                    .find(|p| p.name == span.owner)
-                    .map(|p| p.rank)
-                    .unwrap_or(0);
-                let want = crate::reduce::contribution_hash(
-                    &flat,
-                    owner,
-                    span.start,
-                    span.len,
-                    t.body.chunk,
-                    wire,
-                );
-                seen += 1;
-                if blake3::Hash::from(want).to_hex().as_str() != recorded {
-                    bad.push(format!(
-                        "sent {} something other than its gradient's span",
-                        span.owner
-                    ));
-                }
-            }
-        }
-        let pass = bad.is_empty() && seen > 0;
+        let reduce = check_reduce(inp, &flat, n_seq);
+        disputes = reduce.disputes;
         ok &= check(
             &mut checks,
             "reduce",
-            pass,
-            if pass {
-                format!("its contributions to {seen} span(s) are its gradient")
-            } else if seen == 0 && bad.is_empty() {
-                format!("no transcript records a contribution from '{miner}'")
-            } else {
-                bad.join("; ")
+            reduce.failures.is_empty() && reduce.seen > 0,
+            {
+                if !reduce.failures.is_empty() {
+                    reduce.failures.join("; ")
+                } else if reduce.seen == 0 {
+                    format!(
+                        "no trusted transcript records a contribution from '{}'",
+                        reduce.miner
+                    )
+                } else {
+                    format!(
+                        "its contributions to {} span(s) are its gradient",
+                        reduce.seen
+                    )
+                }
             },
         );
+        for note in reduce.ignored {
+            checks.push(Check {
+                name: "transcript ignored".into(),
+                pass: true,
+                detail: note,
+            });
+        }
     }
 
     let sequences = if ok { n_seq } else { 0 };
-    let mut v = finish(r, checks, sequences, recomputed, tol, measured, t0);
+    let mut v = finish(
+        inp, checks, sequences, recomputed, tol, measured, disputes, t0,
+    );
     v.pass = ok && v.checks.iter().all(|c| c.pass);
     Ok(v)
+}
+
+/// What the transcripts say about one miner's part in the round.
+struct ReduceFindings {
+    miner: String,
+    /// Spans whose owner recorded the miner's contribution.
+    seen: usize,
+    failures: Vec<String>,
+    disputes: Vec<String>,
+    /// Transcripts not believed, and why.
+    ignored: Vec<String>,
+}
+
+/// Checks every trusted owner's record of what the miner sent, and what weight
+/// the miner announced, against its gradient and receipt.
+fn check_reduce(inp: &Inputs, flat: &[f32], n_seq: u64) -> ReduceFindings {
+    let miner = inp
+        .miner
+        .map(str::to_string)
+        .or_else(|| inp.receipt.miner.clone())
+        .unwrap_or_default();
+    let (trusted, ignored) = crate::reduce::transcript::trusted(inp.transcripts, inp.peers);
+    let mut f = ReduceFindings {
+        miner: miner.clone(),
+        seen: 0,
+        failures: Vec::new(),
+        disputes: Vec::new(),
+        ignored,
+    };
+    // the miner's own record of what it sent to each owner
+    let own = trusted.iter().find(|t| t.body.me == miner);
+    for t in &trusted {
+        let announced = t.body.peers.iter().find(|p| p.name == miner);
+        if let Some(w) = announced.and_then(|p| p.weight) {
+            if w != n_seq {
+                f.failures.push(format!(
+                    "announced weight {w} in {}'s round; its receipt has {n_seq} sequences",
+                    t.body.me
+                ));
+            }
+        }
+        let Ok(wire) = t.body.wire.parse::<WireName>().map(|w| w.0) else {
+            continue;
+        };
+        for span in t.body.spans.iter().filter(|s| s.owner == t.body.me) {
+            let Some(recorded) = span
+                .contributors
+                .iter()
+                .find(|c| c.peer == miner)
+                .and_then(|c| c.blake3.as_ref())
+            else {
+                continue;
+            };
+            let fits = span
+                .start
+                .checked_add(span.len)
+                .is_some_and(|e| e <= flat.len());
+            if t.body.elements != flat.len() || !fits || t.body.chunk == 0 {
+                f.failures.push(format!(
+                    "{}'s round averaged {} elements (span {}+{}), the gradient has {}",
+                    t.body.me,
+                    t.body.elements,
+                    span.start,
+                    span.len,
+                    flat.len()
+                ));
+                continue;
+            }
+            let owner = t
+                .body
+                .peers
+                .iter()
+                .find(|p| p.name == span.owner)
+                .map(|p| p.rank)
+                .unwrap_or(0);
+            let want = crate::reduce::contribution_hash(
+                flat,
+                owner,
+                span.start,
+                span.len,
+                t.body.chunk,
+                wire,
+            );
+            let want = blake3::Hash::from(want).to_hex().to_string();
+            f.seen += 1;
+            if &want == recorded {
+                continue;
+            }
+            // the owner says the miner sent something else; if the miner's own
+            // signed record says it sent its gradient, one of the two lies and
+            // the validator cannot tell which: a dispute, unless the owner is
+            // the validator itself, whose record it trusts
+            let miner_says = own.and_then(|o| {
+                o.body
+                    .spans
+                    .iter()
+                    .find(|x| x.owner == span.owner && x.start == span.start)
+                    .and_then(|x| x.contributors.iter().find(|c| c.peer == miner))
+                    .and_then(|c| c.blake3.clone())
+            });
+            let owner_is_me = inp.validator == Some(span.owner.as_str());
+            if miner_says.as_deref() == Some(want.as_str()) && !owner_is_me {
+                f.disputes.push(format!(
+                    "{} recorded another contribution from {miner} for span {}+{} than {miner} recorded sending",
+                    span.owner, span.start, span.len
+                ));
+            } else {
+                f.failures.push(format!(
+                    "sent {} something other than its gradient's span",
+                    span.owner
+                ));
+            }
+        }
+    }
+    f
 }
 
 struct WireName(Wire);
@@ -569,18 +884,21 @@ impl std::str::FromStr for WireName {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn finish(
-    r: &Receipt,
+    inp: &Inputs,
     checks: Vec<Check>,
     sequences: u64,
     recomputed: Vec<usize>,
     tol: Tolerances,
     measured: Measured,
+    disputes: Vec<String>,
     t0: Instant,
 ) -> Verdict {
+    let r = inp.receipt;
     let pass = checks.iter().all(|c| c.pass);
     Verdict {
-        miner: r.miner.clone(),
+        miner: inp.miner.map(str::to_string).or_else(|| r.miner.clone()),
         pubkey: r.pubkey.clone(),
         model: r.model.clone(),
         shard: r.shard.clone(),
@@ -592,6 +910,7 @@ fn finish(
         micro_batches: r.micro_batches.len(),
         tolerances: tol,
         measured,
+        disputes,
         seconds: t0.elapsed().as_secs_f64(),
     }
 }

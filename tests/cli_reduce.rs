@@ -605,7 +605,7 @@ fn wrong_key_wrong_layout_and_nan_are_refused() {
 fn hostile_connections_are_rejected_and_the_round_goes_on() {
     let s = Swarm::new(3, 2_000_000, &[1, 2, 3]);
     let peers = dtrain::reduce::peers::Peers::read(&s.path("peers.toml")).unwrap();
-    let target = peers.0[0].addr.clone();
+    let target = peers.list[0].addr.clone();
 
     // the round itself, with attackers hammering p0
     let kids: Vec<Child> = (0..3)
@@ -709,7 +709,7 @@ fn replayed_and_unknown_handshakes_are_refused() {
     // round "r-new": p0 runs for real; replay p1's recorded bytes at it, then let the real p1 join
     let p0 = s.spawn(0, "r-new", &["--deadline", "8"]);
     std::thread::sleep(Duration::from_millis(300));
-    let target = peers.0[0].addr.clone();
+    let target = peers.list[0].addr.clone();
     let mut replay = TcpStream::connect(&target).unwrap();
     let _ = replay.write_all(&recorded);
     let mut answer = Vec::new();

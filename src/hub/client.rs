@@ -178,8 +178,8 @@ impl HubClient {
         format!(
             "{}/api/{}/{}/{}",
             self.env.endpoint,
-            repo.kind.api(),
-            repo.name,
+            repo.kind().api(),
+            repo.name(),
             tail
         )
     }
@@ -306,7 +306,17 @@ impl HubClient {
             let (page, link): (Vec<TreeEntry>, _) = self.get_json(&url, &what)?;
             out.extend(page);
             match link.as_deref().and_then(next_link) {
-                Some(next) => url = next,
+                // the token goes only where the listing started
+                Some(next) if same_origin(&next, &self.env.endpoint) => url = next,
+                Some(next) => {
+                    return Err(ClientError::Protocol {
+                        url,
+                        msg: format!(
+                            "the next page is on another host ({}); not following it",
+                            next.chars().take(200).collect::<String>()
+                        ),
+                    })
+                }
                 None => return Ok(out),
             }
         }
@@ -460,7 +470,44 @@ impl HubClient {
 }
 
 fn repo_prefix(repo: &RepoId) -> String {
-    format!("{}{}/", repo.kind.prefix(), repo.name)
+    format!("{}{}/", repo.kind().prefix(), repo.name())
+}
+
+/// Scheme, host and port of a URL (`http://h:1/a` → `http://h:1`).
+fn origin(url: &str) -> Option<&str> {
+    let after_scheme = url.find("://")? + 3;
+    let end = url[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| after_scheme + i);
+    Some(&url[..end])
+}
+
+/// True when `url` is on the same scheme, host and port as `endpoint`.
+pub fn same_origin(url: &str, endpoint: &str) -> bool {
+    match (origin(url), origin(endpoint)) {
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod origin_tests {
+    #[test]
+    fn only_the_same_scheme_host_and_port_is_the_same_origin() {
+        let hub = "http://127.0.0.1:8090";
+        assert!(super::same_origin(
+            "http://127.0.0.1:8090/api/x?cursor=1",
+            hub
+        ));
+        assert!(!super::same_origin("http://127.0.0.2:8090/api/x", hub));
+        assert!(!super::same_origin("http://127.0.0.1:8091/api/x", hub));
+        assert!(!super::same_origin("https://127.0.0.1:8090/api/x", hub));
+        assert!(!super::same_origin(
+            "http://127.0.0.1:8090@evil.example/api",
+            hub
+        ));
+        assert!(!super::same_origin("/relative", hub));
+    }
 }
 
 /// The URL of a `Link: <url>; rel="next"` header.

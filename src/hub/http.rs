@@ -9,9 +9,46 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
-/// Request heads larger than this are refused.
+/// Request heads larger than this are refused (checked while reading, so a
+/// client cannot make a line grow past it).
 const MAX_HEAD: usize = 64 * 1024;
+/// Longest chunk-size line, and all trailers of one body together.
+const MAX_CHUNK_LINE: u64 = 1024;
+const MAX_TRAILERS: u64 = 16 * 1024;
+
+/// The socket, read under a deadline: each read may wait only for what is
+/// left of the time the current request was given, so a client that sends
+/// one byte a second cannot hold its connection longer than that.
+struct DeadlineStream {
+    stream: TcpStream,
+    deadline: Instant,
+}
+
+impl Read for DeadlineStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request deadline passed",
+            ));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
+}
+
+/// Reads one line into `out` reading at most `limit` bytes; an error when the
+/// line is longer.
+fn read_line_bounded(r: &mut impl BufRead, out: &mut Vec<u8>, limit: u64) -> io::Result<usize> {
+    let n = r.take(limit).read_until(b'\n', out)?;
+    if n as u64 == limit && !out.ends_with(b"\n") {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
+    }
+    Ok(n)
+}
 
 #[derive(Debug)]
 pub struct Request {
@@ -55,7 +92,7 @@ pub fn decode(s: &str) -> String {
 
 /// One client connection.
 pub struct Conn {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<DeadlineStream>,
     pub writer: TcpStream,
     /// Bytes of the current request's body not yet read.
     body_left: BodyState,
@@ -81,27 +118,37 @@ pub enum ParseError {
 impl Conn {
     pub fn new(stream: TcpStream) -> io::Result<Self> {
         let writer = stream.try_clone()?;
+        let reader = DeadlineStream {
+            stream,
+            deadline: Instant::now(),
+        };
         Ok(Self {
-            reader: BufReader::with_capacity(256 * 1024, stream),
+            reader: BufReader::with_capacity(256 * 1024, reader),
             writer,
             body_left: BodyState::None,
         })
+    }
+
+    /// From now on, reads fail once `within` has passed.
+    pub fn set_deadline(&mut self, within: Duration) {
+        self.reader.get_mut().deadline = Instant::now() + within;
     }
 
     /// Reads the next request head; `Ok(None)` when the client closed cleanly.
     pub fn read_request(&mut self) -> Result<Option<Request>, ParseError> {
         let mut head = Vec::with_capacity(1024);
         loop {
-            let n = self.reader.read_until(b'\n', &mut head)?;
+            let room = (MAX_HEAD - head.len()) as u64 + 1;
+            let n = (&mut self.reader).take(room).read_until(b'\n', &mut head)?;
+            if head.len() > MAX_HEAD {
+                return Err(ParseError::TooLarge);
+            }
             if n == 0 {
                 return if head.is_empty() {
                     Ok(None)
                 } else {
                     Err(ParseError::Malformed("truncated head".into()))
                 };
-            }
-            if head.len() > MAX_HEAD {
-                return Err(ParseError::TooLarge);
             }
             if head.ends_with(b"\r\n\r\n") || head.ends_with(b"\n\n") {
                 break;
@@ -228,22 +275,31 @@ impl Read for Conn {
             BodyState::Chunked { left_in_chunk, .. } => {
                 let mut left = left_in_chunk;
                 if left == 0 {
-                    let mut line = String::new();
-                    self.reader.read_line(&mut line)?;
-                    if line.trim().is_empty() {
+                    let mut line = Vec::new();
+                    read_line_bounded(&mut self.reader, &mut line, MAX_CHUNK_LINE)?;
+                    if line.trim_ascii().is_empty() {
                         line.clear();
-                        self.reader.read_line(&mut line)?;
+                        read_line_bounded(&mut self.reader, &mut line, MAX_CHUNK_LINE)?;
                     }
+                    let line = String::from_utf8_lossy(&line);
                     let size = line.trim().split(';').next().unwrap_or("");
                     left = u64::from_str_radix(size, 16).map_err(|_| {
                         io::Error::new(io::ErrorKind::InvalidData, "bad chunk size")
                     })?;
                     if left == 0 {
-                        // trailers until an empty line
+                        // trailers until an empty line, all of them bounded together
+                        let mut trailers = (&mut self.reader).take(MAX_TRAILERS);
                         loop {
-                            line.clear();
-                            if self.reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
+                            let mut t = Vec::new();
+                            let n = trailers.read_until(b'\n', &mut t)?;
+                            if n == 0 || t.trim_ascii().is_empty() {
                                 break;
+                            }
+                            if trailers.limit() == 0 {
+                                return Err(io::Error::new(
+                                    io::ErrorKind::InvalidData,
+                                    "trailers too long",
+                                ));
                             }
                         }
                         self.body_left = BodyState::Chunked {
@@ -340,6 +396,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",
+        411 => "Length Required",
         413 => "Payload Too Large",
         416 => "Range Not Satisfiable",
         422 => "Unprocessable Entity",
@@ -366,7 +423,7 @@ pub fn write_response(
         reason(resp.status)
     );
     for (k, v) in &resp.headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
+        head.push_str(&format!("{}: {}\r\n", header_safe(k), header_safe(v)));
     }
     head.push_str(if close {
         "Connection: close\r\n\r\n"
@@ -398,6 +455,16 @@ pub fn write_response(
     }
     bw.flush()?;
     Ok(sent)
+}
+
+/// `text` without control characters: a header value built from a client's
+/// words (an error message quoting its path) cannot add header lines.
+pub fn header_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        text.chars().filter(|c| !c.is_control()).collect()
+    } else {
+        text.into()
+    }
 }
 
 /// Parses a single `bytes=a-b` / `bytes=a-` / `bytes=-n` range against `size`.
@@ -447,5 +514,11 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=10-12"), 10), Err(()));
         assert_eq!(parse_range(Some("bytes=0-1,4-5"), 10), Err(()));
         assert_eq!(parse_range(Some("items=0-1"), 10), Err(()));
+    }
+
+    #[test]
+    fn header_values_lose_control_characters() {
+        assert_eq!(super::header_safe("a\r\nSet-Cookie: x"), "aSet-Cookie: x");
+        assert_eq!(super::header_safe("plain"), "plain");
     }
 }

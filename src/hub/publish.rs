@@ -199,10 +199,7 @@ pub fn push(dir: &Path, opts: &PushOptions, client: &HubClient) -> Result<PushSu
     if let Some((root, name)) = parse_local(opts.repo) {
         return push_local(&root, &name, &files, opts, t0);
     }
-    let repo = RepoId {
-        kind: RepoType::Model,
-        name: opts.repo.to_string(),
-    };
+    let repo = RepoId::new(RepoType::Model, opts.repo)?;
     let env = &client.env;
     if opts.create {
         let (org, name) = opts
@@ -257,8 +254,8 @@ pub fn push(dir: &Path, opts: &PushOptions, client: &HubClient) -> Result<PushSu
         let batch_url = format!(
             "{}/{}{}.git/info/lfs/objects/batch",
             env.endpoint,
-            repo.kind.prefix(),
-            repo.name
+            repo.kind().prefix(),
+            repo.name()
         );
         let req = json!({"operation": "upload", "transfers": ["basic"], "hash_algo": "sha256",
             "objects": lfs_files.iter().map(|f| json!({"oid": f.sha256, "size": f.size})).collect::<Vec<_>>()});
@@ -417,7 +414,15 @@ fn resolve_commit(client: &HubClient, repo: &RepoId, rev: &str) -> Result<String
         ),
         &repo.to_string(),
     )?;
-    Ok(info["sha"].as_str().unwrap_or_default().to_string())
+    // it names cache folders (hf-hub's snapshots/{commit}): only a git id will do
+    let sha = info["sha"].as_str().unwrap_or_default();
+    if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::Protocol(format!(
+            "{repo} at {rev}: the hub named commit '{}', which is not a 40-hex commit id",
+            sha.chars().take(80).collect::<String>().escape_debug()
+        )));
+    }
+    Ok(sha.to_string())
 }
 
 fn push_local(
@@ -428,10 +433,7 @@ fn push_local(
     t0: Instant,
 ) -> Result<PushSummary, Error> {
     let store = Store::open(root).map_err(|e| Error::Io(root.display().to_string(), e))?;
-    let repo = RepoId {
-        kind: RepoType::Model,
-        name: name.to_string(),
-    };
+    let repo = RepoId::new(RepoType::Model, name)?;
     store.create_repo(&repo, true)?;
     // idempotency as for the Hub
     let existing = store
@@ -500,18 +502,12 @@ pub fn latest_epoch(client: &HubClient, repo: &str) -> Result<String, Error> {
     let tags: Vec<String> = if let Some((root, name)) = parse_local(repo) {
         let store = Store::open(&root).map_err(|e| Error::Io(root.display().to_string(), e))?;
         store
-            .refs(&RepoId {
-                kind: RepoType::Model,
-                name,
-            })?
+            .refs(&RepoId::new(RepoType::Model, &name)?)?
             .tags
             .into_keys()
             .collect()
     } else {
-        let id = RepoId {
-            kind: RepoType::Model,
-            name: repo.into(),
-        };
+        let id = RepoId::new(RepoType::Model, repo)?;
         let (refs, _): (Value, _) = client.get_json(&client.api_url(&id, "refs"), repo)?;
         refs["tags"]
             .as_array()
@@ -577,10 +573,7 @@ pub fn pull(client: &HubClient, repo: &str, tag: &str, dest: &Path) -> Result<Pu
         .map_err(|e| Error::Io(dest.display().to_string(), e))?;
     let (commit, files, bytes) = if let Some((root, name)) = parse_local(repo) {
         let store = Store::open(&root).map_err(|e| Error::Io(root.display().to_string(), e))?;
-        let id = RepoId {
-            kind: RepoType::Model,
-            name,
-        };
+        let id = RepoId::new(RepoType::Model, &name)?;
         if !store.refs(&id)?.tags.contains_key(tag) {
             return Err(Error::NoTag {
                 repo: repo.into(),
@@ -590,6 +583,12 @@ pub fn pull(client: &HubClient, repo: &str, tag: &str, dest: &Path) -> Result<Pu
         let rev = store.resolve(&id, tag)?;
         let mut bytes = 0;
         for (rel, (e, loc)) in &rev.files {
+            if !store::valid_rel_path(rel) {
+                return Err(Error::Protocol(format!(
+                    "the manifest names the path '{}', which is not inside a repository",
+                    rel.escape_debug()
+                )));
+            }
             let dst = out.path().join(rel);
             place(loc, &dst)?;
             verify_file(&dst, rel, e.size, &e.sha256, "")?;
@@ -597,10 +596,7 @@ pub fn pull(client: &HubClient, repo: &str, tag: &str, dest: &Path) -> Result<Pu
         }
         (rev.commit, rev.files.len(), bytes)
     } else {
-        let id = RepoId {
-            kind: RepoType::Model,
-            name: repo.into(),
-        };
+        let id = RepoId::new(RepoType::Model, repo)?;
         let (refs, _): (Value, _) = client.get_json(&client.api_url(&id, "refs"), repo)?;
         if !refs["tags"]
             .as_array()
@@ -624,6 +620,13 @@ pub fn pull(client: &HubClient, repo: &str, tag: &str, dest: &Path) -> Result<Pu
             hf_hub::RepoType::Model,
             commit.clone(),
         ));
+        // the listing is the hub's word: every path must stay inside `dest`
+        if let Some(bad) = tree.iter().find(|e| !store::valid_rel_path(&e.path)) {
+            return Err(Error::Protocol(format!(
+                "the listing names the path '{}', which is not inside a repository",
+                bad.path.escape_debug()
+            )));
+        }
         let mut bytes = 0;
         let mut n = 0;
         for e in tree.iter().filter(|e| e.kind == "file") {

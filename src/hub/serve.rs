@@ -12,10 +12,11 @@
 //! ([`Faults`]): answer 503 to every k-th request, drop every k-th connection
 //! half way through a body, or answer slowly.
 
+use std::collections::HashMap;
 use std::io::{self, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -38,9 +39,94 @@ pub struct Faults {
 }
 
 pub struct Options {
+    /// The admin token: reads and writes every repository.
     pub token: Option<String>,
+    /// Writers' tokens, each allowed to write only its own repositories.
+    pub writers: Vec<Writer>,
     pub faults: Faults,
     pub quiet: bool,
+    pub limits: Limits,
+}
+
+/// A token that may read everything and write the repositories it names.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Writer {
+    /// Who holds it (for logs).
+    pub name: String,
+    pub token: String,
+    /// Repository ids (`org/name`, models or datasets) or `org/*` for all of an org's.
+    pub write: Vec<String>,
+}
+
+impl Writer {
+    fn may_write(&self, repo: &RepoId) -> bool {
+        let name = repo.name();
+        self.write.iter().any(|w| match w.strip_suffix("/*") {
+            Some(org) => name.split_once('/').is_some_and(|(o, _)| o == org),
+            None => w == name,
+        })
+    }
+}
+
+/// The writers file (`hub serve --tokens FILE`): `[[writer]]` tables.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WritersFile {
+    #[serde(default)]
+    pub writer: Vec<Writer>,
+}
+
+/// Bounds on what one client can hold.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Connections open at once, in all.
+    pub max_connections: usize,
+    /// Connections open at once from one address.
+    pub max_per_ip: usize,
+    /// Time to send a request's head (including the wait for it on a kept-alive connection).
+    pub head_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 512,
+            max_per_ip: 64,
+            head_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Who sent a request, as its token says.
+enum Principal<'a> {
+    /// No tokens configured: everyone may do everything (a local test hub).
+    Open,
+    Admin,
+    Writer(&'a Writer),
+}
+
+impl Principal<'_> {
+    fn may_write(&self, repo: &RepoId) -> bool {
+        match self {
+            Principal::Open | Principal::Admin => true,
+            Principal::Writer(w) => w.may_write(repo),
+        }
+    }
+
+    /// Uploading content-addressed objects: any writer (they become visible
+    /// only through a commit to a repo it may write).
+    fn may_upload(&self) -> bool {
+        match self {
+            Principal::Open | Principal::Admin => true,
+            Principal::Writer(w) => !w.write.is_empty(),
+        }
+    }
+}
+
+fn forbidden(repo: &RepoId) -> Response {
+    Response::error(403, &format!("this token may not write {repo}"))
+        .header("X-Error-Code", "Forbidden")
 }
 
 struct State {
@@ -50,11 +136,54 @@ struct State {
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
     connections: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
-const MAX_CONNECTIONS: usize = 512;
-const MAX_JSON_BODY: u64 = 256 * 1024 * 1024;
+/// Largest JSON or NDJSON body (a commit with small files inline).
+const MAX_JSON_BODY: u64 = 64 * 1024 * 1024;
 const PAGE: usize = 1000;
+/// A body may take this long plus the time to send it at [`MIN_BODY_RATE`].
+const BODY_GRACE: Duration = Duration::from_secs(30);
+const MIN_BODY_RATE: u64 = 256 * 1024;
+/// Writing a response may stall this long.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A connection's place in the counts; given back on drop.
+struct Slot {
+    state: Arc<State>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.state.connections.fetch_sub(1, Ordering::SeqCst);
+        let mut per_ip = self.state.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl State {
+    /// Counts a new connection from `ip`, or `None` when the server or that address is full.
+    fn take_slot(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = per_ip.get(&ip).copied().unwrap_or(0);
+        let all = self.connections.load(Ordering::SeqCst);
+        if mine >= self.opts.limits.max_per_ip || all >= self.opts.limits.max_connections {
+            return None;
+        }
+        per_ip.insert(ip, mine + 1);
+        self.connections.fetch_add(1, Ordering::SeqCst);
+        Some(Slot {
+            state: self.clone(),
+            ip,
+        })
+    }
+}
 
 /// A running server.
 pub struct Server {
@@ -73,6 +202,7 @@ impl Server {
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             connections: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
         });
         Ok(Self {
             addr: listener.local_addr()?,
@@ -84,16 +214,21 @@ impl Server {
     /// Serves forever (one thread per connection).
     pub fn run(self) -> io::Result<()> {
         for stream in self.listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let state = self.state.clone();
-            if state.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-                state.connections.fetch_sub(1, Ordering::SeqCst);
-                drop(stream);
+            let Ok(mut stream) = stream else { continue };
+            let Ok(peer) = stream.peer_addr() else {
                 continue;
-            }
+            };
+            let Some(slot) = self.state.take_slot(peer.ip()) else {
+                // full: say so (the client retries later) rather than drop it
+                let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+                let busy = Response::error(503, "too many connections; retry later")
+                    .header("Retry-After", "1");
+                let _ = write_response(&mut stream, busy, false, true, None);
+                continue;
+            };
             std::thread::spawn(move || {
-                let _ = handle_connection(&state, stream);
-                state.connections.fetch_sub(1, Ordering::SeqCst);
+                let _ = handle_connection(&slot.state, stream);
+                drop(slot);
             });
         }
         Ok(())
@@ -109,12 +244,14 @@ impl Server {
 
 fn handle_connection(state: &State, stream: TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let mut conn = Conn::new(stream)?;
     loop {
+        conn.set_deadline(state.opts.limits.head_timeout);
         let req = match conn.read_request() {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(()),
+            Err(super::http::ParseError::Io(_)) => return Ok(()), // timed out or gone
             Err(e) => {
                 let _ = write_response(
                     &mut conn.writer,
@@ -126,7 +263,10 @@ fn handle_connection(state: &State, stream: TcpStream) -> io::Result<()> {
                 return Ok(());
             }
         };
-        let internal = req.path.starts_with("/_dtrain/stats");
+        let body_len = req.content_length.unwrap_or(MAX_JSON_BODY);
+        conn.set_deadline(BODY_GRACE + Duration::from_secs(body_len / MIN_BODY_RATE));
+        let segs = segments(&req);
+        let internal = is_stats(&segs);
         let n = if internal {
             0
         } else {
@@ -157,9 +297,9 @@ fn handle_connection(state: &State, stream: TcpStream) -> io::Result<()> {
             return Ok(());
         }
         let head = req.method == "HEAD";
-        let resp = match authorize(state, &req) {
-            Some(r) => r,
-            None => route(state, &req, &mut conn),
+        let resp = match authorize(state, &req, internal) {
+            Ok(who) => route(state, &req, &segs, &who, &mut conn),
+            Err(denied) => denied,
         };
         if !state.opts.quiet {
             eprintln!("{} {} {}", req.method, req.raw_path, resp.status);
@@ -174,22 +314,45 @@ fn handle_connection(state: &State, stream: TcpStream) -> io::Result<()> {
     }
 }
 
-fn authorize(state: &State, req: &Request) -> Option<Response> {
-    let token = state.opts.token.as_ref()?;
-    if req.path.starts_with("/_dtrain/stats") {
-        return None;
+/// The counters route, decided on the parsed segments (a path that only
+/// starts like it, e.g. `stats%2F..`, is not it).
+fn is_stats(segs: &[String]) -> bool {
+    matches!(segs, [a, b] if a == "_dtrain" && b == "stats")
+}
+
+/// Tokens compared in constant time (blake3's `Hash` equality is).
+fn same_token(given: &str, known: &str) -> bool {
+    blake3::hash(given.as_bytes()) == blake3::hash(known.as_bytes())
+}
+
+/// Who the request's bearer token names; 401 when tokens are configured and
+/// it names nobody. The counters answer anyone.
+fn authorize<'a>(
+    state: &'a State,
+    req: &Request,
+    internal: bool,
+) -> Result<Principal<'a>, Response> {
+    let o = &state.opts;
+    if (o.token.is_none() && o.writers.is_empty()) || internal {
+        return Ok(Principal::Open);
     }
     let given = req
         .header("authorization")
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if given == Some(token.as_str()) {
-        None
-    } else {
-        Some(
+        .map(str::trim)
+        .unwrap_or("");
+    // every known token is compared, so timing does not say which matched
+    let admin = o.token.as_deref().is_some_and(|t| same_token(given, t));
+    let writer = o.writers.iter().fold(None, |found, w| {
+        found.or(same_token(given, &w.token).then_some(w))
+    });
+    match (admin, writer) {
+        (true, _) => Ok(Principal::Admin),
+        (false, Some(w)) => Ok(Principal::Writer(w)),
+        _ => Err(
             Response::error(401, "Invalid credentials in Authorization header")
                 .header("X-Error-Code", "Unauthorized"),
-        )
+        ),
     }
 }
 
@@ -202,9 +365,16 @@ fn store_error(e: StoreError) -> Response {
             (409, "Conflict")
         }
         StoreError::MissingObject(_) | StoreError::Invalid(_) => (422, "Invalid"),
+        StoreError::BadRepoId(_) => (400, "InvalidRepoId"),
+        StoreError::Outside(_) => (404, "RepoNotFound"),
         StoreError::Io(_) => (500, "Internal"),
     };
     Response::error(status, &e.to_string()).header("X-Error-Code", code)
+}
+
+/// A repo id from a route, or the 400 that refuses it.
+fn repo_id(kind: RepoType, name: &str) -> Result<RepoId, Response> {
+    RepoId::new(kind, name).map_err(store_error)
 }
 
 /// Splits the raw path into percent-decoded segments.
@@ -239,8 +409,13 @@ fn read_json(conn: &mut Conn) -> Result<Value, Response> {
         .map_err(|e| Response::error(400, &format!("invalid JSON body: {e}")))
 }
 
-fn route(state: &State, req: &Request, conn: &mut Conn) -> Response {
-    let segs = segments(req);
+fn route(
+    state: &State,
+    req: &Request,
+    segs: &[String],
+    who: &Principal,
+    conn: &mut Conn,
+) -> Response {
     let m = req.method.as_str();
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     match s.as_slice() {
@@ -252,11 +427,14 @@ fn route(state: &State, req: &Request, conn: &mut Conn) -> Response {
                 "bytes_received": state.bytes_received.load(Ordering::SeqCst),
             }),
         ),
-        ["_dtrain", "stats", "reset"] => {
+        ["_dtrain", "stats", "reset"] if matches!(who, Principal::Open | Principal::Admin) => {
             state.requests.store(0, Ordering::SeqCst);
             state.bytes_sent.store(0, Ordering::SeqCst);
             state.bytes_received.store(0, Ordering::SeqCst);
             Response::json(200, &json!({}))
+        }
+        ["_dtrain", "lfs", _] if !who.may_upload() => {
+            Response::error(403, "this token may not upload").header("X-Error-Code", "Forbidden")
         }
         ["_dtrain", "lfs", oid] if m == "PUT" => lfs_put(state, req, conn, oid),
         ["_dtrain", "lfs", oid, "verify"] if m == "POST" => {
@@ -268,7 +446,7 @@ fn route(state: &State, req: &Request, conn: &mut Conn) -> Response {
                 Response::error(404, &format!("object {oid} of size {size} is not uploaded"))
             }
         }
-        ["api", "repos", "create"] if m == "POST" => create_repo(state, conn),
+        ["api", "repos", "create"] if m == "POST" => create_repo(state, who, conn),
         // model-card metadata check the official client runs before uploading a README:
         // the stand-in does not interpret cards, so it accepts them
         ["api", "validate-yaml"] if m == "POST" => {
@@ -278,7 +456,7 @@ fn route(state: &State, req: &Request, conn: &mut Conn) -> Response {
         ["api", kind, rest @ ..] if RepoType::from_api(kind).is_some() => {
             let kind = RepoType::from_api(kind).unwrap();
             let rest: Vec<String> = rest.iter().map(|x| x.to_string()).collect();
-            api(state, req, conn, kind, &rest)
+            api(state, req, who, conn, kind, &rest)
         }
         _ => {
             // downloads: [datasets/]{repo}/resolve/{rev}/{path}; LFS: [datasets/]{repo}.git/info/lfs/objects/batch
@@ -294,9 +472,9 @@ fn route(state: &State, req: &Request, conn: &mut Conn) -> Response {
                 if rest.len() < i + 3 {
                     return Response::error(404, "missing revision or path");
                 }
-                let repo = RepoId {
-                    kind,
-                    name: rest[..i].join("/"),
+                let repo = match repo_id(kind, &rest[..i].join("/")) {
+                    Ok(r) => r,
+                    Err(refused) => return refused,
                 };
                 return resolve(state, req, &repo, &rest[i + 1], &rest[i + 2..].join("/"));
             }
@@ -308,7 +486,10 @@ fn route(state: &State, req: &Request, conn: &mut Conn) -> Response {
                 if rest[i + 1..].join("/") == "info/lfs/objects/batch" && m == "POST" {
                     let mut name = rest[..=i].join("/");
                     name.truncate(name.len() - 4);
-                    return lfs_batch(state, req, conn, &RepoId { kind, name });
+                    return match repo_id(kind, &name) {
+                        Ok(repo) => lfs_batch(state, req, who, conn, &repo),
+                        Err(refused) => refused,
+                    };
                 }
             }
             Response::error(404, &format!("no route for {} {}", req.method, req.path))
@@ -381,14 +562,27 @@ fn tree_entry(path: &str, e: &FileEntry) -> Value {
     v
 }
 
-fn api(state: &State, req: &Request, conn: &mut Conn, kind: RepoType, rest: &[String]) -> Response {
+fn api(
+    state: &State,
+    req: &Request,
+    who: &Principal,
+    conn: &mut Conn,
+    kind: RepoType,
+    rest: &[String],
+) -> Response {
     const ACTIONS: [&str; 6] = ["tree", "refs", "revision", "preupload", "commit", "tag"];
     let Some((name, used)) = take_repo(rest, &ACTIONS) else {
         return Response::error(404, "missing repository id");
     };
-    let repo = RepoId { kind, name };
+    let repo = match repo_id(kind, &name) {
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
     let rest = &rest[used..];
     let action = rest.first().map(String::as_str);
+    if req.method == "POST" && !who.may_write(&repo) {
+        return forbidden(&repo);
+    }
     match (req.method.as_str(), action) {
         ("GET", None) | ("GET", Some("revision")) => {
             let rev = rest.get(1).map(String::as_str).unwrap_or("main");
@@ -396,7 +590,7 @@ fn api(state: &State, req: &Request, conn: &mut Conn, kind: RepoType, rest: &[St
                 Ok(r) => Response::json(
                     200,
                     &json!({
-                        "id": repo.name, "_id": repo.name, "sha": r.commit, "private": false, "disabled": false,
+                        "id": repo.name(), "_id": repo.name(), "sha": r.commit, "private": false, "disabled": false,
                         "gated": false, "downloads": 0, "likes": 0, "tags": [],
                         "siblings": r.files.iter().map(|(p, (e, _))| json!({"rfilename": p, "size": e.size})).collect::<Vec<_>>(),
                     }),
@@ -535,7 +729,7 @@ fn tree(state: &State, req: &Request, repo: &RepoId, rev: &str, dir: &str) -> Re
     resp
 }
 
-fn create_repo(state: &State, conn: &mut Conn) -> Response {
+fn create_repo(state: &State, who: &Principal, conn: &mut Conn) -> Response {
     let body = match read_json(conn) {
         Ok(b) => b,
         Err(r) => return r,
@@ -552,25 +746,37 @@ fn create_repo(state: &State, conn: &mut Conn) -> Response {
         .and_then(Value::as_str)
         .and_then(RepoType::from_api)
         .unwrap_or(RepoType::Model);
-    if name
-        .split('/')
-        .any(|c| c.is_empty() || c == "." || c == ".." || c.starts_with('.'))
-        || name.split('/').count() > 2
-    {
-        return Response::error(400, &format!("invalid repository name '{name}'"));
+    let repo = match repo_id(kind, &name) {
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
+    if !who.may_write(&repo) {
+        return forbidden(&repo);
     }
-    let repo = RepoId { kind, name };
     match state.store.create_repo(&repo, false) {
-        Ok(()) => Response::json(200, &json!({"url": format!("/{repo}"), "name": repo.name})),
+        Ok(()) => Response::json(
+            200,
+            &json!({"url": format!("/{repo}"), "name": repo.name()}),
+        ),
         Err(e) => store_error(e),
     }
 }
 
-fn lfs_batch(state: &State, req: &Request, conn: &mut Conn, repo: &RepoId) -> Response {
+fn lfs_batch(
+    state: &State,
+    req: &Request,
+    who: &Principal,
+    conn: &mut Conn,
+    repo: &RepoId,
+) -> Response {
     let body = match read_json(conn) {
         Ok(b) => b,
         Err(r) => return r,
     };
+    let uploading = body.get("operation").and_then(Value::as_str) != Some("download");
+    if uploading && !who.may_write(repo) {
+        return forbidden(repo);
+    }
     if !state.store.exists(repo) {
         return store_error(StoreError::NoRepo(repo.to_string()));
     }
@@ -692,11 +898,10 @@ fn commit(state: &State, req: &Request, conn: &mut Conn, repo: &RepoId, branch: 
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string();
-                let size = v.get("size").and_then(Value::as_u64).unwrap_or_else(|| {
-                    std::fs::metadata(state.store.object_path(&oid))
-                        .map(|m| m.len())
-                        .unwrap_or(0)
-                });
+                // the size is the client's word, checked against the stored object
+                let Some(size) = v.get("size").and_then(Value::as_u64) else {
+                    return Response::error(400, &format!("{path}: lfsFile needs a size"));
+                };
                 ops.push(Op::PutObject {
                     path,
                     sha256: oid,

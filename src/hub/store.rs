@@ -66,11 +66,54 @@ impl RepoType {
     }
 }
 
+/// A repository's kind and name. The only way to make one is [`RepoId::new`],
+/// which accepts `org/name` or a bare `name` whose parts are
+/// `[A-Za-z0-9._-]`, start with no dot and are no `..`: every path the store
+/// joins from a repo id therefore stays inside its folder, whichever route
+/// (or client) the name came from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RepoId {
-    pub kind: RepoType,
+    kind: RepoType,
+    name: String,
+}
+
+/// Longest part of a repo id (the Hub allows 96 characters).
+const MAX_REPO_PART: usize = 96;
+
+impl RepoId {
+    pub fn new(kind: RepoType, name: &str) -> Result<Self, StoreError> {
+        let parts: Vec<&str> = name.split('/').collect();
+        let part_ok = |p: &&str| {
+            !p.is_empty()
+                && p.len() <= MAX_REPO_PART
+                && !p.starts_with('.')
+                && !p.contains("..")
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        };
+        if parts.len() > 2 || !parts.iter().all(part_ok) {
+            return Err(StoreError::BadRepoId(name.chars().take(200).collect()));
+        }
+        Ok(Self {
+            kind,
+            name: name.to_string(),
+        })
+    }
+
+    pub fn kind(&self) -> RepoType {
+        self.kind
+    }
+
     /// "org/name" (or a bare "name").
-    pub name: String,
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// True for a sha256 written as 64 lowercase hex digits: the only object names
+/// the store joins into a path.
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 impl std::fmt::Display for RepoId {
@@ -95,6 +138,12 @@ pub enum StoreError {
     MissingObject(String),
     #[error("{0}")]
     Invalid(String),
+    #[error(
+        "invalid repository id '{0}' (want org/name of [A-Za-z0-9._-], no leading dot, no '..')"
+    )]
+    BadRepoId(String),
+    #[error("{0} is outside the hub's root")]
+    Outside(String),
     #[error("parent commit {parent} is not the head of {branch} ({head})")]
     Conflict {
         parent: String,
@@ -164,7 +213,14 @@ struct CachedHash {
     git: String,
 }
 
+/// Held while a commit, tag or repo creation runs (see [`Store::write_lock`]).
+struct WriteLock<'a> {
+    _guard: std::sync::MutexGuard<'a, ()>,
+    _file: fs::File,
+}
+
 pub struct Store {
+    /// Canonical (symlinks resolved).
     root: PathBuf,
     /// The hash cache.
     lock: Mutex<HashMap<String, CachedHash>>,
@@ -231,17 +287,22 @@ pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn valid_rel_path(p: &str) -> bool {
+/// A path inside a repository: relative, no empty, `.` or `..` parts, nothing
+/// under the store's own folder. Checked by the server for what it stores and
+/// by clients for what a listing tells them to write.
+pub fn valid_rel_path(p: &str) -> bool {
     !p.is_empty()
         && !p.starts_with('/')
         && p.split('/')
             .all(|c| !c.is_empty() && c != "." && c != ".." && !c.starts_with(".dtrain-hub"))
+        && !p.contains(['\\', '\0'])
 }
 
 impl Store {
     pub fn open(root: impl AsRef<Path>) -> io::Result<Self> {
-        let root = root.as_ref().to_path_buf();
-        fs::create_dir_all(&root)?;
+        fs::create_dir_all(root.as_ref())?;
+        // every path the store opens is checked against this, after symlinks
+        let root = fs::canonicalize(root.as_ref())?;
         let cache = fs::read(root.join(META).join("hashes.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -257,38 +318,92 @@ impl Store {
         &self.root
     }
 
-    fn tree_dir(&self, repo: &RepoId) -> PathBuf {
-        self.root.join(repo.kind.prefix()).join(&repo.name)
+    /// `path` itself when it stays under the root once symlinks are followed
+    /// (the deepest part of it that exists is resolved), else an error.
+    fn inside(&self, path: PathBuf) -> Result<PathBuf, StoreError> {
+        let mut existing = path.as_path();
+        let resolved = loop {
+            match fs::canonicalize(existing) {
+                Ok(real) => break real,
+                Err(_) => match existing.parent() {
+                    Some(up) => existing = up,
+                    None => return Err(StoreError::Outside(path.display().to_string())),
+                },
+            }
+        };
+        if resolved.starts_with(&self.root) {
+            Ok(path)
+        } else {
+            Err(StoreError::Outside(path.display().to_string()))
+        }
     }
 
-    fn meta_dir(&self, repo: &RepoId) -> PathBuf {
-        self.root
-            .join(META)
-            .join("repos")
-            .join(repo.kind.api())
-            .join(&repo.name)
+    /// Holds the writer lock of this process and of every other process that
+    /// opens the same root (`flock` on `.dtrain-hub/lock`): concurrent
+    /// `file://` pushes and a server on the same folder never lose a tag.
+    fn write_lock(&self) -> Result<WriteLock<'_>, StoreError> {
+        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        fs::create_dir_all(self.root.join(META))?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join(META).join("lock"))?;
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: flock on a descriptor we own; released when `file` closes
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+        Ok(WriteLock {
+            _guard: guard,
+            _file: file,
+        })
+    }
+
+    fn tree_dir(&self, repo: &RepoId) -> Result<PathBuf, StoreError> {
+        self.inside(self.root.join(repo.kind.prefix()).join(&repo.name))
+    }
+
+    fn meta_dir(&self, repo: &RepoId) -> Result<PathBuf, StoreError> {
+        self.inside(
+            self.root
+                .join(META)
+                .join("repos")
+                .join(repo.kind.api())
+                .join(&repo.name),
+        )
     }
 
     fn objects(&self) -> PathBuf {
         self.root.join(META).join("objects")
     }
 
-    pub fn object_path(&self, sha256: &str) -> PathBuf {
-        self.objects().join(sha256)
+    /// Where an object's bytes are; only a well-formed sha256 names one.
+    fn object_path(&self, sha256: &str) -> Result<PathBuf, StoreError> {
+        if !is_sha256(sha256) {
+            return Err(StoreError::Invalid(format!(
+                "bad object id '{}' (want 64 lowercase hex digits)",
+                sha256.chars().take(80).collect::<String>()
+            )));
+        }
+        self.inside(self.objects().join(sha256))
     }
 
     pub fn has_object(&self, sha256: &str, size: u64) -> bool {
-        fs::metadata(self.object_path(sha256))
-            .map(|m| m.len() == size)
-            .unwrap_or(false)
+        self.object_path(sha256)
+            .ok()
+            .and_then(|p| fs::metadata(p).ok())
+            .is_some_and(|m| m.is_file() && m.len() == size)
     }
 
     pub fn exists(&self, repo: &RepoId) -> bool {
-        self.meta_dir(repo).join("refs.json").exists() || self.tree_dir(repo).is_dir()
+        let refs = self.meta_dir(repo).map(|d| d.join("refs.json").exists());
+        let tree = self.tree_dir(repo).map(|d| d.is_dir());
+        refs.unwrap_or(false) || tree.unwrap_or(false)
     }
 
     fn read_refs(&self, repo: &RepoId) -> Option<Refs> {
-        let b = fs::read(self.meta_dir(repo).join("refs.json")).ok()?;
+        let b = fs::read(self.meta_dir(repo).ok()?.join("refs.json")).ok()?;
         serde_json::from_slice(&b).ok()
     }
 
@@ -298,6 +413,7 @@ impl Store {
         }
         let b = fs::read(
             self.meta_dir(repo)
+                .ok()?
                 .join("commits")
                 .join(format!("{commit}.json")),
         )
@@ -364,7 +480,7 @@ impl Store {
 
     /// The files of a plain folder (what `main` is before any API commit).
     fn folder_revision(&self, repo: &RepoId) -> Result<Revision, StoreError> {
-        let dir = self.tree_dir(repo);
+        let dir = self.tree_dir(repo)?;
         let mut files = BTreeMap::new();
         let mut stack = vec![dir.clone()];
         while let Some(d) = stack.pop() {
@@ -375,7 +491,15 @@ impl Store {
                     continue;
                 }
                 let p = e.path();
-                if e.file_type()?.is_dir() {
+                let mut kind = e.file_type()?;
+                if kind.is_symlink() {
+                    // a link is served only when it points inside the root
+                    if self.inside(p.clone()).is_err() {
+                        continue;
+                    }
+                    kind = fs::metadata(&p)?.file_type();
+                }
+                if kind.is_dir() {
                     stack.push(p);
                 } else {
                     let rel = p
@@ -398,15 +522,16 @@ impl Store {
         Ok(Revision { commit, files })
     }
 
-    fn manifest_revision(&self, commit: &str, m: Manifest) -> Revision {
-        let files = m.files.into_iter().map(|(k, e)| {
-            let p = self.object_path(&e.sha256);
-            (k, (e, p))
-        });
-        Revision {
-            commit: commit.to_string(),
-            files: files.collect(),
+    fn manifest_revision(&self, commit: &str, m: Manifest) -> Result<Revision, StoreError> {
+        let mut files = BTreeMap::new();
+        for (k, e) in m.files {
+            let p = self.object_path(&e.sha256)?;
+            files.insert(k, (e, p));
         }
+        Ok(Revision {
+            commit: commit.to_string(),
+            files,
+        })
     }
 
     /// Resolves a branch, tag or commit id.
@@ -423,9 +548,9 @@ impl Store {
                 let m = self
                     .read_manifest(repo, &commit)
                     .ok_or_else(|| StoreError::NoRevision(rev.to_string()))?;
-                Ok(self.manifest_revision(&commit, m))
+                self.manifest_revision(&commit, m)
             }
-            None if self.tree_dir(repo).is_dir() => {
+            None if self.tree_dir(repo)?.is_dir() => {
                 let r = self.folder_revision(repo)?;
                 if rev == "main" || rev == r.commit {
                     Ok(r)
@@ -440,7 +565,7 @@ impl Store {
     pub fn refs(&self, repo: &RepoId) -> Result<Refs, StoreError> {
         match self.read_refs(repo) {
             Some(r) => Ok(r),
-            None if self.tree_dir(repo).is_dir() => {
+            None if self.tree_dir(repo)?.is_dir() => {
                 let r = self.folder_revision(repo)?;
                 Ok(Refs {
                     branches: BTreeMap::from([("main".into(), r.commit)]),
@@ -452,15 +577,15 @@ impl Store {
     }
 
     pub fn create_repo(&self, repo: &RepoId, exist_ok: bool) -> Result<(), StoreError> {
-        let _w = self.writer.lock().unwrap();
-        if self.read_refs(repo).is_some() || self.tree_dir(repo).is_dir() {
+        let _w = self.write_lock()?;
+        if self.read_refs(repo).is_some() || self.tree_dir(repo)?.is_dir() {
             return if exist_ok {
                 Ok(())
             } else {
                 Err(StoreError::RepoExists(repo.to_string()))
             };
         }
-        fs::create_dir_all(self.tree_dir(repo))?;
+        fs::create_dir_all(self.tree_dir(repo)?)?;
         Ok(())
     }
 
@@ -471,11 +596,9 @@ impl Store {
         size: u64,
         body: &mut dyn Read,
     ) -> Result<(), StoreError> {
-        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StoreError::Invalid(format!("bad oid {sha256}")));
-        }
+        let dest = self.object_path(sha256)?;
         fs::create_dir_all(self.objects())?;
-        let mut tmp = crate::fsio::AtomicFile::create(self.object_path(sha256))?;
+        let mut tmp = crate::fsio::AtomicFile::create(dest)?;
         let mut h = sha2::Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         let mut n_total = 0u64;
@@ -484,9 +607,15 @@ impl Store {
             if n == 0 {
                 break;
             }
+            n_total += n as u64;
+            if n_total > size {
+                // never store more than was announced
+                return Err(StoreError::Invalid(format!(
+                    "object {sha256}: more than the {size} bytes announced"
+                )));
+            }
             h.update(&buf[..n]);
             io::Write::write_all(&mut tmp, &buf[..n])?;
-            n_total += n as u64;
         }
         if n_total != size {
             return Err(StoreError::Invalid(format!(
@@ -504,8 +633,8 @@ impl Store {
     }
 
     /// Links (or copies) a file into the object store.
-    fn import_object(&self, src: &Path, sha256: &str) -> io::Result<()> {
-        let dst = self.object_path(sha256);
+    fn import_object(&self, src: &Path, sha256: &str) -> Result<(), StoreError> {
+        let dst = self.object_path(sha256)?;
         if dst.exists() {
             return Ok(());
         }
@@ -517,7 +646,7 @@ impl Store {
         if fs::hard_link(src, &tmp).is_err() {
             fs::copy(src, &tmp)?;
         }
-        fs::rename(&tmp, &dst)
+        Ok(fs::rename(&tmp, &dst)?)
     }
 
     /// Applies `ops` to `branch` as one commit; returns its id.
@@ -529,7 +658,7 @@ impl Store {
         parent: Option<&str>,
         message: &str,
     ) -> Result<String, StoreError> {
-        let _w = self.writer.lock().unwrap();
+        let _w = self.write_lock()?;
         self.commit_locked(repo, branch, ops, parent, message)
     }
 
@@ -605,6 +734,7 @@ impl Store {
                 return Err(StoreError::Invalid(format!("invalid path '{path}'")));
             }
             if let Op::PutObject { sha256, size, .. } = op {
+                self.object_path(sha256)?;
                 if !self.has_object(sha256, *size) {
                     return Err(StoreError::MissingObject(sha256.clone()));
                 }
@@ -619,7 +749,7 @@ impl Store {
                     s1.update(&bytes);
                     if !self.has_object(&sha, bytes.len() as u64) {
                         fs::create_dir_all(self.objects())?;
-                        write_atomic(self.object_path(&sha), &bytes)?;
+                        write_atomic(self.object_path(&sha)?, &bytes)?;
                     }
                     files.insert(
                         path,
@@ -671,35 +801,37 @@ impl Store {
         Ok(id)
     }
 
-    fn write_manifest(&self, repo: &RepoId, id: &str, m: &Manifest) -> io::Result<()> {
-        let dir = self.meta_dir(repo).join("commits");
+    fn write_manifest(&self, repo: &RepoId, id: &str, m: &Manifest) -> Result<(), StoreError> {
+        let dir = self.meta_dir(repo)?.join("commits");
         fs::create_dir_all(&dir)?;
-        write_atomic(
+        Ok(write_atomic(
             dir.join(format!("{id}.json")),
             &serde_json::to_vec_pretty(m).expect("json"),
-        )
+        )?)
     }
 
-    fn write_refs(&self, repo: &RepoId, refs: &Refs) -> io::Result<()> {
-        fs::create_dir_all(self.meta_dir(repo))?;
-        write_atomic(
-            self.meta_dir(repo).join("refs.json"),
+    fn write_refs(&self, repo: &RepoId, refs: &Refs) -> Result<(), StoreError> {
+        let dir = self.meta_dir(repo)?;
+        fs::create_dir_all(&dir)?;
+        Ok(write_atomic(
+            dir.join("refs.json"),
             &serde_json::to_vec_pretty(refs).expect("json"),
-        )
+        )?)
     }
 
     /// Makes the repo folder show `main`'s files (hard links into the objects).
-    fn materialize(&self, repo: &RepoId, m: &Manifest) -> io::Result<()> {
-        let dir = self.tree_dir(repo);
+    fn materialize(&self, repo: &RepoId, m: &Manifest) -> Result<(), StoreError> {
+        let dir = self.tree_dir(repo)?;
         let new = crate::fsio::AtomicDir::create(&dir)?;
         for (path, e) in &m.files {
             let dst = new.path().join(path);
-            fs::create_dir_all(dst.parent().unwrap())?;
-            if fs::hard_link(self.object_path(&e.sha256), &dst).is_err() {
-                fs::copy(self.object_path(&e.sha256), &dst)?;
+            fs::create_dir_all(dst.parent().unwrap_or(new.path()))?;
+            let src = self.object_path(&e.sha256)?;
+            if fs::hard_link(&src, &dst).is_err() {
+                fs::copy(&src, &dst)?;
             }
         }
-        new.commit()
+        Ok(new.commit()?)
     }
 
     pub fn create_tag(&self, repo: &RepoId, tag: &str, rev: &str) -> Result<String, StoreError> {
@@ -710,7 +842,7 @@ impl Store {
         {
             return Err(StoreError::Invalid(format!("invalid tag name '{tag}'")));
         }
-        let _w = self.writer.lock().unwrap();
+        let _w = self.write_lock()?;
         // make sure there is a refs.json to hold the tag
         if self.read_refs(repo).is_none() {
             self.commit_locked(repo, "main", vec![], None, "import folder")?;
@@ -731,10 +863,7 @@ mod tests {
     use super::*;
 
     fn repo() -> RepoId {
-        RepoId {
-            kind: RepoType::Model,
-            name: "org/m".into(),
-        }
+        RepoId::new(RepoType::Model, "org/m").unwrap()
     }
 
     #[test]

@@ -143,8 +143,8 @@ pub fn initiate(s: &mut (impl Read + Write), local: &Local, to: usize) -> Result
         magic: *MAGIC,
         version: VERSION,
         round: local.round.into(),
-        from: local.peers.0[local.me].name.clone(),
-        to: local.peers.0[to].name.clone(),
+        from: local.peers.list[local.me].name.clone(),
+        to: local.peers.list[to].name.clone(),
         nonce: random32(),
         eph: XPublic::from(&secret).to_bytes(),
         weight: local.weight,
@@ -160,7 +160,7 @@ pub fn initiate(s: &mut (impl Read + Write), local: &Local, to: usize) -> Result
         )));
     }
     let t = transcript(&hello, &ack);
-    local.peers.0[to]
+    local.peers.list[to]
         .pubkey
         .verify(&signed(&t, b'A'), &ack.sig)
         .map_err(|_| {
@@ -200,7 +200,7 @@ pub fn accept(s: &mut (impl Read + Write), local: &Local) -> Result<Session, Err
             hello.from, hello.round, local.round
         )));
     }
-    if hello.to != local.peers.0[local.me].name {
+    if hello.to != local.peers.list[local.me].name {
         return Err(Error::Refused(format!("addressed to '{}'", hello.to)));
     }
     let from = local
@@ -224,7 +224,7 @@ pub fn accept(s: &mut (impl Read + Write), local: &Local) -> Result<Session, Err
     ack.sig = local.key.sign(&signed(&t, b'A')).to_vec();
     write_plain(s, &encode(&ack))?;
     let fin: Finish = decode(&read_plain(s)?)?;
-    local.peers.0[from]
+    local.peers.list[from]
         .pubkey
         .verify(&signed(&t, b'I'), &fin.sig)
         .map_err(|_| {

@@ -108,6 +108,8 @@ pub enum Error {
     TooFew { members: usize, min: usize },
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+    #[error("{0}")]
+    Weight(String),
 }
 
 /// What one peer does in a round.
@@ -708,7 +710,7 @@ enum Stop {
 
 impl Coordinator {
     fn name(&self, r: usize) -> String {
-        self.cfg_peers.0[r].name.clone()
+        self.cfg_peers.list[r].name.clone()
     }
 
     fn fail(&mut self, peer: usize, attempt: u32, reason: impl Into<String>) {
@@ -940,6 +942,24 @@ impl Coordinator {
     }
 }
 
+/// Longest sequence a weight may stand for, in tokens: bounds announced token counts.
+const MAX_TOKENS_PER_WEIGHT: u64 = 1 << 20;
+
+/// A peer's announced weight and tokens, checked against the peers file's
+/// cap: a peer announcing more is dropped (it would otherwise dominate the
+/// average, or wrap the sum of weights).
+fn announced_weight_ok(weight: u64, tokens: u64, max_weight: u64) -> Result<(), String> {
+    if weight > max_weight {
+        return Err(format!(
+            "announced weight {weight}, above the peers file's max_weight {max_weight}"
+        ));
+    }
+    if tokens > weight.saturating_mul(MAX_TOKENS_PER_WEIGHT) {
+        return Err(format!("announced {tokens} tokens for weight {weight}"));
+    }
+    Ok(())
+}
+
 /// Runs one peer's side of a round.
 pub fn run(cfg: Config) -> Result<Outcome, Error> {
     let t_start = Instant::now();
@@ -948,13 +968,33 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         .rank(&cfg.me)
         .ok_or_else(|| Error::NotAPeer(cfg.me.clone()))?;
     let input = Arc::new(TensorFile::open(&cfg.input)?);
-    let meta = GradMeta::read(&input)?;
+    let meta = match GradMeta::read(&input) {
+        Ok(m) => m,
+        // a receive-only peer (a validator) may give its own checkpoint's
+        // model file: the layout is the model's, and its values are never sent
+        Err(_) if cfg.weight == Some(0) => GradMeta {
+            model: crate::fsio::hash_file(&cfg.input)
+                .map_err(|e| Error::Io(cfg.input.display().to_string(), e))?
+                .to_hex()
+                .to_string(),
+            sequences: 0,
+            tokens: 0,
+        },
+        Err(e) => return Err(e.into()),
+    };
     let flat = input.flat_f32()?;
     let n_elem = flat.len();
-    if !cfg.allow_nonfinite && !flat.par_chunks(1 << 20).all(all_finite) {
+    let weight = cfg.weight.unwrap_or(meta.sequences);
+    if weight > cfg.peers.max_weight {
+        return Err(Error::Weight(format!(
+            "this peer's weight {weight} is above the peers file's max_weight {}",
+            cfg.peers.max_weight
+        )));
+    }
+    // a receive-only peer's input is a placeholder for the layout: its values are never sent
+    if weight > 0 && !cfg.allow_nonfinite && !flat.par_chunks(1 << 20).all(all_finite) {
         return Err(Error::NonFinite);
     }
-    let weight = cfg.weight.unwrap_or(meta.sequences);
     let tokens = if weight == 0 { 0 } else { meta.tokens };
     let layout = layout_digest(&input, &meta.model);
     let deadline = t_start + cfg.deadline;
@@ -963,8 +1003,14 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
 
     // the output: created at its final size now, metadata filled in at the end
     let specs = input.specs();
-    let room: usize =
-        256 + cfg.peers.0.iter().map(|p| p.name.len() + 1).sum::<usize>() + cfg.round.len();
+    let room: usize = 256
+        + cfg
+            .peers
+            .list
+            .iter()
+            .map(|p| p.name.len() + 1)
+            .sum::<usize>()
+        + cfg.round.len();
     let mut out = TensorWriter::create_with_room(&cfg.output, &specs, &BTreeMap::new(), room)?;
     let (out_file, out_data) = out
         .data_file()
@@ -1004,7 +1050,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     let (etx, erx) = channel::<Event>();
 
     // listen, accept and authenticate incoming connections
-    let addr = peers.0[me].addr.clone();
+    let addr = peers.list[me].addr.clone();
     let listener = TcpListener::bind(&addr).map_err(|e| Error::Listen {
         addr: addr.clone(),
         why: e.to_string(),
@@ -1075,10 +1121,10 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             let mut delay = Duration::from_millis(20);
             let mut last = String::from("no attempt");
             while Instant::now() < until {
-                let addrs: Vec<_> = match peers.0[j].addr.to_socket_addrs() {
+                let addrs: Vec<_> = match peers.list[j].addr.to_socket_addrs() {
                     Ok(a) => a.collect(),
                     Err(e) => {
-                        last = format!("cannot resolve {}: {e}", peers.0[j].addr);
+                        last = format!("cannot resolve {}: {e}", peers.list[j].addr);
                         Vec::new()
                     }
                 };
@@ -1106,7 +1152,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
                                 Err(e) => last = e.to_string(),
                             }
                         }
-                        Err(e) => last = format!("cannot connect to {}: {e}", peers.0[j].addr),
+                        Err(e) => last = format!("cannot connect to {}: {e}", peers.list[j].addr),
                     }
                 }
                 std::thread::sleep(delay);
@@ -1180,7 +1226,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         .partition(|j| outgoing[j].0.layout == layout && incoming[j].0.layout == layout);
     // my group (the same layout, me included) is no larger than the others': I am the odd one
     if !other.is_empty() && same.len() < other.len() {
-        let names: Vec<String> = other.iter().map(|&j| peers.0[j].name.clone()).collect();
+        let names: Vec<String> = other.iter().map(|&j| peers.list[j].name.clone()).collect();
         return Err(Error::Layout(names.join(", ")));
     }
     for &j in &others {
@@ -1191,6 +1237,10 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             (Some((so, sto)), Some((si, sti))) => {
                 if so.layout != layout || si.layout != layout {
                     co.fail(j, 0, "its gradient has another tensor layout or model");
+                    continue;
+                }
+                if let Err(why) = announced_weight_ok(si.weight, si.tokens, peers.max_weight) {
+                    co.fail(j, 0, why);
                     continue;
                 }
                 co.weights.insert(j, (si.weight, si.tokens));
@@ -1481,8 +1531,13 @@ impl Coordinator {
             .copied()
             .filter(|r| self.weights.get(r).is_some_and(|w| w.0 > 0))
             .collect();
-        let sum_w: u64 = contributors.iter().map(|r| self.weights[r].0).sum();
-        let tokens: u64 = contributors.iter().map(|r| self.weights[r].1).sum();
+        // announced weights are capped (see `announced_weight_ok`), so these cannot wrap
+        let sum_w = contributors
+            .iter()
+            .fold(0u64, |a, r| a.saturating_add(self.weights[r].0));
+        let tokens = contributors
+            .iter()
+            .fold(0u64, |a, r| a.saturating_add(self.weights[r].1));
         if sum_w == 0 {
             // every member sees the same weights: all stop the same way
             return Err(Stop::NoContributors);

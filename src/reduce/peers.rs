@@ -6,8 +6,15 @@
 //! addr = "10.0.0.1:7000"    # where this peer listens
 //! pubkey = "…64 hex…"       # as `dtrain keygen` prints it
 //! bandwidth = 1000.0        # optional hint (any unit); spans are proportional
+//! uid = 3                   # optional: a miner's uid (its assigned rows)
 //! ```
 //! A peer's rank is its position in the file; every peer must use the same file.
+//!
+//! A top-level `max_weight = N` (before the first `[[peer]]`) caps the
+//! averaging weight (sequences) any one peer may announce; a peer announcing
+//! more is dropped from the round. Without it the cap is
+//! [`DEFAULT_MAX_WEIGHT`]: with at most 65 535 peers the sum of weights then
+//! fits easily in 64 bits.
 
 use std::path::Path;
 
@@ -30,16 +37,30 @@ pub struct Peer {
     pub pubkey: PublicKey,
     #[serde(default)]
     pub bandwidth: Option<f64>,
+    /// A miner's uid (which rows the subnet assigns it): the validator's
+    /// record, which verify holds a miner's data spec to.
+    #[serde(default)]
+    pub uid: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct File {
+    max_weight: Option<u64>,
     peer: Vec<Peer>,
 }
 
-/// The peers in rank order.
+/// The weight cap when the peers file sets none: 2^24 sequences, far above
+/// one step's batch on any machine.
+pub const DEFAULT_MAX_WEIGHT: u64 = 1 << 24;
+
+/// The peers in rank order, and the rules every peer applies to all.
 #[derive(Clone, Debug)]
-pub struct Peers(pub Vec<Peer>);
+pub struct Peers {
+    pub list: Vec<Peer>,
+    /// Most averaging weight one peer may announce.
+    pub max_weight: u64,
+}
 
 impl Peers {
     pub fn read(path: &Path) -> Result<Self, Error> {
@@ -96,19 +117,29 @@ impl Peers {
                 )));
             }
         }
-        Ok(Peers(f.peer))
+        let max_weight = f.max_weight.unwrap_or(DEFAULT_MAX_WEIGHT);
+        if max_weight == 0 || max_weight > DEFAULT_MAX_WEIGHT << 16 {
+            return Err(bad(format!(
+                "max_weight must be between 1 and {}",
+                DEFAULT_MAX_WEIGHT << 16
+            )));
+        }
+        Ok(Peers {
+            list: f.peer,
+            max_weight,
+        })
     }
 
     pub fn rank(&self, name: &str) -> Option<usize> {
-        self.0.iter().position(|p| p.name == name)
+        self.list.iter().position(|p| p.name == name)
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.list.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.list.is_empty()
     }
 }
 
@@ -129,7 +160,7 @@ impl Plan {
     pub fn new(members: &[usize], peers: &Peers, len: usize) -> Self {
         let w: Vec<f64> = members
             .iter()
-            .map(|&r| peers.0[r].bandwidth.unwrap_or(1.0))
+            .map(|&r| peers.list[r].bandwidth.unwrap_or(1.0))
             .collect();
         let total: f64 = w.iter().sum();
         let mut spans = Vec::with_capacity(members.len());

@@ -76,6 +76,9 @@ pub struct Body {
     pub peak_anon_rss_bytes: u64,
 }
 
+/// Largest transcript file read.
+pub const MAX_FILE: u64 = 64 << 20;
+
 /// A body, its signer and the ed25519 signature over the body's JSON bytes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Transcript {
@@ -107,12 +110,61 @@ impl Transcript {
         self.pubkey.verify_hex(&bytes, &self.signature)
     }
 
+    /// Checks that the transcript is signed by the key `peers` pins for the
+    /// peer it says wrote it (`signer` = `me` = a peer of the file).
+    pub fn check_signer(&self, peers: &crate::reduce::peers::Peers) -> Result<(), String> {
+        if self.signer != self.body.me {
+            return Err(format!(
+                "signed as '{}' but written by '{}'",
+                self.signer.chars().take(64).collect::<String>(),
+                self.body.me.chars().take(64).collect::<String>()
+            ));
+        }
+        let Some(rank) = peers.rank(&self.body.me) else {
+            return Err("its writer is not in the peers file".into());
+        };
+        self.verify(Some(&peers.list[rank].pubkey))
+            .map_err(|_| "not signed by its writer's key in the peers file".to_string())
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("json") + "\n"
     }
 
+    /// Reads a transcript file (at most [`MAX_FILE`] bytes: it is another party's).
     pub fn read(path: &std::path::Path) -> Result<Self, String> {
-        let t = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        use std::io::Read as _;
+        let mut t = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_FILE + 1).read_to_string(&mut t))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if t.len() as u64 > MAX_FILE {
+            return Err(format!("{}: larger than {MAX_FILE} bytes", path.display()));
+        }
         serde_json::from_str(&t).map_err(|e| format!("{}: {e}", path.display()))
     }
+}
+
+/// The transcripts worth believing: signed by the key the peers file pins for
+/// the peer each one says wrote it. Returns them and a note for each other.
+pub fn trusted<'a>(
+    transcripts: &'a [Transcript],
+    peers: Option<&crate::reduce::peers::Peers>,
+) -> (Vec<&'a Transcript>, Vec<String>) {
+    let mut good = Vec::new();
+    let mut ignored = Vec::new();
+    for t in transcripts {
+        let why = match peers {
+            None => Some("no peers file to check its signer against".to_string()),
+            Some(peers) => t.check_signer(peers).err(),
+        };
+        match why {
+            None => good.push(t),
+            Some(why) => ignored.push(format!(
+                "{}'s transcript: {why}",
+                t.body.me.chars().take(64).collect::<String>()
+            )),
+        }
+    }
+    (good, ignored)
 }

@@ -65,6 +65,10 @@ pub struct Hub {
 }
 
 impl Hub {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn start(root: &Path, extra: &[&str]) -> Hub {
         use std::io::BufRead;
         let mut child = Command::new(bin())
@@ -171,4 +175,15 @@ pub fn free_port() -> u16 {
 pub fn peer_entry(name: &str, pubkey: &str) -> String {
     let port = free_port();
     format!("[[peer]]\nname = \"{name}\"\naddr = \"127.0.0.1:{port}\"\npubkey = \"{pubkey}\"\n\n")
+}
+
+/// Peak resident memory (VmHWM) of a process, in KiB.
+#[allow(dead_code)]
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
 }
