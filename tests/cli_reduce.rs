@@ -599,6 +599,97 @@ fn wrong_key_wrong_layout_and_nan_are_refused() {
     assert_eq!(code, Some(5), "{err}");
 }
 
+/// A peer announcing a huge weight (its own peers file allows it) would make
+/// the average its own gradient, or wrap the sum of weights: the others drop
+/// it and average honestly. A receive-only peer's placeholder input may hold
+/// anything; a peer's own weight above the cap is a usage error.
+#[test]
+fn an_inflated_weight_is_dropped_and_the_average_stays_honest() {
+    let weights = [1, 2, 1 << 30];
+    let s = Swarm::new(3, 10_000, &weights);
+    let lenient = s.path("lenient.toml");
+    let file = std::fs::read_to_string(s.path("peers.toml")).unwrap();
+    std::fs::write(&lenient, format!("max_weight = {}\n\n{file}", 1u64 << 40)).unwrap();
+    let attacker = {
+        let p = |x: &str| s.path(&format!("p2.{x}")).to_str().unwrap().to_string();
+        Command::new(bin())
+            .args(["reduce", "--peers", lenient.to_str().unwrap(), "--me", "p2"])
+            .args([
+                "--key",
+                &p("key"),
+                "--round",
+                "w",
+                "--in",
+                &p("in"),
+                "--out",
+                &p("out"),
+            ])
+            .args(["--deadline", "8"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let honest = [
+        s.spawn(0, "w", &["--deadline", "8"]),
+        s.spawn(1, "w", &["--deadline", "8"]),
+    ];
+    let res: Vec<_> = honest
+        .into_iter()
+        .chain([attacker])
+        .map(|c| finish(c, Duration::from_secs(25)))
+        .collect();
+    assert_eq!(res[0].0, Some(0), "{}", res[0].2);
+    assert_eq!(res[1].0, Some(0), "{}", res[1].2);
+    assert_ne!(res[2].0, Some(0), "the attacker is out: {}", res[2].2);
+    let want = s.expected(&[0, 1], &weights);
+    let f = TensorFile::open(s.out(0)).unwrap();
+    for (k, (&g, &w)) in f.flat_f32().unwrap().iter().zip(&want).enumerate() {
+        assert_eq!(g, w as f32, "element {k} is not the honest mean");
+    }
+    let failures = s.transcript(0)["body"]["failures"].to_string();
+    assert!(
+        failures.contains("p2") && failures.contains("announced weight"),
+        "{failures}"
+    );
+
+    // a receive-only peer's placeholder is never sent: NaN in it is no error
+    let a = s.n_elem / 3;
+    let specs = vec![
+        TensorSpec::new("w", DType::F32, &[a]),
+        TensorSpec::new("b", DType::F32, &[s.n_elem - a]),
+    ];
+    let nan = vec![f32::NAN; s.n_elem];
+    let mut meta = BTreeMap::new();
+    GradMeta {
+        model: MODEL.into(),
+        sequences: 1,
+        tokens: 128,
+    }
+    .insert_into(&mut meta);
+    dtrain::tensors::write_f32(s.path("p2.in"), &specs, &[&nan[..a], &nan[a..]], &meta).unwrap();
+    let kids = [
+        s.spawn(0, "w0", &["--deadline", "8"]),
+        s.spawn(1, "w0", &["--deadline", "8"]),
+        s.spawn(2, "w0", &["--deadline", "8", "--weight", "0"]),
+    ];
+    for (i, c) in kids.into_iter().enumerate() {
+        let (code, _, err) = finish(c, Duration::from_secs(25));
+        assert_eq!(code, Some(0), "peer {i}: {err}");
+    }
+    // and a weight above the cap is refused before the round
+    let (code, _, err) = finish(
+        s.spawn(
+            2,
+            "w1",
+            &["--deadline", "3", "--weight", &(1u64 << 25).to_string()],
+        ),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("max_weight"), "{err}");
+}
+
 /// Hostile connections during a round: oversized length prefixes, random
 /// bytes, connections that send nothing. The round completes; no peer crashes or balloons.
 #[test]

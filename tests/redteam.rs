@@ -511,10 +511,11 @@ fn every_cheat_is_caught_and_honest_work_always_passes() {
         .iter()
         .map(|m| w.p(&format!("{}.tr", m.name)))
         .collect();
-    let tr_args: Vec<String> = trs
+    let mut tr_args: Vec<String> = trs
         .iter()
         .flat_map(|t| ["--transcript".to_string(), s(t).to_string()])
         .collect();
+    tr_args.extend(["--peers".to_string(), s(&w.p("peers.toml")).to_string()]);
     let tr_refs: Vec<&str> = tr_args.iter().map(String::as_str).collect();
     let mut verdicts = String::new();
     for m in &peers {
@@ -569,4 +570,290 @@ fn every_cheat_is_caught_and_honest_work_always_passes() {
     for (c, v) in &table {
         println!("{c:<40} {v}");
     }
+}
+
+/// Writes `m`'s gradient again with its tensors in reverse order (same names,
+/// values and metadata), re-pointing and re-signing the receipt.
+fn reorder_grad(m: &Miner) {
+    let g = TensorFile::open(&m.grad).unwrap();
+    let mut specs = g.specs();
+    let meta = g.metadata().clone();
+    let flat = g.flat_f32().unwrap().to_vec();
+    drop(g);
+    let mut parts = Vec::new();
+    let mut o = 0;
+    for sp in &specs {
+        parts.push(&flat[o..o + sp.numel()]);
+        o += sp.numel();
+    }
+    specs.reverse();
+    parts.reverse();
+    dtrain::tensors::write_f32(&m.grad, &specs, &parts, &meta).unwrap();
+    let mut r = receipt(m);
+    r.grad = dtrain::fsio::hash_file(&m.grad)
+        .unwrap()
+        .to_hex()
+        .to_string();
+    save_signed(m, r, &m.key);
+}
+
+/// Defects in what a miner publishes are FAIL verdicts (exit 1, a JSON
+/// verdict naming the check), never an exit 2 or a panic; a spec is held to
+/// the validator's own assignment; a receipt to its round and miner.
+#[test]
+fn hostile_artefacts_are_fail_verdicts() {
+    let w = World::new();
+    let mut table: Vec<(String, String)> = Vec::new();
+    let mut caught = |case: &str, (code, v): (i32, serde_json::Value), check: &str| {
+        assert_eq!(code, 1, "{case}: not caught: {v}");
+        let failed = failed_checks(&v);
+        assert!(
+            failed.contains(check),
+            "{case}: failed {failed}, expected {check}: {v}"
+        );
+        table.push((case.to_string(), format!("FAIL ({failed})")));
+    };
+    let assignment =
+        |uid: &'static str| ["--seed", "0", "--epoch", "0", "--uid", uid, "--rows", ROWS];
+
+    // rows of uid 4, the spec relabelled as uid 3's: the rows match the spec,
+    // but not what the subnet assigns uid 3
+    let m = w.miner("relabel", 4, 0);
+    assert_eq!(
+        w.verify(&m, &w.model, &assignment("4")).0,
+        0,
+        "honest uid 4 passes"
+    );
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&m.spec).unwrap()).unwrap();
+    spec["assignment"]["uid"] = 3.into();
+    std::fs::write(&m.spec, spec.to_string()).unwrap();
+    caught(
+        "spec relabelled to another uid's rows",
+        w.verify(&m, &w.model, &assignment("3")),
+        "shard",
+    );
+
+    // the gradient's tensors in another order
+    let m = w.miner("reorder", 1, 0);
+    reorder_grad(&m);
+    caught(
+        "gradient tensors re-ordered",
+        w.verify(&m, &w.model, &[]),
+        "gradient",
+    );
+
+    // a truncated gradient file
+    let m = w.miner("trunc", 2, 0);
+    let len = std::fs::metadata(&m.grad).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&m.grad)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    caught(
+        "truncated gradient file",
+        w.verify(&m, &w.model, &[]),
+        "gradient file",
+    );
+
+    // a receipt that is not JSON
+    let m = w.miner("garbled", 3, 0);
+    std::fs::write(&m.receipt, b"{\"version\": 2, \"model\": ").unwrap();
+    caught(
+        "receipt is not JSON",
+        w.verify(&m, &w.model, &[]),
+        "receipt",
+    );
+
+    // last round's receipt, replayed
+    let m = w.miner("replay", 5, 0);
+    let mut r = receipt(&m);
+    r.round = Some("epoch-0".into());
+    save_signed(&m, r, &m.key);
+    assert_eq!(w.verify(&m, &w.model, &["--round", "epoch-0"]).0, 0);
+    caught(
+        "receipt of another round replayed",
+        w.verify(&m, &w.model, &["--round", "epoch-1"]),
+        "receipt",
+    );
+    caught(
+        "receipt naming another miner",
+        w.verify(&m, &w.model, &["--miner", "someone-else"]),
+        "receipt",
+    );
+
+    // seq_len 0: signed (sane-looking otherwise) and with a bad signature
+    let m = w.miner("zero", 6, 0);
+    let mut r = receipt(&m);
+    r.seq_len = 0;
+    std::fs::write(&m.receipt, r.to_json()).unwrap();
+    caught(
+        "seq_len 0, signature broken",
+        w.verify(&m, &w.model, &[]),
+        "signature",
+    );
+    save_signed(&m, r, &m.key);
+    caught(
+        "seq_len 0, re-signed",
+        w.verify(&m, &w.model, &[]),
+        "receipt",
+    );
+
+    println!("\n{:<40} verdict", "hostile artefact");
+    for (c, v) in &table {
+        println!("{c:<40} {v}");
+    }
+}
+
+/// Transcripts are the miners' word: one not signed by the key the peers file
+/// pins for its writer is ignored (by verify and score); an owner's record
+/// that contradicts the contributor's own is a dispute, not a FAIL; a weight
+/// announced in the round that is not the receipt's sequence count is a FAIL.
+#[test]
+fn transcripts_are_trusted_only_from_their_pinned_writers() {
+    let w = World::new();
+    let peers: Vec<Miner> = ["ta", "tb", "inflator"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| w.miner(n, i as u64, 7))
+        .collect();
+    let mut toml = String::new();
+    for m in &peers {
+        toml += &peer_entry(&m.name, &m.pubkey);
+    }
+    std::fs::write(w.p("peers.toml"), toml).unwrap();
+    let inflated = (receipt(&peers[2]).sequences.len() * 10).to_string();
+    let kids: Vec<_> = peers
+        .iter()
+        .map(|m| {
+            let mut c = Command::new(bin());
+            c.args(["reduce", "--peers", s(&w.p("peers.toml")), "--me", &m.name])
+                .args(["--key", s(&m.key), "--round", "tt", "--in", s(&m.grad)])
+                .args(["--out", s(&w.p(&format!("{}.avg", m.name)))])
+                .args(["--transcript", s(&w.p(&format!("{}.tr", m.name)))])
+                .args(["--deadline", "30", "--chunk", "65536"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            if m.name == "inflator" {
+                c.args(["--weight", &inflated]);
+            }
+            c.spawn().unwrap()
+        })
+        .collect();
+    for k in kids {
+        let o = k.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let tr = |n: &str| w.p(&format!("{n}.tr"));
+    let read = |p: &Path| dtrain::reduce::transcript::Transcript::read(p).unwrap();
+    let with = |ts: &[PathBuf]| {
+        let mut a: Vec<String> = vec!["--peers".into(), s(&w.p("peers.toml")).into()];
+        for t in ts {
+            a.push("--transcript".into());
+            a.push(s(t).into());
+        }
+        a
+    };
+    let honest: Vec<PathBuf> = peers.iter().map(|m| tr(&m.name)).collect();
+    let verify = |m: &Miner, ts: &[PathBuf]| {
+        let a = with(ts);
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        w.verify(m, &w.model, &refs)
+    };
+    assert_eq!(verify(&peers[0], &honest).0, 0);
+    assert_eq!(verify(&peers[1], &honest).0, 0);
+    // the inflator's contributions are its gradient, but it announced 10x its sequences
+    let (code, v) = verify(&peers[2], &honest);
+    assert_eq!(code, 1, "{v}");
+    assert!(v.to_string().contains("announced weight"), "{v}");
+
+    // ta's record of tb's contribution forged, signed by a random key
+    let mut forged = read(&tr("ta"));
+    for span in forged.body.spans.iter_mut() {
+        for c in span.contributors.iter_mut().filter(|c| c.peer == "tb") {
+            if c.blake3.is_some() {
+                c.blake3 = Some("00".repeat(32));
+            }
+        }
+    }
+    let stranger = dtrain::keys::Key::generate();
+    let by_stranger = w.p("forged-by-stranger.tr");
+    std::fs::write(
+        &by_stranger,
+        dtrain::reduce::transcript::Transcript::sign(forged.body.clone(), &stranger).to_json(),
+    )
+    .unwrap();
+    let ts = [by_stranger.clone(), tr("tb"), tr("inflator")];
+    let (code, v) = verify(&peers[1], &ts);
+    assert_eq!(
+        code, 0,
+        "a stranger's transcript made an honest miner FAIL: {v}"
+    );
+    assert!(
+        v.to_string().contains("not signed by its writer's key"),
+        "{v}"
+    );
+    // ... the same forgery signed by ta itself: ta's word against tb's, a dispute
+    let ta_key = dtrain::keys::Key::load(&peers[0].key).unwrap();
+    let by_ta = w.p("forged-by-ta.tr");
+    std::fs::write(
+        &by_ta,
+        dtrain::reduce::transcript::Transcript::sign(forged.body, &ta_key).to_json(),
+    )
+    .unwrap();
+    let (code, v) = verify(&peers[1], &[by_ta, tr("tb"), tr("inflator")]);
+    assert_eq!(code, 0, "{v}");
+    assert!(
+        v["disputes"].as_array().is_some_and(|d| !d.is_empty()),
+        "{v}"
+    );
+
+    // score: a transcript by a stranger that makes tb look faster moves nothing
+    let mut verdicts = String::new();
+    for m in &peers[..2] {
+        verdicts += &(verify(m, &honest).1.to_string() + "\n");
+    }
+    std::fs::write(w.p("verdicts.jsonl"), verdicts).unwrap();
+    let score = |ts: &[PathBuf]| {
+        let mut a: Vec<String> = [
+            "score",
+            "--verdicts",
+            s(&w.p("verdicts.jsonl")),
+            "--epoch",
+            "7",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        a.extend(["--state-out".into(), s(&w.p("state.json")).into()]);
+        a.extend(with(ts));
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        let o = dtrain(&refs, b"");
+        assert!(o.status.success(), "{}", stderr(&o));
+        (
+            serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["weights"].clone(),
+            stderr(&o),
+        )
+    };
+    let (fair, _) = score(&honest);
+    let mut boosted = read(&tr("ta"));
+    for t in boosted.body.traffic.iter_mut().filter(|t| t.peer == "tb") {
+        t.received *= 100;
+    }
+    let fake = w.p("boost.tr");
+    std::fs::write(
+        &fake,
+        dtrain::reduce::transcript::Transcript::sign(boosted.body, &stranger).to_json(),
+    )
+    .unwrap();
+    let (after, notes) = score(&[fake, tr("tb"), tr("inflator")]);
+    let (without_ta, _) = score(&[tr("tb"), tr("inflator")]);
+    assert_eq!(after, without_ta, "the stranger's transcript counted");
+    assert!(notes.contains("ignoring"), "{notes}");
+    println!(
+        "weights: all honest transcripts {fair}; ta's replaced by a stranger's boosted copy {after} \
+         (= without ta's, {without_ta})"
+    );
 }
