@@ -690,6 +690,113 @@ fn an_inflated_weight_is_dropped_and_the_average_stays_honest() {
     assert!(err.contains("max_weight"), "{err}");
 }
 
+/// A TCP connection to `to` from the local address `from` (another loopback
+/// address than the peers', as a stranger's host would be).
+fn connect_from(
+    from: std::net::Ipv4Addr,
+    to: std::net::SocketAddrV4,
+) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let sa = |a: std::net::SocketAddrV4| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor this function owns until it
+    // hands it to TcpStream (or closes it on error)
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let local = sa(std::net::SocketAddrV4::new(from, 0));
+        let remote = sa(to);
+        if libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) != 0
+            || libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) != 0
+        {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(e);
+        }
+        Ok(TcpStream::from_raw_fd(fd))
+    }
+}
+
+/// Dialers that trickle a byte every 300 ms and reconnect when dropped, from
+/// a stranger's address and from the peers' own, until `stop`.
+fn stalled_dialers(
+    targets: Vec<std::net::SocketAddrV4>,
+    from: std::net::Ipv4Addr,
+    per_target: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let mut threads = Vec::new();
+    for t in targets {
+        for _ in 0..per_target {
+            let stop = stop.clone();
+            threads.push(std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(mut c) = connect_from(from, t) {
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                            && c.write_all(b"D").is_ok()
+                        {
+                            std::thread::sleep(Duration::from_millis(300));
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }));
+        }
+    }
+    threads
+}
+
+/// 40 stalled dialers per peer from a stranger's address, and a few from the
+/// peers' own address, would fill every handshake slot (each read succeeds,
+/// so a per-read timeout never fires): strangers are refused at once, each
+/// address has its share, and a handshake has one deadline.
+#[test]
+fn stalled_dialers_cannot_keep_the_peers_out() {
+    let s = Swarm::new(3, 10_000, &[1, 2, 3]);
+    let peers = dtrain::reduce::peers::Peers::read(&s.path("peers.toml")).unwrap();
+    let targets: Vec<std::net::SocketAddrV4> =
+        peers.list.iter().map(|p| p.addr.parse().unwrap()).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // the flood starts first: the peers' listeners come up into it
+    let mut flood = stalled_dialers(
+        targets.clone(),
+        "127.0.0.2".parse().unwrap(),
+        40,
+        stop.clone(),
+    );
+    let kids: Vec<Child> = (0..3)
+        .map(|i| s.spawn(i, "flood", &["--deadline", "20"]))
+        .collect();
+    flood.extend(stalled_dialers(
+        targets,
+        "127.0.0.1".parse().unwrap(),
+        3,
+        stop.clone(),
+    ));
+    let res: Vec<_> = kids
+        .into_iter()
+        .map(|c| finish(c, Duration::from_secs(40)))
+        .collect();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in flood {
+        t.join().unwrap();
+    }
+    for (i, (code, _, err)) in res.iter().enumerate() {
+        assert_eq!(*code, Some(0), "peer {i}: {err}");
+    }
+    let first = std::fs::read(s.out(0)).unwrap();
+    assert!((1..3).all(|i| std::fs::read(s.out(i)).unwrap() == first));
+}
+
 /// Hostile connections during a round: oversized length prefixes, random
 /// bytes, connections that send nothing. The round completes; no peer crashes or balloons.
 #[test]

@@ -66,6 +66,54 @@ struct Finish {
     sig: Vec<u8>,
 }
 
+/// A connection read and written under one deadline for the whole
+/// handshake: a dialer that trickles a byte a second still loses its slot
+/// when the deadline passes (a timeout per read would let it stay forever).
+pub struct Deadline<'a> {
+    stream: &'a std::net::TcpStream,
+    until: std::time::Instant,
+}
+
+impl<'a> Deadline<'a> {
+    pub fn new(stream: &'a std::net::TcpStream, within: std::time::Duration) -> Self {
+        Self {
+            stream,
+            until: std::time::Instant::now() + within,
+        }
+    }
+
+    fn left(&self) -> std::io::Result<std::time::Duration> {
+        let left = self
+            .until
+            .saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "handshake deadline passed",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).read(buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// What this side brings to a handshake.
 pub struct Local<'a> {
     pub round: &'a str,

@@ -57,9 +57,9 @@ pub mod peers;
 pub mod transcript;
 pub mod wire;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::{BufReader, BufWriter, Write};
-use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -70,7 +70,7 @@ use rayon::prelude::*;
 
 use crate::keys::Key;
 use crate::tensors::{GradMeta, TensorFile, TensorWriter};
-use handshake::{Local, Session};
+use handshake::{Deadline, Local, Session};
 use peers::{Peers, Plan};
 use transcript::{Body, Contribution, Failure, PeerEntry, SpanRecord, Traffic, Transcript};
 use wire::{kind, MacKey, Wire};
@@ -942,6 +942,81 @@ impl Coordinator {
     }
 }
 
+/// A whole handshake, from the first byte to the session keys, takes at most this.
+const HANDSHAKE_TIME: Duration = Duration::from_secs(5);
+
+/// Who may start a handshake with this peer, and how many at once.
+///
+/// Connections from an address that no peer of the file has are closed at
+/// once (when every peer's address is an IP; a host name in the file admits
+/// any address). Each address may hold [`SLOTS_PER_PEER`] handshakes per peer
+/// at that address, and all together at most `4n + 16`: a flood of stalled
+/// dialers cannot keep the peers out.
+struct Gate {
+    allowed: Option<HashSet<IpAddr>>,
+    per_ip_cap: HashMap<IpAddr, usize>,
+    total_cap: usize,
+    held: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+const SLOTS_PER_PEER: usize = 4;
+
+/// A handshake slot, given back on drop.
+struct GateSlot {
+    gate: Arc<Gate>,
+    ip: IpAddr,
+}
+
+impl Drop for GateSlot {
+    fn drop(&mut self) {
+        let mut held = self.gate.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.0 -= 1;
+        if let Some(n) = held.1.get_mut(&self.ip) {
+            *n -= 1;
+        }
+    }
+}
+
+impl Gate {
+    fn new(peers: &Peers) -> Self {
+        let ips: Vec<Option<IpAddr>> = peers
+            .list
+            .iter()
+            .map(|p| p.addr.parse::<SocketAddr>().ok().map(|a| a.ip()))
+            .collect();
+        let mut per_ip_cap = HashMap::new();
+        for ip in ips.iter().flatten() {
+            *per_ip_cap.entry(*ip).or_insert(0) += SLOTS_PER_PEER;
+        }
+        let all_ips = ips.iter().all(Option::is_some);
+        Gate {
+            allowed: all_ips.then(|| per_ip_cap.keys().copied().collect()),
+            per_ip_cap,
+            total_cap: 4 * peers.len() + 16,
+            held: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<GateSlot> {
+        let ip = ip.to_canonical();
+        if self.allowed.as_ref().is_some_and(|a| !a.contains(&ip)) {
+            return None;
+        }
+        let cap = self.per_ip_cap.get(&ip).copied().unwrap_or(SLOTS_PER_PEER);
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = held.1.get(&ip).copied().unwrap_or(0);
+        if mine >= cap || held.0 >= self.total_cap {
+            return None;
+        }
+        held.0 += 1;
+        held.1.insert(ip, mine + 1);
+        Some(GateSlot {
+            gate: self.clone(),
+            ip,
+        })
+    }
+}
+
 /// Longest sequence a weight may stand for, in tokens: bounds announced token counts.
 const MAX_TOKENS_PER_WEIGHT: u64 = 1 << 20;
 
@@ -1066,28 +1141,20 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
             etx.clone(),
             sh.clone(),
         );
+        let gate = Arc::new(Gate::new(&peers));
         std::thread::spawn(move || {
-            let active = Arc::new(AtomicU32::new(0));
             while !sh.stop.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((s, _)) => {
-                        // bounded: hostile or stuck dialers cannot pile up threads
-                        if active.load(Ordering::Relaxed) >= 4 * peers.len() as u32 + 16 {
+                    Ok((s, from)) => {
+                        // bounded: strangers are turned away at once, and no
+                        // address can hold more than its share of slots
+                        let Some(slot) = gate.admit(from.ip()) else {
                             continue;
-                        }
-                        active.fetch_add(1, Ordering::Relaxed);
-                        let (peers, key, round, etx, active) = (
-                            peers.clone(),
-                            key.clone(),
-                            round.clone(),
-                            etx.clone(),
-                            active.clone(),
-                        );
+                        };
+                        let (peers, key, round, etx) =
+                            (peers.clone(), key.clone(), round.clone(), etx.clone());
                         std::thread::spawn(move || {
                             let _ = s.set_nonblocking(false);
-                            let _ =
-                                s.set_read_timeout(Some(Duration::from_secs(5).min(connect_for)));
-                            let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
                             let local = Local {
                                 round: &round,
                                 me,
@@ -1097,12 +1164,14 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
                                 tokens,
                                 layout,
                             };
-                            let mut st = s;
-                            if let Ok(sess) = handshake::accept(&mut st, &local) {
-                                let _ = st.set_read_timeout(None);
-                                let _ = etx.send(Event::Incoming(sess, st));
+                            let within = HANDSHAKE_TIME.min(connect_for);
+                            let done = handshake::accept(&mut Deadline::new(&s, within), &local);
+                            drop(slot);
+                            if let Ok(sess) = done {
+                                let _ = s.set_read_timeout(None);
+                                let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+                                let _ = etx.send(Event::Incoming(sess, s));
                             }
-                            active.fetch_sub(1, Ordering::Relaxed);
                         });
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -1130,10 +1199,8 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
                 };
                 for a in addrs {
                     match TcpStream::connect_timeout(&a, Duration::from_secs(2)) {
-                        Ok(mut s) => {
+                        Ok(s) => {
                             let _ = s.set_nodelay(true);
-                            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                            let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
                             let local = Local {
                                 round: &round,
                                 me,
@@ -1143,9 +1210,11 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
                                 tokens,
                                 layout,
                             };
-                            match handshake::initiate(&mut s, &local, j) {
+                            let mut io = Deadline::new(&s, HANDSHAKE_TIME);
+                            match handshake::initiate(&mut io, &local, j) {
                                 Ok(sess) => {
                                     let _ = s.set_read_timeout(None);
+                                    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
                                     let _ = etx.send(Event::Outgoing(sess, s));
                                     return;
                                 }
