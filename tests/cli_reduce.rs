@@ -797,6 +797,93 @@ fn stalled_dialers_cannot_keep_the_peers_out() {
     assert!((1..3).all(|i| std::fs::read(s.out(i)).unwrap() == first));
 }
 
+/// An authenticated member that reports an honest peer as unreachable used to
+/// get it dropped from the round; now its unsupported report drops only itself,
+/// and the transcript records who reported whom.
+#[test]
+fn a_false_failure_report_evicts_only_its_maker() {
+    let weights = [1, 2, 3, 4];
+    let s = Swarm::new(4, 20_000, &weights);
+    let kids: Vec<Child> = (0..4)
+        .map(|i| {
+            let fault: &[(&str, &str)] = if i == 3 {
+                &[("DTRAIN_REDUCE_FAULT", "false-report:p1")]
+            } else {
+                &[]
+            };
+            s.spawn_env(i, "liar", &["--deadline", "15"], fault)
+        })
+        .collect();
+    let res: Vec<_> = kids
+        .into_iter()
+        .map(|c| finish(c, Duration::from_secs(30)))
+        .collect();
+    for (i, (code, _, err)) in res.iter().enumerate().take(3) {
+        assert_eq!(*code, Some(0), "p{i}: {err}");
+    }
+    assert_eq!(res[3].0, Some(4), "the liar is out: {}", res[3].2);
+    let t = s.transcript(1);
+    assert_eq!(t["body"]["members"], serde_json::json!(["p0", "p1", "p2"]));
+    let failures = t["body"]["failures"].to_string();
+    assert!(
+        failures.contains("reported p1, whom the others still reach"),
+        "{failures}"
+    );
+    let reports = t["body"]["reports"].as_array().unwrap();
+    assert!(
+        reports
+            .iter()
+            .any(|r| r["by"] == "p3" && r["about"] == "p1"),
+        "{reports:?}"
+    );
+    let want = s.expected(&[0, 1, 2], &weights);
+    let got = TensorFile::open(s.out(1)).unwrap();
+    for (k, (&g, &w)) in got.flat_f32().unwrap().iter().zip(&want).enumerate() {
+        assert_eq!(g, w as f32, "element {k}");
+    }
+}
+
+/// A member sending syncs for made-up attempt numbers cannot grow the others'
+/// memory: control frames outside a small window of attempts are dropped.
+#[test]
+fn made_up_attempt_numbers_do_not_grow_a_peer() {
+    let s = Swarm::new(3, 20_000, &[1, 2, 3]);
+    let peak = |round: &str, fault: &str| -> u64 {
+        let kids: Vec<Child> = (0..3)
+            .map(|i| {
+                let env: &[(&str, &str)] = if i == 2 {
+                    &[("DTRAIN_REDUCE_FAULT", fault)]
+                } else {
+                    &[]
+                };
+                s.spawn_env(i, round, &["--deadline", "30"], env)
+            })
+            .collect();
+        let res: Vec<_> = kids
+            .into_iter()
+            .map(|c| finish(c, Duration::from_secs(60)))
+            .collect();
+        for (code, _, err) in &res {
+            assert_eq!(*code, Some(0), "{err}");
+        }
+        let v: serde_json::Value = serde_json::from_str(res[0].1.trim()).unwrap();
+        v["peak_anon_rss_bytes"].as_u64().unwrap()
+    };
+    let calm = peak("calm", "");
+    let flooded = peak("flood", "sync-flood:200000");
+    println!(
+        "peak anon RSS of a peer: calm {} MiB, under 200 000 made-up syncs {} MiB",
+        calm >> 20,
+        flooded >> 20
+    );
+    assert!(
+        flooded < calm + (24 << 20),
+        "200 000 made-up syncs grew a peer from {} to {} MiB",
+        calm >> 20,
+        flooded >> 20
+    );
+}
+
 /// Hostile connections during a round: oversized length prefixes, random
 /// bytes, connections that send nothing. The round completes; no peer crashes or balloons.
 #[test]

@@ -619,6 +619,16 @@ fn reader_loop(
                     Counters::mark(&c.first_recv, &c.last_recv);
                 } else {
                     credits.release(); // only data frames hold credits
+                                       // a control frame for an attempt far from ours is dropped
+                                       // here, before it can queue up (the coordinator files
+                                       // only a small window of attempts anyway)
+                    let ours = sh.attempt.load(Ordering::Relaxed);
+                    if frame.attempt.saturating_add(1) < ours
+                        || frame.attempt > ours.saturating_add(ATTEMPT_WINDOW + 1)
+                    {
+                        sh.recycle(frame.payload);
+                        continue;
+                    }
                 }
                 if events.send(Event::Frame { from: peer, frame }).is_err() {
                     return;
@@ -677,8 +687,12 @@ struct Coordinator {
     credits: HashMap<usize, Arc<Credits>>,
     counters: HashMap<usize, Arc<Counters>>,
     streams: HashMap<usize, Vec<TcpStream>>,
-    /// A peer that reported this one as failed.
-    excluded_by: Option<usize>,
+    /// Who reported whom, as the membership syncs said (for the transcript).
+    reports: BTreeSet<(u32, usize, usize)>,
+    /// Control frames are filed only for attempts from here to two beyond:
+    /// a peer cannot grow the maps below with made-up attempt numbers.
+    window_base: u32,
+    fault: Fault,
     weights: HashMap<usize, (u64, u64)>,
     failed: BTreeMap<usize, Failure>,
     deadline: Instant,
@@ -690,6 +704,7 @@ struct Coordinator {
     aborts: HashMap<u32, BTreeSet<usize>>,
     data: VecDeque<(usize, wire::Frame)>,
     peak_anon: u64,
+    rss_sampled: Instant,
     wire: Wire,
     chunk: usize,
     allow_nonfinite: bool,
@@ -774,7 +789,11 @@ impl Coordinator {
 
     /// Receives one event (or times out after `tick`), filing control frames.
     fn pump(&mut self, tick: Duration) -> Option<Event> {
-        self.peak_anon = self.peak_anon.max(anon_rss());
+        // sampled, not read per event: a burst of frames must not wait on /proc
+        if self.rss_sampled.elapsed() >= Duration::from_millis(10) {
+            self.peak_anon = self.peak_anon.max(anon_rss());
+            self.rss_sampled = Instant::now();
+        }
         let ev = match self.events.recv_timeout(tick) {
             Ok(e) => e,
             Err(RecvTimeoutError::Timeout) => return None,
@@ -783,9 +802,14 @@ impl Coordinator {
         match ev {
             Event::Frame { from, frame } => {
                 self.last_seen.insert(from, Instant::now());
+                let in_window = frame.attempt >= self.window_base
+                    && frame.attempt - self.window_base <= ATTEMPT_WINDOW;
                 match frame.kind {
+                    kind::SYNC | kind::DONE | kind::ABORT if !in_window => None,
                     kind::SYNC => {
-                        if let Some(m) = dec::<SyncMsg>(&frame.payload) {
+                        if let Some(m) =
+                            dec::<SyncMsg>(&frame.payload).filter(|m| (1..=2).contains(&m.stage))
+                        {
                             self.syncs
                                 .entry((frame.attempt, m.stage))
                                 .or_default()
@@ -800,21 +824,16 @@ impl Coordinator {
                         None
                     }
                     kind::ABORT => {
-                        let failed: Vec<u16> = dec(&frame.payload).unwrap_or_default();
-                        let e = self.aborts.entry(frame.attempt).or_default();
-                        e.insert(from);
-                        for f in failed {
-                            let f = f as usize;
-                            if f < self.cfg_peers.len()
-                                && f != self.me
-                                && !self.failed.contains_key(&f)
-                            {
-                                let name = self.name(from);
-                                self.fail(f, frame.attempt, format!("reported by {name}"));
-                            } else if f == self.me {
-                                // someone thinks we failed: they will exclude us
-                                self.excluded_by.get_or_insert(from);
-                            }
+                        // the attempt ends; whom the sender names is only its
+                        // report: membership is decided at the next sync
+                        let named: Vec<u16> = dec(&frame.payload).unwrap_or_default();
+                        self.aborts.entry(frame.attempt).or_default().insert(from);
+                        for f in named
+                            .into_iter()
+                            .map(usize::from)
+                            .filter(|&f| f < self.cfg_peers.len())
+                        {
+                            self.reports.insert((frame.attempt, from, f));
                         }
                         None
                     }
@@ -842,25 +861,29 @@ impl Coordinator {
         }
     }
 
-    fn excluded_check(&self) -> Result<(), Error> {
-        match self.excluded_by {
-            Some(by) => Err(Error::Excluded(format!(
-                "{} reported this peer as failed",
-                self.name(by)
-            ))),
-            None => Ok(()),
+    /// Whom this peer reports as unreachable: those it lost, and what the
+    /// round already decided.
+    fn my_reports(&self) -> Vec<u16> {
+        let mut mine: Vec<u16> = self.failed.keys().map(|&r| r as u16).collect();
+        if let Some(v) = self.fault.false_report {
+            mine.push(v as u16);
         }
+        mine
     }
 
     /// Agrees with the other live members on who takes part in `attempt`.
     fn agree(&mut self, attempt: u32, candidates: &BTreeSet<usize>) -> Result<Vec<usize>, Error> {
+        self.window_base = attempt;
+        self.syncs.retain(|(a, _), _| *a >= attempt);
+        self.dones.retain(|a, _| *a >= attempt);
+        self.aborts.retain(|a, _| *a >= attempt);
         for stage in 1..=2u8 {
             let live: Vec<usize> = candidates
                 .iter()
                 .copied()
                 .filter(|r| !self.failed.contains_key(r))
                 .collect();
-            let failed: Vec<u16> = self.failed.keys().map(|&r| r as u16).collect();
+            let mine = self.my_reports();
             for &r in live.iter().filter(|&&r| r != self.me) {
                 self.control(
                     r,
@@ -868,77 +891,190 @@ impl Coordinator {
                     attempt,
                     enc(&SyncMsg {
                         stage,
-                        failed: failed.clone(),
+                        failed: mine.clone(),
                     }),
                 );
-            }
-            // The first sync of a round also waits out the others' connect
-            // window: a peer still dialing someone who died before listening
-            // cannot answer until that window closes.
-            let until = if attempt == 0 && stage == 1 {
-                (Instant::now() + self.idle).max(self.connect_until + self.idle)
-            } else {
-                Instant::now() + self.idle
-            };
-            loop {
-                self.check_deadline("agreeing on the members")?;
-                self.excluded_check()?;
-                let got = self
-                    .syncs
-                    .get(&(attempt, stage))
-                    .cloned()
-                    .unwrap_or_default();
-                let missing: Vec<usize> = live
-                    .iter()
-                    .copied()
-                    .filter(|&r| {
-                        r != self.me && !self.failed.contains_key(&r) && !got.contains_key(&r)
-                    })
-                    .collect();
-                if missing.is_empty() {
-                    for (from, list) in got {
-                        for f in list {
-                            let f = f as usize;
-                            if f == self.me {
-                                return Err(Error::Excluded(format!(
-                                    "{} reported this peer as failed",
-                                    self.name(from)
-                                )));
-                            }
-                            if f < self.cfg_peers.len() {
-                                let n = self.name(from);
-                                self.fail(f, attempt, format!("reported by {n}"));
-                            }
-                        }
-                    }
-                    break;
-                }
-                if Instant::now() >= until {
-                    for r in missing {
-                        self.fail(r, attempt, "did not answer the membership sync");
-                    }
-                    continue;
-                }
-                if let Some(ev) = self.pump(Duration::from_millis(20)) {
-                    self.handle_lost(ev, attempt);
-                }
-                // data of aborted attempts: drop it and return the credits, so
-                // senders are never blocked behind it
-                let data = std::mem::take(&mut self.data);
-                for (from, frame) in data {
-                    if frame.attempt < attempt {
-                        self.release(from);
-                    } else {
-                        self.data.push_back((from, frame));
-                    }
+                for _ in 0..self.fault.sync_flood {
+                    let mut b = [0u8; 4];
+                    let _ = getrandom::getrandom(&mut b);
+                    let fake = SyncMsg {
+                        stage,
+                        failed: vec![],
+                    };
+                    self.control(r, kind::SYNC, u32::from_le_bytes(b), enc(&fake));
                 }
             }
+            let rows = self.collect_syncs(attempt, stage, &live)?;
+            self.decide(attempt, &live, &mine, rows)?;
         }
         Ok(candidates
             .iter()
             .copied()
             .filter(|r| !self.failed.contains_key(r))
             .collect())
+    }
+
+    /// Waits for every live member's sync of this stage (a member that does
+    /// not answer in time is failed); returns what each said.
+    fn collect_syncs(
+        &mut self,
+        attempt: u32,
+        stage: u8,
+        live: &[usize],
+    ) -> Result<BTreeMap<usize, Vec<u16>>, Error> {
+        // The first sync of a round also waits out the others' connect
+        // window: a peer still dialing someone who died before listening
+        // cannot answer until that window closes.
+        let until = if attempt == 0 && stage == 1 {
+            (Instant::now() + self.idle).max(self.connect_until + self.idle)
+        } else {
+            Instant::now() + self.idle
+        };
+        loop {
+            self.check_deadline("agreeing on the members")?;
+            let got = self
+                .syncs
+                .get(&(attempt, stage))
+                .cloned()
+                .unwrap_or_default();
+            let missing: Vec<usize> = live
+                .iter()
+                .copied()
+                .filter(|&r| r != self.me && !self.failed.contains_key(&r) && !got.contains_key(&r))
+                .collect();
+            if missing.is_empty() {
+                return Ok(got);
+            }
+            if Instant::now() >= until {
+                for r in missing {
+                    self.fail(r, attempt, "did not answer the membership sync");
+                }
+                continue;
+            }
+            if let Some(ev) = self.pump(Duration::from_millis(20)) {
+                self.handle_lost(ev, attempt);
+            }
+            // data of aborted attempts: drop it and return the credits, so
+            // senders are never blocked behind it
+            let data = std::mem::take(&mut self.data);
+            for (from, frame) in data {
+                if frame.attempt < attempt {
+                    self.release(from);
+                } else {
+                    self.data.push_back((from, frame));
+                }
+            }
+        }
+    }
+
+    /// Applies [`who_leaves`] to this stage's reports (the same rows on every
+    /// member that got them all, so the same answer everywhere).
+    fn decide(
+        &mut self,
+        attempt: u32,
+        live: &[usize],
+        mine: &[u16],
+        rows: BTreeMap<usize, Vec<u16>>,
+    ) -> Result<(), Error> {
+        let n = self.cfg_peers.len();
+        let mut reports: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+        let rows = rows.into_iter().filter(|(from, _)| live.contains(from));
+        for (from, list) in std::iter::once((self.me, mine.to_vec())).chain(rows) {
+            let named: BTreeSet<usize> = list
+                .into_iter()
+                .map(usize::from)
+                .filter(|&r| r < n)
+                .collect();
+            for &r in &named {
+                self.reports.insert((attempt, from, r));
+            }
+            reports.insert(from, named);
+        }
+        let names: Vec<String> = (0..n).map(|r| self.name(r)).collect();
+        for (peer, why) in who_leaves(live, &reports, &names) {
+            if peer == self.me {
+                return Err(Error::Excluded(why));
+            }
+            self.fail(peer, attempt, why);
+        }
+        Ok(())
+    }
+}
+
+/// Control frames for attempts beyond the current one by more than this are dropped.
+const ATTEMPT_WINDOW: u32 = 2;
+
+/// Who leaves the round, given each live member's reports (whom it cannot
+/// reach). A member is out when a strict majority of the other live members
+/// report it. A member whose report is not upheld is out itself: it cannot
+/// reach a peer the others still reach, so its own link is the broken one (or
+/// it lies). One member alone can therefore evict nobody but itself; a dead
+/// peer, which everyone loses, is still dropped; a single broken link between
+/// two members drops both ends, as any report-based rule must when neither
+/// can be believed over the other.
+pub fn who_leaves(
+    live: &[usize],
+    reports: &BTreeMap<usize, BTreeSet<usize>>,
+    names: &[String],
+) -> BTreeMap<usize, String> {
+    let others = live.len().saturating_sub(1);
+    let reported_by = |p: usize| -> Vec<usize> {
+        live.iter()
+            .copied()
+            .filter(|&r| r != p && reports.get(&r).is_some_and(|s| s.contains(&p)))
+            .collect()
+    };
+    let list = |rs: &[usize]| {
+        rs.iter()
+            .map(|&r| names[r].as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = BTreeMap::new();
+    for &p in live {
+        let by = reported_by(p);
+        if !by.is_empty() && by.len() * 2 > others {
+            out.insert(p, format!("reported by {} (a majority)", list(&by)));
+        }
+    }
+    let majority: BTreeSet<usize> = out.keys().copied().collect();
+    for &r in live.iter().filter(|r| !majority.contains(r)) {
+        let unheld = reports
+            .get(&r)
+            .into_iter()
+            .flatten()
+            .find(|p| **p != r && live.contains(p) && !majority.contains(p));
+        if let Some(&p) = unheld {
+            out.insert(
+                r,
+                format!("reported {}, whom the others still reach", names[p]),
+            );
+        }
+    }
+    out
+}
+
+/// Misbehaviour on purpose, for tests of the other peers' defences
+/// (`DTRAIN_REDUCE_FAULT=false-report:NAME,sync-flood:N`): report NAME as
+/// unreachable at every sync; send N syncs with random attempt numbers.
+#[derive(Default)]
+struct Fault {
+    false_report: Option<usize>,
+    sync_flood: usize,
+}
+
+impl Fault {
+    fn from_env(peers: &Peers) -> Self {
+        let mut f = Fault::default();
+        let spec = std::env::var("DTRAIN_REDUCE_FAULT").unwrap_or_default();
+        for item in spec.split(',').filter(|x| !x.is_empty()) {
+            match item.split_once(':') {
+                Some(("false-report", name)) => f.false_report = peers.rank(name),
+                Some(("sync-flood", n)) => f.sync_flood = n.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        f
     }
 }
 
@@ -1240,7 +1376,9 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         credits: HashMap::new(),
         counters: HashMap::new(),
         streams: HashMap::new(),
-        excluded_by: None,
+        reports: BTreeSet::new(),
+        window_base: 0,
+        fault: Fault::from_env(&peers),
         weights: HashMap::from([(me, (weight, tokens))]),
         failed: BTreeMap::new(),
         deadline,
@@ -1251,6 +1389,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         aborts: HashMap::new(),
         data: VecDeque::new(),
         peak_anon: 0,
+        rss_sampled: Instant::now(),
         wire: cfg.wire,
         chunk: cfg.chunk.max(wire::Q8_BLOCK) / wire::Q8_BLOCK * wire::Q8_BLOCK,
         allow_nonfinite: cfg.allow_nonfinite,
@@ -1462,6 +1601,15 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         spans,
         traffic,
         failures: co.failed.values().cloned().collect(),
+        reports: co
+            .reports
+            .iter()
+            .map(|&(attempt, by, about)| transcript::Report {
+                attempt,
+                by: co.name(by),
+                about: co.name(about),
+            })
+            .collect(),
         sum_weight: sum_w,
         tokens: tokens_total,
         result: data_hash,
@@ -1556,7 +1704,7 @@ impl Coordinator {
         // writers drop the aborted attempt's queued data from now on, so the
         // control frames behind it go out at once
         self.sh.attempt.fetch_max(a + 1, Ordering::AcqRel);
-        let failed: Vec<u16> = self.failed.keys().map(|&r| r as u16).collect();
+        let failed = self.my_reports();
         for &r in members
             .iter()
             .filter(|&&r| r != self.me && !self.failed.contains_key(&r))
@@ -2113,5 +2261,43 @@ pub fn centered_clip(contribs: &[(u64, &[f32])], tau: f64, out: &mut [f64]) {
                 .for_each(|(s, (&g, &c))| *s += f * (g as f64 - c));
         }
         out.iter_mut().zip(&step).for_each(|(o, s)| *o += s);
+    }
+}
+
+#[cfg(test)]
+mod membership_tests {
+    use super::who_leaves;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    fn run(live: &[usize], reports: &[(usize, usize)]) -> Vec<usize> {
+        let mut m: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+        for &(by, about) in reports {
+            m.entry(by).or_default().insert(about);
+        }
+        let names: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
+        who_leaves(live, &m, &names).into_keys().collect()
+    }
+
+    #[test]
+    fn one_member_cannot_evict_another() {
+        // p3 says it cannot reach p1; p0 and p2 reach p1: p3 leaves
+        assert_eq!(run(&[0, 1, 2, 3], &[(3, 1)]), vec![3]);
+        assert_eq!(run(&[0, 1, 2], &[(0, 2)]), vec![0]);
+    }
+
+    #[test]
+    fn a_peer_everyone_lost_leaves() {
+        assert_eq!(run(&[0, 1, 2, 3], &[(0, 3), (1, 3), (2, 3)]), vec![3]);
+        // a majority of the others is enough, and those who did not see it stay
+        assert_eq!(run(&[0, 1, 2, 3, 4], &[(0, 4), (1, 4), (2, 4)]), vec![4]);
+        assert_eq!(run(&[0, 1], &[(0, 1)]), vec![1]);
+    }
+
+    #[test]
+    fn a_broken_link_drops_both_ends_and_nothing_is_nobody() {
+        assert_eq!(run(&[0, 1, 2, 3], &[(0, 1), (1, 0)]), vec![0, 1]);
+        assert_eq!(run(&[0, 1, 2], &[]), Vec::<usize>::new());
+        // reports about peers already gone, or about oneself, change nothing
+        assert_eq!(run(&[0, 1, 2], &[(0, 5), (1, 1)]), Vec::<usize>::new());
     }
 }

@@ -20,6 +20,16 @@ pub struct Failure {
     pub reason: String,
 }
 
+/// One member's report, at a membership sync or an abort, that it could not
+/// reach another (see `who_leaves`): a report the others did not uphold
+/// dropped its maker.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub attempt: u32,
+    pub by: String,
+    pub about: String,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SpanRecord {
     pub owner: String,
@@ -64,6 +74,9 @@ pub struct Body {
     pub spans: Vec<SpanRecord>,
     pub traffic: Vec<Traffic>,
     pub failures: Vec<Failure>,
+    /// Who reported whom (older transcripts have none).
+    #[serde(default)]
+    pub reports: Vec<Report>,
     pub sum_weight: u64,
     /// Σ tokens of the contributors (the averaged gradient's `tokens`).
     pub tokens: u64,
