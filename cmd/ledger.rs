@@ -61,9 +61,10 @@ struct ShowArgs {
 struct VerifyArgs {
     #[arg(long)]
     ledger: PathBuf,
-    /// The validator's public key (hex) [default: the first entry's]
+    /// The validator's public key (hex): every entry must be signed by it (a
+    /// ledger proves nothing about a key it carries itself)
     #[arg(long)]
-    pubkey: Option<PublicKey>,
+    pubkey: PublicKey,
 }
 
 pub fn run(args: LedgerArgs) -> Result<()> {
@@ -117,7 +118,7 @@ pub fn run(args: LedgerArgs) -> Result<()> {
             }
         }
         LedgerCmd::Verify(a) => {
-            let entries = ledger::read(&a.ledger, a.pubkey.as_ref())?;
+            let entries = ledger::read(&a.ledger, Some(&a.pubkey))?;
             println!(
                 "ok: {} entries, chained and signed by {}",
                 entries.len(),

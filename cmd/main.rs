@@ -81,7 +81,7 @@ pub enum Command {
     /// Butterfly all-reduce of gradient files with the round's peers
     Reduce(reduce::ReduceArgs),
     /// Check a miner's gradient against its receipt: signature, data, recomputation
-    Verify(verify::VerifyArgs),
+    Verify(Box<verify::VerifyArgs>),
     /// Turn verdicts, receipts and reduce transcripts into miner weights
     Score(score::ScoreArgs),
     /// The signed, hash-chained progress ledger
@@ -126,7 +126,7 @@ fn main() {
         Command::TrainStep(a) => train_step::run(a),
         Command::Apply(a) => apply::run(a),
         Command::Eval(a) => eval::run(a),
-        Command::Verify(a) => verify::run(a),
+        Command::Verify(a) => verify::run(*a),
         Command::Score(a) => score::run(a),
         Command::Ledger(a) => ledger::run(a),
         Command::Keygen(a) => keygen::run(a),
@@ -137,7 +137,7 @@ fn main() {
         Command::GenDocs(a) => gen_docs::run(a),
     };
     if let Err(err) = result {
-        eprintln!("dtrain: {err:#}");
+        eprintln!("dtrain: {}", dtrain::exit::message(&err));
         std::process::exit(dtrain::exit::code_of(&err) as i32);
     }
 }

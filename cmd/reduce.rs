@@ -78,8 +78,12 @@ pub fn run(args: ReduceArgs) -> Result<()> {
             _ => bail!("--clip takes centered:TAU with TAU > 0, got '{s}'"),
         },
     };
-    if args.deadline.is_nan() || args.deadline <= 0.0 {
-        bail!("--deadline must be positive");
+    // Duration::from_secs_f64 panics past u64 seconds: a week is more than any round
+    if !(args.deadline > 0.0 && args.deadline <= 7.0 * 86_400.0) {
+        bail!("--deadline must be between 0 and 604800 seconds (a week)");
+    }
+    if let Some(r) = args.max_rate.filter(|r| !(*r >= 1e-3 && r.is_finite())) {
+        bail!("--max-rate must be at least 0.001 MB/s, got {r}");
     }
     let cfg = Config {
         peers: Peers::read(&args.peers)?,

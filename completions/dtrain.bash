@@ -793,7 +793,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__hub__subcmd__serve)
-            opts="-q -h -V --root --addr --token --fail-every --fail-first --drop-every --slow-ms --quiet --help --version"
+            opts="-q -h -V --root --addr --token --tokens --max-per-ip --max-connections --head-timeout --fail-every --fail-first --drop-every --slow-ms --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -808,6 +808,22 @@ _dtrain() {
                     return 0
                     ;;
                 --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tokens)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-per-ip)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --head-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1213,7 +1229,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__score)
-            opts="-h -V --verdicts --receipt --transcript --state --state-out --weights-out --epoch --w-gradient-steps --w-bandwidth --alpha --explain --help --version"
+            opts="-h -V --verdicts --receipt --transcript --peers --state --state-out --weights-out --epoch --w-gradient-steps --w-bandwidth --alpha --explain --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1228,6 +1244,10 @@ _dtrain() {
                     return 0
                     ;;
                 --transcript)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peers)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1297,7 +1317,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__train__subcmd__step)
-            opts="-o -h -V --model --tokens --seq-len --micro-batch --sequences --device --precision --sketch-k --output --receipt --key --miner --json --benchmark --peak-flops --help --version"
+            opts="-o -h -V --model --tokens --seq-len --micro-batch --sequences --device --precision --sketch-k --output --receipt --key --miner --round --json --benchmark --peak-flops --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1355,6 +1375,10 @@ _dtrain() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --round)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --benchmark)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1371,7 +1395,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__verify)
-            opts="-h -V --receipt --grad --model --tokens --pubkey --spec --source --sample --transcript --device --json --help --version"
+            opts="-h -V --receipt --grad --model --tokens --pubkey --spec --source --sample --transcript --peers --miner --round --validator --seed --epoch --uid --rows --data-repo --data-config --data-revision --device --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1410,6 +1434,50 @@ _dtrain() {
                     return 0
                     ;;
                 --transcript)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --miner)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --round)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --validator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --epoch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --uid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rows)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-revision)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

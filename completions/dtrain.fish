@@ -91,6 +91,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s o -l output
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l receipt -d 'Receipt to write (JSON)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l key -d 'Sign the receipt with this key (from `dtrain keygen`)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l miner -d 'The miner\'s name (its peer name in reduce rounds), recorded in the receipt' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l round -d 'The round this work is for (e.g. epoch-12), recorded in the signed receipt: a validator checking another round refuses it' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l benchmark -d 'Benchmark mode: time N steady-state passes over the micro-batches (after 3 warm-up passes) and print tokens/s; writes nothing' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l peak-flops -d 'Peak FLOP/s of the device, to report MFU in benchmark mode' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l json -d 'Print the summary as JSON'
@@ -149,6 +150,17 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l spec -d 'Data s
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l source -d 'Read the spec\'s rows from local parquet files instead of the Hub' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l sample -d 'Recompute K random micro-batches instead of all' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l transcript -d 'Owners\' reduce transcripts: check what the miner sent them' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l peers -d 'The round\'s peers file: a transcript counts only when signed by the key it pins for its writer' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l miner -d 'Whose work this must be (the receipt\'s miner must be this name)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l round -d 'The round the receipt must be for (e.g. epoch-12)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l validator -d 'This validator\'s peer name: its own transcript\'s records are never disputed' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l seed -d 'The subnet\'s assignment seed: with --epoch, --uid and --rows the spec must be exactly the miner\'s rows' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l epoch -d 'The epoch of the assignment' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l uid -d 'The miner\'s uid (the validator\'s record, not the miner\'s word)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l rows -d 'Rows each miner is assigned' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l data-repo -d 'The subnet\'s dataset repository' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l data-config -d 'The subnet\'s dataset config' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l data-revision -d 'The subnet\'s dataset revision' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l device -d 'auto, cpu, cuda or cuda:N' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l json -d 'One JSON verdict on stdout instead of a table'
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -156,6 +168,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -s V -l version -d
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l verdicts -d 'verify --json verdicts, one JSON object per line ("-": stdin)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l receipt -d 'The epoch\'s receipts: their miners count as expected (no verdict: 0)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l transcript -d 'The epoch\'s reduce transcripts (bandwidth and participation)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l peers -d 'The round\'s peers file: a transcript counts only when signed by the key it pins for its writer' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l state -d 'Previous state (missing: a fresh start)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l state-out -d 'New state, written atomically' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l weights-out -d 'Per-miner weights and factors (JSON), written atomically [default: stdout]' -r -F
@@ -188,7 +201,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_su
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -l ledger -r -F
-complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -l pubkey -d 'The validator\'s public key (hex) [default: the first entry\'s]' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -l pubkey -d 'The validator\'s public key (hex): every entry must be signed by it (a ledger proves nothing about a key it carries itself)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from help" -f -a "append" -d 'Append a signed entry for an epoch'
@@ -231,7 +244,11 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and not __fish_seen_s
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and not __fish_seen_subcommand_from serve help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l root -d 'Folder holding datasets/{org}/{name}/… and {org}/{name}/… (models)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l addr -d 'Address to listen on (port 0 picks a free port; the URL is printed)' -r
-complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l token -d 'Require `Authorization: Bearer TOKEN` on every request' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l token -d 'Require `Authorization: Bearer TOKEN` on every request; this token may write every repo' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l tokens -d 'Writers\' tokens: a TOML file of `[[writer]]` tables (name, token, write = ["org/repo", "org/*"]); each token reads everything and writes only the repos it names' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l max-per-ip -d 'Most connections open at once from one address (more are answered 503)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l max-connections -d 'Most connections open at once in all (more are answered 503)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l head-timeout -d 'Seconds a client has to send a request\'s head, idle keep-alive time included' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l fail-every -d 'Fault injection: answer 503 to every K-th request' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l fail-first -d 'Fault injection: answer 503 to the first N requests' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l drop-every -d 'Fault injection: cut every K-th request half way through its body' -r

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Fuzzes reduce's frame decoder and handshake parser with libFuzzer (cargo-fuzz).
+# Fuzzes every target in tests/fuzz/fuzz_targets with libFuzzer (cargo-fuzz):
+# reduce's frame decoder and handshake, the hub's HTTP server, and the
+# documents other parties publish (receipts, specs, transcripts, peers files).
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
-# Needs `cargo install cargo-fuzz`; the stable toolchain is enough with
+# Installs cargo-fuzz when it is missing; the stable toolchain is enough with
 # RUSTC_BOOTSTRAP=1 and --sanitizer none (the code under test is safe Rust: what
 # fuzzing looks for here are panics, hangs and unbounded allocations).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
 source scripts/env.sh
-export RUSTC_BOOTSTRAP=1 LD_LIBRARY_PATH=$PWD/.venv/lib/python3.11/site-packages/torch/lib
-for t in frames handshake; do
+command -v cargo-fuzz > /dev/null || cargo install --locked --quiet cargo-fuzz
+export RUSTC_BOOTSTRAP=1 LD_LIBRARY_PATH=$(echo "$PWD"/.venv/lib/python3*/site-packages/torch/lib)
+for f in tests/fuzz/fuzz_targets/*.rs; do
+  t=$(basename "$f" .rs)
   cargo fuzz run --fuzz-dir tests/fuzz --sanitizer none -O "$t" -- -max_total_time="${1:-60}" -rss_limit_mb=4096
 done

@@ -101,11 +101,12 @@ run_epoch() {
   local prev_tokens; prev_tokens=$(D ledger show --ledger "$ledger" --last --json 2>/dev/null | jq -r .tokens || echo 0)
   local tokens=$(( ${prev_tokens:-0} + $(jq -r .tokens "$dir/reduce.json") ))
   local contributors; contributors=$(jq -r '[.members[]] | join(",")' "$dir/reduce.json")
-  D ledger append --ledger "$ledger" --key "$DTRAIN_KEY" --epoch "$e" --step "$((e + 1))" --model "$dir/next" \
-    --tokens "$tokens" --contributors "$contributors" --scores "$dir/weights.json" > /dev/null
+  local head
+  head=$(D ledger append --ledger "$ledger" --key "$DTRAIN_KEY" --epoch "$e" --step "$((e + 1))" --model "$dir/next" \
+    --tokens "$tokens" --contributors "$contributors" --scores "$dir/weights.json" | cut -d' ' -f1)
   local peers_n; peers_n=$(jq -r '.members | length' "$dir/reduce.json")
   D push "$dir/next" --repo "$DTRAIN_MODEL_REPO" --tag "$((e + 1))" \
-    --message "Epoch $e. Batch Size $(jq -r .sum_weight "$dir/reduce.json"). Peers $peers_n." > /dev/null
+    --message "Epoch $e. Batch Size $(jq -r .sum_weight "$dir/reduce.json"). Peers $peers_n. Ledger $head." > /dev/null
   # one line for the operator
   jq -cn --argjson e "$e" --slurpfile v "$dir/verdicts.jsonl" --slurpfile r "$dir/reduce.json" --slurpfile w "$dir/weights.json" \
     --arg model "$(model_hash "$dir/next")" --arg losses "$(for m in "${arrived[@]}"; do jq -r .loss "$dir/m/$m/receipt.json"; done | tr '\n' ' ')" '

@@ -323,6 +323,9 @@ pub struct Assignment {
     pub rows: u64,
 }
 
+/// Largest data spec file read.
+pub const MAX_SPEC_BYTES: u64 = 16 << 20;
+
 /// A data spec: enough to fetch exactly the same rows again.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct DataSpec {
@@ -344,13 +347,33 @@ pub struct SpecFile {
 }
 
 impl DataSpec {
+    /// Reads a spec file (at most [`MAX_SPEC_BYTES`]: it may be another party's).
     pub fn read(path: &Path) -> Result<Self, Error> {
+        use std::io::Read as _;
+        let origin = path.display().to_string();
+        let mut text = String::new();
+        fs::File::open(path)
+            .and_then(|f| f.take(MAX_SPEC_BYTES + 1).read_to_string(&mut text))
+            .map_err(|e| Error::BadSpec {
+                path: origin.clone(),
+                why: e.to_string(),
+            })?;
+        if text.len() as u64 > MAX_SPEC_BYTES {
+            return Err(Error::BadSpec {
+                path: origin,
+                why: format!("larger than {MAX_SPEC_BYTES} bytes"),
+            });
+        }
+        Self::parse(&text, &origin)
+    }
+
+    /// Parses a spec's JSON; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, Error> {
         let bad = |why: String| Error::BadSpec {
-            path: path.display().to_string(),
+            path: origin.to_string(),
             why,
         };
-        let text = fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let spec: DataSpec = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let spec: DataSpec = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         if spec.version != 1 {
             return Err(bad(format!(
                 "version {} (this dtrain reads version 1)",

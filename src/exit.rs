@@ -226,6 +226,14 @@ macro_rules! classify_chain {
 /// The exit code for an error: the first dtrain error in its chain decides;
 /// a bare I/O error is [`Code::Io`]; anything else is [`Code::BadInput`].
 pub fn code_of(err: &anyhow::Error) -> Code {
+    // a full disk is an I/O failure whichever writer met it
+    if err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|e| e == libc::ENOSPC || e == libc::EDQUOT)
+    }) {
+        return Code::Io;
+    }
     for cause in err.chain() {
         classify_chain!(
             cause,
@@ -257,4 +265,21 @@ pub fn code_of(err: &anyhow::Error) -> Code {
         return Code::Io;
     }
     Code::BadInput
+}
+
+/// The one line printed for an error: its causes joined by ": ", each said
+/// once (an error whose message already quotes its cause does not repeat it).
+pub fn message(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

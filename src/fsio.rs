@@ -30,6 +30,70 @@ fn temp_sibling(dest: &Path, what: &str) -> io::Result<PathBuf> {
     Ok(parent.join(format!(".{name}.{what}-{}-{tag}", std::process::id())))
 }
 
+/// Removes the temporaries that processes which have since died left in
+/// `dir`: names `.{dest}.{tmp|tmpdir|old}-{pid}-{12 hex}` (see
+/// [`temp_sibling`]) whose PID no longer runs. A SIGKILLed train-step leaves
+/// its whole gradient behind; the next writer in that folder removes it. An
+/// `old` folder (the previous checkpoint, moved aside) goes only once its
+/// destination exists again.
+pub fn sweep_dead_temporaries(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(t) = name.to_str().and_then(TempName::parse) else {
+            continue;
+        };
+        if t.pid == std::process::id() || pid_alive(t.pid) {
+            continue;
+        }
+        if t.kind == "old" && !dir.join(t.dest).exists() {
+            continue;
+        }
+        let path = e.path();
+        let _ = if e.file_type().is_ok_and(|f| f.is_dir()) {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+    }
+}
+
+/// The parts of a temporary's name.
+struct TempName<'a> {
+    dest: &'a str,
+    kind: &'a str,
+    pid: u32,
+}
+
+impl<'a> TempName<'a> {
+    fn parse(name: &'a str) -> Option<Self> {
+        let rest = name.strip_prefix('.')?;
+        let (head, tag) = rest.rsplit_once('-')?;
+        if tag.len() != 12 || !tag.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let (head, pid) = head.rsplit_once('-')?;
+        let pid = pid.parse().ok()?;
+        let (dest, kind) = head.rsplit_once('.')?;
+        matches!(kind, "tmp" | "tmpdir" | "old").then_some(TempName { dest, kind, pid })
+    }
+}
+
+/// Whether a process with this PID exists (when in doubt, yes: keep its files).
+fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return true;
+    };
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: signal 0 only checks that the process exists
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 fn parent_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -55,6 +119,7 @@ impl AtomicFile {
     /// Creates the temporary file next to `dest`. The folder must exist.
     pub fn create(dest: impl AsRef<Path>) -> io::Result<Self> {
         let dest = dest.as_ref().to_path_buf();
+        sweep_dead_temporaries(&parent_of(&dest));
         let tmp = temp_sibling(&dest, "tmp")?;
         let file = OpenOptions::new()
             .read(true)
@@ -148,6 +213,7 @@ pub struct AtomicDir {
 impl AtomicDir {
     pub fn create(dest: impl AsRef<Path>) -> io::Result<Self> {
         let dest = dest.as_ref().to_path_buf();
+        sweep_dead_temporaries(&parent_of(&dest));
         let tmp = temp_sibling(&dest, "tmpdir")?;
         fs::create_dir(&tmp)?;
         Ok(Self {

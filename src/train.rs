@@ -42,6 +42,8 @@ pub enum Error {
     SeqLen { seq_len: usize, max: usize },
     #[error("micro-batch must be at least 1")]
     MicroBatch,
+    #[error("token {token} at position {at} is outside the model's vocabulary of {vocab} (a shard for another tokenizer?)")]
+    OutOfVocab { token: u16, at: usize, vocab: usize },
     #[error("the loss is not finite ({0}); nothing was written")]
     NonFinite(f64),
     #[error("the gradient is not finite; nothing was written")]
@@ -258,6 +260,7 @@ pub fn train_step(
 ) -> Result<Receipt, Error> {
     let t0 = Instant::now();
     let seqs = select_sequences(shard.len(), opts, ckpt.config.n_positions)?;
+    check_vocab(shard, ckpt.config.vocab_size)?;
     guarded(opts.device, || {
         train_step_inner(ckpt, shard, shard_hash, opts, grad_out, &seqs, t0)
     })
@@ -420,6 +423,25 @@ fn bench_inner(
     })
 }
 
+/// Every token of the shard is inside the model's vocabulary: an index
+/// beyond the embedding table is an error here, not a panic inside torch.
+pub fn check_vocab(shard: &Shard, vocab: usize) -> Result<(), Error> {
+    let tokens = shard.tokens();
+    let max = tokens.par_iter().copied().max().unwrap_or(0);
+    if (max as usize) < vocab {
+        return Ok(());
+    }
+    let at = tokens
+        .iter()
+        .position(|&t| t as usize >= vocab)
+        .unwrap_or(0);
+    Err(Error::OutOfVocab {
+        token: tokens[at],
+        at,
+        vocab,
+    })
+}
+
 /// Mean loss over the selected sequences (no gradient); optionally the logits
 /// of every position, written as f32 safetensors ("logits": [N, T, V]).
 pub fn eval(
@@ -429,6 +451,7 @@ pub fn eval(
     logits_out: Option<&Path>,
 ) -> Result<(f64, usize), Error> {
     let seqs = select_sequences(shard.len(), opts, ckpt.config.n_positions)?;
+    check_vocab(shard, ckpt.config.vocab_size)?;
     let engine = Engine::load(ckpt, opts.device, opts.precision)?;
     let _guard = tch::no_grad_guard();
     let v = ckpt.config.vocab_size;

@@ -4,10 +4,10 @@
 //!
 //! 1. **signature** — the receipt is signed by the miner's key (pinned with
 //!    `--pubkey`, else the key embedded in the receipt); when it is not,
-//!    nothing else is checked;
-//! 1b. **receipt** — its own numbers are sane (no zero sequence length, no
-//!    empty batch, finite losses), it names the expected miner (`--miner`) and
-//!    round (`--round`: an old receipt cannot be replayed in a new epoch);
+//!    nothing else is checked; **receipt**: its own numbers are sane (no zero
+//!    sequence length, no empty batch, finite losses), it names the expected
+//!    miner (`--miner`) and round (`--round`: an old receipt cannot be
+//!    replayed in a new epoch);
 //! 2. **model** — receipt and gradient name the checkpoint being trained;
 //! 3. **shard** — the token shard is the one the receipt names and, with a data
 //!    spec, exactly the tokenization of the miner's assigned rows (re-fetched);
@@ -575,7 +575,10 @@ pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
             miner: None,
             round: None,
         };
-        let seqs = crate::train::select_sequences(shard.len(), &opts, inp.ckpt.config.n_positions);
+        let seqs = crate::train::select_sequences(shard.len(), &opts, inp.ckpt.config.n_positions)
+            .and_then(|s| {
+                crate::train::check_vocab(&shard, inp.ckpt.config.vocab_size).map(|()| s)
+            });
         let seqs = match seqs {
             Ok(s) => s,
             Err(e) => {

@@ -81,8 +81,71 @@ fn ledger_appends_verifies_and_names_a_tampered_entry() {
     // tamper with entry 1: verify names it and exits 1
     let text = std::fs::read_to_string(&l).unwrap();
     std::fs::write(&l, text.replacen("\"tokens\":2000", "\"tokens\":2500", 1)).unwrap();
-    let o = dtrain(&["ledger", "verify", "--ledger", l.to_str().unwrap()], b"");
+    let o = dtrain(
+        &[
+            "ledger",
+            "verify",
+            "--ledger",
+            l.to_str().unwrap(),
+            "--pubkey",
+            &pk,
+        ],
+        b"",
+    );
     assert_fails(&o, 1, "ledger entry 1:");
+    // a history rewritten and re-signed by another key is consistent in
+    // itself: only the pinned key tells, so verify will not run without one
+    let forger = dir.path().join("forger.key");
+    assert!(dtrain(&["keygen", "-o", forger.to_str().unwrap()], b"")
+        .status
+        .success());
+    let forged = dir.path().join("forged.jsonl");
+    let o = dtrain(
+        &[
+            "ledger",
+            "append",
+            "--ledger",
+            forged.to_str().unwrap(),
+            "--key",
+            forger.to_str().unwrap(),
+            "--epoch",
+            "0",
+            "--step",
+            "1",
+            "--model",
+            &format!("{:064x}", 9),
+            "--tokens",
+            "1",
+            "--contributors",
+            "a",
+            "--scores",
+            scores.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = dtrain(
+        &["ledger", "verify", "--ledger", forged.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "verify without --pubkey: {}",
+        stderr(&o)
+    );
+    let o = dtrain(
+        &[
+            "ledger",
+            "verify",
+            "--ledger",
+            forged.to_str().unwrap(),
+            "--pubkey",
+            &pk,
+        ],
+        b"",
+    );
+    assert_ne!(o.status.code(), Some(0), "a forged history verified");
     // another validator's key is refused
     let o = dtrain(
         &[

@@ -315,3 +315,118 @@ fn a_batch_that_does_not_fit_gives_one_clear_error() {
     );
     assert!(!g.exists());
 }
+
+/// A writer killed with SIGKILL leaves its temporary behind (a whole GPT-2
+/// checkpoint here); the next writer in that folder removes it, and leaves
+/// alone the temporaries of processes that still run.
+#[test]
+fn a_killed_writers_temporary_is_removed_by_the_next_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(bin())
+        .args(["init", "--arch", "gpt2", "-o", s(&dir.path().join("big"))])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let temps = || -> Vec<String> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".big."))
+            .collect()
+    };
+    let t0 = std::time::Instant::now();
+    while temps().is_empty() && t0.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(temps().len(), 1, "the killed init left its temporary");
+    // a live process's temporary (this test's own PID) must survive
+    let live = dir
+        .path()
+        .join(format!(".x.tmp-{}-0123456789ab", std::process::id()));
+    std::fs::write(&live, b"in use").unwrap();
+    let o = dtrain(
+        &["init", "--arch", "tiny", "-o", s(&dir.path().join("small"))],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(temps().is_empty(), "left behind: {:?}", temps());
+    assert!(live.exists(), "a running process's temporary was removed");
+}
+
+/// Numbers no one would mean are one error line and exit 2: a shard token
+/// beyond the model's vocabulary (was a panic inside torch), a reduce
+/// deadline or rate past what a Duration holds (was a Rust panic).
+#[test]
+fn out_of_vocabulary_tokens_and_absurd_durations_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, _) = setup(dir.path());
+    let bad = dir.path().join("bad.bin");
+    let mut tokens = vec![11u16; 200];
+    tokens[77] = 60_000;
+    dtrain::tokens::write_file(&bad, &tokens).unwrap();
+    let o = dtrain(
+        &[
+            "eval",
+            "--model",
+            s(&m),
+            "--tokens",
+            s(&bad),
+            "--seq-len",
+            "16",
+            "--device",
+            "cpu",
+        ],
+        b"",
+    );
+    assert_fails(
+        &o,
+        2,
+        "token 60000 at position 77 is outside the model's vocabulary",
+    );
+    let o = train(&m, &bad, &dir.path().join("g.safetensors"), &[]);
+    assert_fails(&o, 2, "outside the model's vocabulary");
+    assert!(!dir.path().join("g.safetensors").exists());
+    for (flag, value) in [("--deadline", "1e300"), ("--max-rate", "1e-300")] {
+        let o = dtrain(
+            &[
+                "reduce", "--peers", "p.toml", "--me", "a", "--key", "k", "--round", "r", "--in",
+                "x", "--out", "y", flag, value,
+            ],
+            b"",
+        );
+        assert_fails(&o, 2, flag);
+    }
+}
+
+/// A full disk is exit 3 with its cause said once, and leaves nothing behind
+/// (needs a 1 MiB tmpfs: skipped where mounting one is not allowed).
+#[test]
+fn a_full_disk_is_exit_3_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = dir.path().join("tiny");
+    std::fs::create_dir(&tiny).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs", s(&tiny)])
+        .status()
+        .is_ok_and(|st| st.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    }
+    let o = dtrain(&["init", "--arch", "tiny", "-o", s(&tiny.join("m"))], b"");
+    let left = std::fs::read_dir(&tiny).unwrap().count();
+    let _ = std::process::Command::new("umount").arg(&tiny).status();
+    assert_eq!(left, 0, "a full disk left files behind");
+    assert_fails(&o, 3, "No space left on device");
+    assert_eq!(
+        stderr(&o).matches("No space left on device").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+}

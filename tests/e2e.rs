@@ -119,6 +119,19 @@ fn pushed_models(work: &Path, tags: &[usize]) -> Vec<String> {
         .collect()
 }
 
+/// The commit message of the model repo's tag, read from the hub's store.
+fn tag_message(work: &Path, tag: usize) -> String {
+    let meta = work.join("hub/.dtrain-hub/repos/models/swarm/model");
+    let refs: Value =
+        serde_json::from_slice(&std::fs::read(meta.join("refs.json")).unwrap()).unwrap();
+    let commit = refs["tags"][tag.to_string()].as_str().unwrap().to_string();
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(meta.join(format!("commits/{commit}.json"))).unwrap(),
+    )
+    .unwrap();
+    manifest["message"].as_str().unwrap_or_default().to_string()
+}
+
 /// After every epoch e: each miner in `applied_by[e]` applied the model the
 /// validator applied, which is the ledger's entry e and the hub's tag e+1.
 fn check_agreement(work: &Path, eps: &[Value], applied_by: &[Vec<usize>]) {
@@ -132,6 +145,12 @@ fn check_agreement(work: &Path, eps: &[Value], applied_by: &[Vec<usize>]) {
         assert_eq!(ledger[e].epoch, e as u64);
         assert_eq!(ledger[e].model, model, "ledger entry {e}");
         assert_eq!(pushed[e], model, "hub tag {}", e + 1);
+        let message = tag_message(work, e + 1);
+        assert!(
+            message.contains(&format!("Ledger {}.", ledger[e].hash())),
+            "tag {} does not carry the ledger's head: {message}",
+            e + 1
+        );
         for &m in &applied_by[e] {
             let applied = read(&work.join(format!("miner-{m}/applied-{e}")));
             assert_eq!(applied, model, "miner-{m} after epoch {e}");

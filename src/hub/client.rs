@@ -490,6 +490,17 @@ pub fn same_origin(url: &str, endpoint: &str) -> bool {
     }
 }
 
+/// The URL of a `Link: <url>; rel="next"` header.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',')
+        .find(|p| p.contains("rel=\"next\""))
+        .and_then(|p| {
+            let s = p.find('<')? + 1;
+            let e = p.find('>')?;
+            Some(p[s..e].to_string())
+        })
+}
+
 #[cfg(test)]
 mod origin_tests {
     #[test]
@@ -508,15 +519,4 @@ mod origin_tests {
         ));
         assert!(!super::same_origin("/relative", hub));
     }
-}
-
-/// The URL of a `Link: <url>; rel="next"` header.
-fn next_link(link: &str) -> Option<String> {
-    link.split(',')
-        .find(|p| p.contains("rel=\"next\""))
-        .and_then(|p| {
-            let s = p.find('<')? + 1;
-            let e = p.find('>')?;
-            Some(p[s..e].to_string())
-        })
 }

@@ -462,7 +462,7 @@ fn route(
             // downloads: [datasets/]{repo}/resolve/{rev}/{path}; LFS: [datasets/]{repo}.git/info/lfs/objects/batch
             let (kind, rest) = match segs.first().map(String::as_str) {
                 Some("datasets") => (RepoType::Dataset, &segs[1..]),
-                _ => (RepoType::Model, &segs[..]),
+                _ => (RepoType::Model, segs),
             };
             if let Some(i) = rest
                 .iter()

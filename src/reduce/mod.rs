@@ -191,7 +191,7 @@ impl RateLimit {
         *last = now;
         *tokens -= bytes as f64;
         if *tokens < 0.0 {
-            let wait = -*tokens / self.rate;
+            let wait = (-*tokens / self.rate).min(60.0);
             drop(s);
             std::thread::sleep(Duration::from_secs_f64(wait));
         }
@@ -905,7 +905,10 @@ impl Coordinator {
                 }
             }
             let rows = self.collect_syncs(attempt, stage, &live)?;
-            self.decide(attempt, &live, &mine, rows)?;
+            // reporters are judged at the second stage only: by then every
+            // member has seen a dead peer go (or timed out on its first
+            // sync), so the rows agree; at the first, views may still differ
+            self.decide(attempt, &live, &mine, rows, stage == 2)?;
         }
         Ok(candidates
             .iter()
@@ -975,8 +978,16 @@ impl Coordinator {
         live: &[usize],
         mine: &[u16],
         rows: BTreeMap<usize, Vec<u16>>,
+        judge_reporters: bool,
     ) -> Result<(), Error> {
         let n = self.cfg_peers.len();
+        // those that did not answer this sync are gone already
+        let live: Vec<usize> = live
+            .iter()
+            .copied()
+            .filter(|r| !self.failed.contains_key(r))
+            .collect();
+        let live = &live[..];
         let mut reports: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
         let rows = rows.into_iter().filter(|(from, _)| live.contains(from));
         for (from, list) in std::iter::once((self.me, mine.to_vec())).chain(rows) {
@@ -991,7 +1002,7 @@ impl Coordinator {
             reports.insert(from, named);
         }
         let names: Vec<String> = (0..n).map(|r| self.name(r)).collect();
-        for (peer, why) in who_leaves(live, &reports, &names) {
+        for (peer, why) in who_leaves(live, &reports, &names, judge_reporters) {
             if peer == self.me {
                 return Err(Error::Excluded(why));
             }
@@ -1012,10 +1023,12 @@ const ATTEMPT_WINDOW: u32 = 2;
 /// peer, which everyone loses, is still dropped; a single broken link between
 /// two members drops both ends, as any report-based rule must when neither
 /// can be believed over the other.
+/// With `judge_reporters` false only the majority rule applies.
 pub fn who_leaves(
     live: &[usize],
     reports: &BTreeMap<usize, BTreeSet<usize>>,
     names: &[String],
+    judge_reporters: bool,
 ) -> BTreeMap<usize, String> {
     let others = live.len().saturating_sub(1);
     let reported_by = |p: usize| -> Vec<usize> {
@@ -1038,6 +1051,9 @@ pub fn who_leaves(
         }
     }
     let majority: BTreeSet<usize> = out.keys().copied().collect();
+    if !judge_reporters {
+        return out;
+    }
     for &r in live.iter().filter(|r| !majority.contains(r)) {
         let unheld = reports
             .get(&r)
@@ -2275,7 +2291,7 @@ mod membership_tests {
             m.entry(by).or_default().insert(about);
         }
         let names: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
-        who_leaves(live, &m, &names).into_keys().collect()
+        who_leaves(live, &m, &names, true).into_keys().collect()
     }
 
     #[test]
@@ -2291,6 +2307,14 @@ mod membership_tests {
         // a majority of the others is enough, and those who did not see it stay
         assert_eq!(run(&[0, 1, 2, 3, 4], &[(0, 4), (1, 4), (2, 4)]), vec![4]);
         assert_eq!(run(&[0, 1], &[(0, 1)]), vec![1]);
+    }
+
+    #[test]
+    fn before_views_agree_only_a_majority_removes() {
+        let mut m: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+        m.entry(3).or_default().insert(1);
+        let names: Vec<String> = (0..4).map(|i| format!("p{i}")).collect();
+        assert!(who_leaves(&[0, 1, 2, 3], &m, &names, false).is_empty());
     }
 
     #[test]
