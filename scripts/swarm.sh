@@ -5,17 +5,18 @@
 #
 #   scripts/swarm.sh [--miners N] [--epochs E] [--arch tiny] [--device cpu]
 #                    [--rows R] [--lr LR] [--hub URL] [--work DIR]
-#                    [--cheat-hook CMD]
+#                    [--cheat-hook CMD] [--cheater I]
 #
 # --hub https://huggingface.co runs against the real Hub instead of a local
 # one: set HF_TOKEN to a token that may write the repos DTRAIN_MODEL_REPO
 # (default swarm/model) and DTRAIN_REPO_PREFIX<miner> (default swarm/miner-).
 # Extra settings pass through the environment (see scripts/miner.sh --help),
 # e.g. DTRAIN_CLIP=centered:1e-3 or DTRAIN_WIRE=bf16. --cheat-hook CMD makes
-# the last miner run CMD on its published folder before reduce (red-team tests).
+# miner I (default the last) run CMD on its published folder before reduce
+# (red-team tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-miners=3 epochs=5 arch=tiny device=cpu rows=48 lr=${DTRAIN_LR:-3e-3} hub="" work=.work/swarm cheat=""
+miners=3 epochs=5 arch=tiny device=cpu rows=48 lr=${DTRAIN_LR:-3e-3} hub="" work=.work/swarm cheat="" cheater=""
 while [ $# -gt 0 ]; do
   case $1 in
     --miners) miners=$2; shift 2 ;;
@@ -27,6 +28,7 @@ while [ $# -gt 0 ]; do
     --hub) hub=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
     --cheat-hook) cheat=$2; shift 2 ;;
+    --cheater) cheater=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "swarm.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -72,7 +74,7 @@ for i in $(seq 0 $((miners - 1))); do
   printf '%s\nDTRAIN_NAME=miner-%d\nDTRAIN_UID=%d\nDTRAIN_KEY=%s\nDTRAIN_WORK=%s\n' "$common" "$i" "$i" "$work/miner-$i/key" "$work/miner-$i" > "$work/miner-$i.env"
 done
 printf '%s\nDTRAIN_NAME=validator\nDTRAIN_KEY=%s\nDTRAIN_WORK=%s\n' "$common" "$work/validator/key" "$work/validator" > "$work/validator.env"
-[ -n "$cheat" ] && echo "DTRAIN_CHEAT_HOOK=\"$cheat\"" >> "$work/miner-$((miners - 1)).env"
+[ -n "$cheat" ] && echo "DTRAIN_CHEAT_HOOK=\"$cheat\"" >> "$work/miner-${cheater:-$((miners - 1))}.env"
 
 scripts/validator.sh --env "$work/validator.env" --init
 for i in $(seq 0 $((miners - 1))); do

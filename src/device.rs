@@ -159,9 +159,56 @@ pub fn cuda_device_name(index: usize) -> Option<String> {
     None
 }
 
+/// What `dtrain info` says of a CUDA device beyond its name.
+pub struct CudaDeviceInfo {
+    pub total_bytes: u64,
+    /// Compute capability (major, minor).
+    pub capability: (i32, i32),
+}
+
+impl CudaDeviceInfo {
+    /// bf16 tensor cores arrived with compute capability 8.0 (Ampere).
+    pub fn bf16(&self) -> bool {
+        self.capability.0 >= 8
+    }
+}
+
+/// Memory and compute capability of a CUDA device, through the CUDA runtime's
+/// stable calls (`cudaMemGetInfo`, `cudaDeviceGetAttribute`).
+pub fn cuda_device_info(index: usize) -> Option<CudaDeviceInfo> {
+    load_cuda().ok()?;
+    type Attr = unsafe extern "C" fn(*mut libc::c_int, libc::c_int, libc::c_int) -> libc::c_int;
+    let c = CString::new("cudaDeviceGetAttribute").unwrap();
+    // SAFETY: symbol lookup in the global namespace.
+    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c.as_ptr()) };
+    if f.is_null() {
+        return None;
+    }
+    // cudaDevAttrComputeCapabilityMajor = 75, ...Minor = 76
+    let attr = |which: libc::c_int| {
+        let mut v: libc::c_int = 0;
+        // SAFETY: the CUDA runtime's signature for cudaDeviceGetAttribute.
+        let rc = unsafe {
+            std::mem::transmute::<*mut libc::c_void, Attr>(f)(&mut v, which, index as libc::c_int)
+        };
+        (rc == 0).then_some(v)
+    };
+    let capability = (attr(75)?, attr(76)?);
+    let (_, total) = cuda_mem_info(index)?;
+    Some(CudaDeviceInfo {
+        total_bytes: total,
+        capability,
+    })
+}
+
 /// Bytes in use on a CUDA device (total − free, as cudaMemGetInfo reports it;
 /// includes memory libtorch's caching allocator holds), after selecting it.
 pub fn cuda_mem_used(index: usize) -> Option<u64> {
+    cuda_mem_info(index).map(|(free, total)| total - free)
+}
+
+/// (free, total) bytes of a CUDA device, after selecting it.
+fn cuda_mem_info(index: usize) -> Option<(u64, u64)> {
     load_cuda().ok()?;
     type SetDev = unsafe extern "C" fn(libc::c_int) -> libc::c_int;
     type MemInfo = unsafe extern "C" fn(*mut usize, *mut usize) -> libc::c_int;
@@ -182,7 +229,7 @@ pub fn cuda_mem_used(index: usize) -> Option<u64> {
             return None;
         }
     }
-    Some((total - free) as u64)
+    Some((free as u64, total as u64))
 }
 
 #[cfg(test)]

@@ -55,8 +55,18 @@ pub fn collect() -> Info {
     let cuda_available = crate::device::cuda_available();
     let cuda_devices = (0..crate::device::cuda_device_count())
         .map(|i| {
-            crate::device::cuda_device_name(i)
-                .map_or(format!("cuda:{i}"), |n| format!("cuda:{i} {n}"))
+            let name = crate::device::cuda_device_name(i)
+                .map_or(format!("cuda:{i}"), |n| format!("cuda:{i} {n}"));
+            match crate::device::cuda_device_info(i) {
+                Some(d) => format!(
+                    "{name}, {:.1} GiB, compute {}.{}, bf16 {}",
+                    d.total_bytes as f64 / (1u64 << 30) as f64,
+                    d.capability.0,
+                    d.capability.1,
+                    if d.bf16() { "yes" } else { "no" }
+                ),
+                None => name,
+            }
         })
         .collect();
     let mut features = vec![];

@@ -233,6 +233,37 @@ fn rel_dist(a: &[f32], b: &[f64]) -> f64 {
     (num / den).sqrt()
 }
 
+/// The first miner publishes a NaN gradient. The validator used to take the
+/// round's layout from the first miner's file, so its reduce refused NaN and
+/// every epoch was lost with nobody penalised; now it uses its own checkpoint:
+/// the epochs complete, the NaN miner is rejected and scores 0.
+#[test]
+fn a_nan_gradient_from_the_first_miner_costs_only_that_miner() {
+    let _one = one_swarm();
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("swarm");
+    let hook = format!(
+        "{} {} --nan",
+        root().join(".venv/bin/python").display(),
+        root().join("tests/e2e/cheat.py").display()
+    );
+    let o = swarm(
+        &work,
+        &["--epochs", "2", "--cheat-hook", &hook, "--cheater", "0"],
+        &[],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    let eps = epochs(&work);
+    assert_eq!(eps.len(), 2);
+    for ep in &eps {
+        assert!(ep["no_update"].is_null(), "an epoch was lost: {ep}");
+        assert_eq!(ep["rejected"], serde_json::json!(["miner-0"]), "{ep}");
+        assert_eq!(ep["scores"]["miner-0"].as_f64(), Some(0.0), "{ep}");
+        assert!(ep["loss"].as_f64().unwrap().is_finite(), "{ep}");
+    }
+}
+
 #[test]
 fn a_cheater_is_rejected_scores_zero_and_clipping_keeps_the_average() {
     let _one = one_swarm();
