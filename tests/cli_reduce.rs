@@ -726,7 +726,8 @@ fn connect_from(
     }
 }
 
-/// Dialers that trickle a byte every 300 ms and reconnect when dropped, from
+/// Dialers that announce a 200-byte Hello, then trickle a byte of it every
+/// 300 ms (every read succeeds) and reconnect when dropped, from
 /// a stranger's address and from the peers' own, until `stop`.
 fn stalled_dialers(
     targets: Vec<std::net::SocketAddrV4>,
@@ -741,6 +742,8 @@ fn stalled_dialers(
             threads.push(std::thread::spawn(move || {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     if let Ok(mut c) = connect_from(from, t) {
+                        // a plausible Hello length, then its bytes one at a time
+                        let _ = c.write_all(&200u32.to_le_bytes());
                         while !stop.load(std::sync::atomic::Ordering::Relaxed)
                             && c.write_all(b"D").is_ok()
                         {
@@ -850,7 +853,8 @@ fn a_false_failure_report_evicts_only_its_maker() {
 #[test]
 fn made_up_attempt_numbers_do_not_grow_a_peer() {
     let s = Swarm::new(3, 20_000, &[1, 2, 3]);
-    let peak = |round: &str, fault: &str| -> u64 {
+    // p0's peak memory, and the bytes p0 received from p2
+    let run = |round: &str, fault: &str| -> (u64, u64) {
         let kids: Vec<Child> = (0..3)
             .map(|i| {
                 let env: &[(&str, &str)] = if i == 2 {
@@ -869,14 +873,27 @@ fn made_up_attempt_numbers_do_not_grow_a_peer() {
             assert_eq!(*code, Some(0), "{err}");
         }
         let v: serde_json::Value = serde_json::from_str(res[0].1.trim()).unwrap();
-        v["peak_anon_rss_bytes"].as_u64().unwrap()
+        let t = s.transcript(0);
+        let from_p2 = t["body"]["traffic"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["peer"] == "p2")
+            .map(|x| x["received"].as_u64().unwrap())
+            .unwrap();
+        (v["peak_anon_rss_bytes"].as_u64().unwrap(), from_p2)
     };
-    let calm = peak("calm", "");
-    let flooded = peak("flood", "sync-flood:200000");
+    let (calm, calm_bytes) = run("calm", "");
+    let (flooded, flood_bytes) = run("flood", "sync-flood:200000");
     println!(
-        "peak anon RSS of a peer: calm {} MiB, under 200 000 made-up syncs {} MiB",
+        "peak anon RSS of a peer: calm {} MiB, under 200 000 made-up syncs {} MiB ({} MB of them received)",
         calm >> 20,
-        flooded >> 20
+        flooded >> 20,
+        (flood_bytes - calm_bytes) / 1_000_000
+    );
+    assert!(
+        flood_bytes > calm_bytes + 5_000_000,
+        "the flood did not arrive"
     );
     assert!(
         flooded < calm + (24 << 20),

@@ -618,10 +618,11 @@ fn reader_loop(
                 if frame.kind == kind::DATA {
                     Counters::mark(&c.first_recv, &c.last_recv);
                 } else {
-                    credits.release(); // only data frames hold credits
-                                       // a control frame for an attempt far from ours is dropped
-                                       // here, before it can queue up (the coordinator files
-                                       // only a small window of attempts anyway)
+                    // only data frames hold credits
+                    credits.release();
+                    // a control frame for an attempt far from ours is dropped
+                    // here, before it can queue up (the coordinator files
+                    // only a small window of attempts anyway)
                     let ours = sh.attempt.load(Ordering::Relaxed);
                     if frame.attempt.saturating_add(1) < ours
                         || frame.attempt > ours.saturating_add(ATTEMPT_WINDOW + 1)
@@ -885,15 +886,8 @@ impl Coordinator {
                 .collect();
             let mine = self.my_reports();
             for &r in live.iter().filter(|&&r| r != self.me) {
-                self.control(
-                    r,
-                    kind::SYNC,
-                    attempt,
-                    enc(&SyncMsg {
-                        stage,
-                        failed: mine.clone(),
-                    }),
-                );
+                // (fault injection: the flood goes first, so the receiver
+                // must take all of it in before it sees the real sync)
                 for _ in 0..self.fault.sync_flood {
                     let mut b = [0u8; 4];
                     let _ = getrandom::getrandom(&mut b);
@@ -903,6 +897,15 @@ impl Coordinator {
                     };
                     self.control(r, kind::SYNC, u32::from_le_bytes(b), enc(&fake));
                 }
+                self.control(
+                    r,
+                    kind::SYNC,
+                    attempt,
+                    enc(&SyncMsg {
+                        stage,
+                        failed: mine.clone(),
+                    }),
+                );
             }
             let rows = self.collect_syncs(attempt, stage, &live)?;
             // reporters are judged at the second stage only: by then every
