@@ -67,13 +67,7 @@ fn forge(a: ForgeArgs) -> Result<()> {
         })
         .collect();
     drop(g);
-    let mut parts = Vec::with_capacity(specs.len());
-    let mut at = 0;
-    for s in &specs {
-        parts.push(&forged[at..at + s.numel()]);
-        at += s.numel();
-    }
-    dtrain::tensors::write_f32(&a.grad, &specs, &parts, &meta)?;
+    dtrain::tensors::write_flat_f32(&a.grad, &specs, &forged, &meta)?;
     let text =
         std::fs::read_to_string(&a.receipt).with_context(|| a.receipt.display().to_string())?;
     let mut r = Receipt::from_json(&text)?;

@@ -595,6 +595,22 @@ impl TensorWriter {
     }
 }
 
+/// Writes tensors given as one flat f32 vector in spec order (see [`write_f32`]).
+pub fn write_flat_f32(
+    dest: impl AsRef<Path>,
+    specs: &[TensorSpec],
+    flat: &[f32],
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let mut parts = Vec::with_capacity(specs.len());
+    let mut at = 0;
+    for s in specs {
+        parts.push(&flat[at..at + s.numel()]);
+        at += s.numel();
+    }
+    write_f32(dest, specs, &parts, metadata)
+}
+
 /// Writes tensors given as f32 slices (converted to each spec's dtype).
 pub fn write_f32(
     dest: impl AsRef<Path>,

@@ -3,6 +3,39 @@
 mod common;
 use common::*;
 
+/// Appends epoch `e`'s entry (1000·(e+1) tokens, contributors a and b), signed with `key`.
+fn append(ledger: &std::path::Path, key: &std::path::Path, e: u64, scores: &std::path::Path) {
+    let (es, tokens, model) = (
+        e.to_string(),
+        (1000 * (e + 1)).to_string(),
+        format!("{e:064x}"),
+    );
+    let o = dtrain(
+        &[
+            "ledger",
+            "append",
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--epoch",
+            &es,
+            "--step",
+            &es,
+            "--model",
+            &model,
+            "--tokens",
+            &tokens,
+            "--contributors",
+            "a,b",
+            "--scores",
+            scores.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 #[test]
 fn ledger_appends_verifies_and_names_a_tampered_entry() {
     let dir = tempfile::tempdir().unwrap();
@@ -22,32 +55,7 @@ fn ledger_appends_verifies_and_names_a_tampered_entry() {
     );
     assert_fails(&o, 2, "the ledger is empty");
     for e in 0..3 {
-        let es = e.to_string();
-        let tokens = (1000 * (e + 1)).to_string();
-        let o = dtrain(
-            &[
-                "ledger",
-                "append",
-                "--ledger",
-                l.to_str().unwrap(),
-                "--key",
-                k.to_str().unwrap(),
-                "--epoch",
-                &es,
-                "--step",
-                &es,
-                "--model",
-                &format!("{:064x}", e),
-                "--tokens",
-                &tokens,
-                "--contributors",
-                "a,b",
-                "--scores",
-                scores.to_str().unwrap(),
-            ],
-            b"",
-        );
-        assert!(o.status.success(), "{}", stderr(&o));
+        append(&l, &k, e, &scores);
     }
     let o = dtrain(
         &[
@@ -100,30 +108,7 @@ fn ledger_appends_verifies_and_names_a_tampered_entry() {
         .status
         .success());
     let forged = dir.path().join("forged.jsonl");
-    let o = dtrain(
-        &[
-            "ledger",
-            "append",
-            "--ledger",
-            forged.to_str().unwrap(),
-            "--key",
-            forger.to_str().unwrap(),
-            "--epoch",
-            "0",
-            "--step",
-            "1",
-            "--model",
-            &format!("{:064x}", 9),
-            "--tokens",
-            "1",
-            "--contributors",
-            "a",
-            "--scores",
-            scores.to_str().unwrap(),
-        ],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    append(&forged, &forger, 0, &scores);
     let o = dtrain(
         &["ledger", "verify", "--ledger", forged.to_str().unwrap()],
         b"",

@@ -72,6 +72,21 @@ impl World {
         m
     }
 
+    /// Honest miners `names` (uids 0, 1, …) for `epoch`, and their round's peers file.
+    fn round(&self, names: &[&str], epoch: u64) -> Vec<Miner> {
+        let peers: Vec<Miner> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| self.miner(n, i as u64, epoch))
+            .collect();
+        let toml: String = peers
+            .iter()
+            .map(|m| peer_entry(&m.name, &m.pubkey))
+            .collect();
+        std::fs::write(self.p("peers.toml"), toml).unwrap();
+        peers
+    }
+
     /// fetch → tokenize → train-step for `m`.
     fn work(&self, m: &Miner, uid: u64, epoch: u64, model: &Path, sequences: Option<&str>) {
         let (u, e) = (uid.to_string(), epoch.to_string());
@@ -192,13 +207,7 @@ fn forge_grad(m: &Miner, f: impl Fn(usize, f32) -> f32) {
         .map(|(i, &x)| f(i, x))
         .collect();
     drop(g);
-    let mut parts = Vec::new();
-    let mut o = 0;
-    for sp in &specs {
-        parts.push(&flat[o..o + sp.numel()]);
-        o += sp.numel();
-    }
-    dtrain::tensors::write_f32(&m.grad, &specs, &parts, &meta).unwrap();
+    dtrain::tensors::write_flat_f32(&m.grad, &specs, &flat, &meta).unwrap();
     let mut r = receipt(m);
     r.grad = dtrain::fsio::hash_file(&m.grad)
         .unwrap()
@@ -390,13 +399,7 @@ fn every_cheat_is_caught_and_honest_work_always_passes() {
     let specs = g.specs();
     let flat = g.flat_f32().unwrap().to_vec();
     drop(g);
-    let mut parts = Vec::new();
-    let mut o = 0;
-    for sp in &specs {
-        parts.push(&flat[o..o + sp.numel()]);
-        o += sp.numel();
-    }
-    dtrain::tensors::write_f32(&m.grad, &specs, &parts, &meta).unwrap();
+    dtrain::tensors::write_flat_f32(&m.grad, &specs, &flat, &meta).unwrap();
     forged.grad = dtrain::fsio::hash_file(&m.grad)
         .unwrap()
         .to_hex()
@@ -440,16 +443,7 @@ fn every_cheat_is_caught_and_honest_work_always_passes() {
 
     // reduce: a free-rider (weight 0: receives, sends nothing) and a peer that
     // sends garbage instead of its gradient, among two honest miners
-    let peers: Vec<Miner> = ["ra", "rb", "freerider", "garbler"]
-        .iter()
-        .enumerate()
-        .map(|(i, n)| w.miner(n, i as u64, 5))
-        .collect();
-    let mut toml = String::new();
-    for m in &peers {
-        toml += &peer_entry(&m.name, &m.pubkey);
-    }
-    std::fs::write(w.p("peers.toml"), toml).unwrap();
+    let peers = w.round(&["ra", "rb", "freerider", "garbler"], 5);
     let garbage = w.p("garbage.safetensors");
     {
         let g = TensorFile::open(&peers[3].grad).unwrap();
@@ -458,13 +452,7 @@ fn every_cheat_is_caught_and_honest_work_always_passes() {
         let flat: Vec<f32> = (0..g.numel())
             .map(|i| ((i * 7919) % 101) as f32 * 1e-3)
             .collect();
-        let mut parts = Vec::new();
-        let mut o = 0;
-        for sp in &specs {
-            parts.push(&flat[o..o + sp.numel()]);
-            o += sp.numel();
-        }
-        dtrain::tensors::write_f32(&garbage, &specs, &parts, &meta).unwrap();
+        dtrain::tensors::write_flat_f32(&garbage, &specs, &flat, &meta).unwrap();
     }
     let kids: Vec<_> = peers
         .iter()
@@ -714,16 +702,7 @@ fn hostile_artefacts_are_fail_verdicts() {
 #[test]
 fn transcripts_are_trusted_only_from_their_pinned_writers() {
     let w = World::new();
-    let peers: Vec<Miner> = ["ta", "tb", "inflator"]
-        .iter()
-        .enumerate()
-        .map(|(i, n)| w.miner(n, i as u64, 7))
-        .collect();
-    let mut toml = String::new();
-    for m in &peers {
-        toml += &peer_entry(&m.name, &m.pubkey);
-    }
-    std::fs::write(w.p("peers.toml"), toml).unwrap();
+    let peers = w.round(&["ta", "tb", "inflator"], 7);
     let inflated = (receipt(&peers[2]).sequences.len() * 10).to_string();
     let kids: Vec<_> = peers
         .iter()
