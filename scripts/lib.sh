@@ -61,6 +61,34 @@ pull_wait() { # repo tag dir
 # The rank-ordered peer names of the peers file.
 peer_names() { sed -n 's/^name *= *"\(.*\)"/\1/p' "$DTRAIN_PEERS"; }
 peer_pubkey() { awk -v n="$1" '/^name/ {m = ($3 == "\"" n "\"")} m && /^pubkey/ {gsub(/"/, "", $3); print $3; exit}' "$DTRAIN_PEERS"; }
+# A miner's assigned rows for an epoch, fetched and tokenized into SHARD with
+# their data spec in SPEC: DTRAIN_ROWS rows, doubled (at most 3 times) while
+# the shard holds no whole sequence of DTRAIN_SEQ_LEN tokens. Miner and
+# validator apply the same rule, so they agree on the rows. Prints the rows used.
+fetch_assigned() { # epoch uid spec shard
+  local rows=$DTRAIN_ROWS tokens k
+  for k in 0 1 2 3; do
+    D fetch-shard "${data_args[@]}" --seed "$DTRAIN_SEED" --epoch "$1" --uid "$2" --rows "$rows" --spec-out "$3" \
+      | D tokenize --format jsonl -o "$4" > /dev/null || return 1
+    tokens=$(( ($(stat -c %s "$4") - 1024) / 2 ))
+    [ "$tokens" -gt "$DTRAIN_SEQ_LEN" ] || [ "$k" = 3 ] && break
+    rows=$((rows * 2))
+  done
+  echo "$rows"
+}
+
+# The peers file restricted to the members a round's members.json lists, in
+# the file's order (its top-level rules, such as max_weight, kept).
+members_peers() { # members.json
+  awk -v list="$(jq -r '.members | join(" ")' "$1")" '
+    function flush() { if (block && (name in keep)) printf "%s", buf; block = 0 }
+    BEGIN { n = split(list, a, " "); for (i = 1; i <= n; i++) keep["\"" a[i] "\""] = 1 }
+    /^\[\[peer\]\]/ { flush(); block = 1; buf = $0 "\n"; name = ""; next }
+    block { buf = buf $0 "\n"; if ($1 == "name") name = $3; next }
+    { print }
+    END { flush() }' "$DTRAIN_PEERS"
+}
+
 # A miner's uid: its `uid = N` in the peers file, else its rank there.
 peer_uid() {
   local uid

@@ -5,10 +5,12 @@
 #
 # Each epoch E (the highest epoch tag of the model repo):
 #   pull the model tagged E (and check it is the model this miner applied last epoch)
-#   fetch-shard its assigned rows (seed, epoch, uid) | tokenize
-#   train-step (signed receipt)
+#   fetch-shard its assigned rows (seed, epoch, uid) | tokenize (rows doubled
+#     while they hold no whole sequence; the validator applies the same rule)
+#   train-step (signed receipt for round epoch-E)
 #   push receipt + gradient + data spec to its own repo, tagged E
-#   reduce with the round's peers, push the transcript (tag E-t)
+#   wait for the round's members (the validator's tag E-members); reduce with
+#     exactly them (not a member: sit the round out), push the transcript (tag E-t)
 #   apply the average: the next model, whose hash the validator's tag E+1 must match
 #
 # --once does the next epoch not done yet and exits (for a systemd timer);
@@ -56,8 +58,9 @@ run_epoch() {
       log "epoch $e: WARNING: I applied $(cat "$DTRAIN_WORK/applied-$((e - 1))"), the round's model is $have; following the round"
     fi
   fi
-  D fetch-shard "${data_args[@]}" --seed "$DTRAIN_SEED" --epoch "$e" --uid "$DTRAIN_UID" --rows "$DTRAIN_ROWS" \
-    --spec-out "$dir/pub/spec.json" | D tokenize --format jsonl -o "$dir/shard.bin"
+  local rows
+  rows=$(fetch_assigned "$e" "$DTRAIN_UID" "$dir/pub/spec.json" "$dir/shard.bin")
+  [ "$rows" = "$DTRAIN_ROWS" ] || log "epoch $e: $DTRAIN_ROWS rows hold no whole sequence; took $rows"
   D train-step --model "$dir/model" --tokens "$dir/shard.bin" --seq-len "$DTRAIN_SEQ_LEN" --micro-batch "$DTRAIN_MICRO_BATCH" \
     --device "$DTRAIN_DEVICE" --precision "$DTRAIN_PRECISION" --key "$DTRAIN_KEY" --miner "$DTRAIN_NAME" --round "epoch-$e" \
     -o "$dir/pub/grad.safetensors" --receipt "$dir/pub/receipt.json" --json > "$dir/train.json"
@@ -68,8 +71,16 @@ run_epoch() {
   local extra=()
   [ -n "${DTRAIN_CLIP:-}" ] && extra+=(--clip "$DTRAIN_CLIP")
   [ -n "${DTRAIN_MAX_RATE:-}" ] && extra+=(--max-rate "$DTRAIN_MAX_RATE")
-  log "epoch $e: reduce"
-  D reduce --peers "$DTRAIN_PEERS" --me "$DTRAIN_NAME" --key "$DTRAIN_KEY" --round "epoch-$e" \
+  # the round is exactly the members the validator published: a miner that
+  # failed or came too late is not waited for by anyone
+  pull_wait "$DTRAIN_MODEL_REPO" "$e-members" "$dir/round" || { log "epoch $e: no member list"; return 1; }
+  if ! jq -e --arg me "$DTRAIN_NAME" '.members | index($me)' "$dir/round/members.json" > /dev/null; then
+    log "epoch $e: not a member of the round (published after the cut-off)"
+    return 1
+  fi
+  members_peers "$dir/round/members.json" > "$dir/peers.toml"
+  log "epoch $e: reduce with $(jq -r '.members | join(" ")' "$dir/round/members.json")"
+  D reduce --peers "$dir/peers.toml" --me "$DTRAIN_NAME" --key "$DTRAIN_KEY" --round "epoch-$e" \
     --in "$dir/pub/grad.safetensors" --out "$dir/avg.safetensors" --transcript "$dir/t/transcript.json" \
     --wire "$DTRAIN_WIRE" --deadline "$DTRAIN_DEADLINE" "${extra[@]}" --json > "$dir/reduce.json"
   D push "$dir/t" --repo "$repo" --tag "$e-t" > /dev/null

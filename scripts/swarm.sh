@@ -10,13 +10,15 @@
 # --hub https://huggingface.co runs against the real Hub instead of a local
 # one: set HF_TOKEN to a token that may write the repos DTRAIN_MODEL_REPO
 # (default swarm/model) and DTRAIN_REPO_PREFIX<miner> (default swarm/miner-).
-# Extra settings pass through the environment (see scripts/miner.sh --help),
-# e.g. DTRAIN_CLIP=centered:1e-3 or DTRAIN_WIRE=bf16. --cheat-hook CMD makes
+# Every DTRAIN_* setting of the environment passes through to the processes
+# (see scripts/miner.sh --help), e.g. DTRAIN_CLIP=centered:1e-3,
+# DTRAIN_WIRE=bf16 or DTRAIN_SEQ_LEN=32; the flags default from them too. --cheat-hook CMD makes
 # miner I (default the last) run CMD on its published folder before reduce
 # (red-team tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-miners=3 epochs=5 arch=tiny device=cpu rows=48 lr=${DTRAIN_LR:-3e-3} hub="" work=.work/swarm cheat="" cheater=""
+miners=3 epochs=5 arch=${DTRAIN_ARCH:-tiny} device=${DTRAIN_DEVICE:-cpu} rows=${DTRAIN_ROWS:-48} lr=${DTRAIN_LR:-3e-3}
+hub="" work=.work/swarm cheat="" cheater=""
 while [ $# -gt 0 ]; do
   case $1 in
     --miners) miners=$2; shift 2 ;;
@@ -59,6 +61,18 @@ for k in "${!names[@]}"; do
   [ "$n" = validator ] || printf 'uid = %d\n' "$k" >> "$work/peers.toml"
   echo >> "$work/peers.toml"
 done
+# every other DTRAIN_* setting of this environment reaches every process
+# (after the swarm's defaults, so it wins), quoted for the env files
+passthrough() {
+  local k
+  for k in $(compgen -e DTRAIN_); do
+    case $k in
+      DTRAIN_NAME|DTRAIN_UID|DTRAIN_KEY|DTRAIN_WORK|DTRAIN_HUB|DTRAIN_PEERS|DTRAIN_EPOCHS|DTRAIN_ENV) ;;
+      DTRAIN_ROWS|DTRAIN_DEVICE|DTRAIN_LR|DTRAIN_ARCH|DTRAIN_SKIP_SETUP|DTRAIN_CHEAT_HOOK) ;;
+      *) printf '%s=%q\n' "$k" "${!k}" ;;
+    esac
+  done
+}
 common="DTRAIN_HUB=$hub
 DTRAIN_PEERS=$work/peers.toml
 DTRAIN_EPOCHS=$((epochs - 1))
@@ -68,8 +82,8 @@ DTRAIN_MICRO_BATCH=4
 DTRAIN_DEVICE=$device
 DTRAIN_LR=$lr
 DTRAIN_ARCH=$arch
-DTRAIN_DEADLINE=${DTRAIN_DEADLINE:-60}
-$(env | grep -E '^DTRAIN_(CLIP|WIRE|MAX_RATE|OPTIM|SAMPLE|SEED|WAIT|PRECISION|SCORE_ARGS)=' || true)"
+DTRAIN_DEADLINE=60
+$(passthrough)"
 for i in $(seq 0 $((miners - 1))); do
   printf '%s\nDTRAIN_NAME=miner-%d\nDTRAIN_UID=%d\nDTRAIN_KEY=%s\nDTRAIN_WORK=%s\n' "$common" "$i" "$i" "$work/miner-$i/key" "$work/miner-$i" > "$work/miner-$i.env"
 done
@@ -90,11 +104,12 @@ while :; do
   if [ -f "$work/validator/epochs.jsonl" ]; then
     while [ "$(wc -l < "$work/validator/epochs.jsonl")" -gt "$shown" ]; do
       shown=$((shown + 1))
-      sed -n "${shown}p" "$work/validator/epochs.jsonl" | jq -r '
+      sed -n "${shown}p" "$work/validator/epochs.jsonl" | jq -r --argjson all $((miners + 1)) '
         if .no_update then [.epoch, "-", "-", "-", .model[0:10], "failed: no update"]
         else [.epoch, (.loss * 10000 | round / 10000), "\(.reduce_seconds * 100 | round / 100)s", (.reduce_mb / .reduce_seconds | round),
               .model[0:10], ((.scores | to_entries | map("\(.key)=\(.value * 1000 | round / 1000)") | join(" "))
-              + (if (.rejected | length) > 0 then "  rejected: \(.rejected | join(","))" else "" end))]
+              + (if (.rejected | length) > 0 then "  rejected: \(.rejected | join(","))" else "" end)
+              + (if (.members | length) < $all then "  members: \(.members - ["validator"] | join(","))" else "" end))]
         end | @tsv' | while IFS=$'\t' read -r ep loss red mbs model scores; do
           printf '%-6s %-9s %-8s %-10s %-11s %s\n' "$ep" "$loss" "$red" "$mbs" "$model" "$scores"
         done
@@ -110,3 +125,6 @@ $D ledger verify --ledger "$work/validator/ledger.jsonl" --pubkey "$(sed -n '/na
 first_loss=$(jq -r 'select(.no_update | not) | .loss' "$work/validator/epochs.jsonl" | head -1)
 last_loss=$(jq -r 'select(.no_update | not) | .loss' "$work/validator/epochs.jsonl" | tail -1)
 echo "summary: $epochs epochs, loss $first_loss -> $last_loss, final model $final, weights $(jq -c .weights "$work/validator/weights.json")"
+# every miner's loop ran throughout: a lost epoch is the swarm's failure
+lost=$(jq -s -r 'map(select(.no_update) | .epoch) | join(",")' "$work/validator/epochs.jsonl")
+[ -z "$lost" ] || { echo "swarm: epoch(s) $lost lost with every miner alive; see $work/*.log" >&2; exit 1; }

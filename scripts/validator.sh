@@ -5,7 +5,9 @@
 #
 # --init creates the model repo with an initial checkpoint tagged 0 (if absent).
 # Each epoch E (the highest model tag):
-#   pull the model tagged E and the miners' receipts, gradients and data specs
+#   pull the model tagged E and what every miner published (all of them at once,
+#     until each has or the window closes); publish the round's members (tag
+#     E-members of the model repo: members.json), the miners that arrived
 #   join the round's reduce with weight 0 (it gets the average, contributes nothing)
 #   apply the average: the model of epoch E+1
 #   for each miner: rebuild its shard from its data spec, verify (pinned key,
@@ -48,25 +50,52 @@ if [ "$init" = 1 ]; then
   exit 0
 fi
 
+# Pulls what every expected miner published for epoch E into DIR/NAME: all of
+# them at once, again every 2 s for those missing, until every one has arrived
+# or the window ($DTRAIN_WAIT s) closes. One absent miner costs nobody else
+# anything. Prints the names that arrived.
+collect_miners() { # epoch dir
+  local e=$1 dir=$2 until=$(( $(date +%s) + DTRAIN_WAIT )) m
+  local -a pending still
+  read -r -a pending <<< "$miners"
+  while [ ${#pending[@]} -gt 0 ]; do
+    for m in "${pending[@]}"; do
+      D pull --repo "$DTRAIN_REPO_PREFIX$m" --tag "$e" -o "$dir/$m" > /dev/null 2>&1 &
+    done
+    wait
+    still=()
+    for m in "${pending[@]}"; do [ -d "$dir/$m" ] || still+=("$m"); done
+    pending=("${still[@]}")
+    [ ${#pending[@]} -gt 0 ] && [ "$(date +%s)" -lt "$until" ] || break
+    sleep 2
+  done
+  for m in "${pending[@]}"; do log "epoch $e: nothing from $m"; done
+  for m in $miners; do [ -d "$dir/$m" ] && echo "$m"; done
+  return 0
+}
+
 run_epoch() {
   local e=$1 dir=$DTRAIN_WORK/epoch-$1
   rm -rf "$dir" && mkdir -p "$dir"
   pull_wait "$DTRAIN_MODEL_REPO" "$e" "$dir/model" || { log "no model tagged $e"; return 1; }
-  # what the miners published for this epoch
+  # the round's members: decided once (a restarted validator keeps what it published)
   local arrived=() m
-  local until=$(( $(date +%s) + DTRAIN_WAIT ))
-  for m in $miners; do
-    local left=$(( until - $(date +%s) ))
-    if [ "$left" -gt 0 ] && DTRAIN_WAIT=$left pull_wait "$DTRAIN_REPO_PREFIX$m" "$e" "$dir/m/$m"; then
-      arrived+=("$m")
-    else
-      log "epoch $e: nothing from $m"
-    fi
-  done
-  [ ${#arrived[@]} -gt 0 ] || { log "epoch $e: no miner published"; return 1; }
+  if D pull --repo "$DTRAIN_MODEL_REPO" --tag "$e-members" -o "$dir/round" > /dev/null 2>&1; then
+    mapfile -t arrived < <(jq -r '.members[]' "$dir/round/members.json" | grep -vx "$DTRAIN_NAME" || true)
+    for m in "${arrived[@]}"; do pull_wait "$DTRAIN_REPO_PREFIX$m" "$e" "$dir/m/$m"; done
+    log "epoch $e: members already published: ${arrived[*]}"
+  else
+    mapfile -t arrived < <(collect_miners "$e" "$dir/m")
+    [ ${#arrived[@]} -gt 0 ] || { log "epoch $e: no miner published"; return 1; }
+    mkdir -p "$dir/round"
+    printf '%s\n' "${arrived[@]}" "$DTRAIN_NAME" | jq -R . | jq -s --argjson e "$e" '{epoch: $e, members: .}' \
+      > "$dir/round/members.json"
+    D push "$dir/round" --repo "$DTRAIN_MODEL_REPO" --tag "$e-members" > /dev/null
+  fi
+  members_peers "$dir/round/members.json" > "$dir/peers.toml"
   # the round, with weight 0: our own checkpoint gives the layout (never a miner's file)
   log "epoch $e: reduce with ${arrived[*]}"
-  D reduce --peers "$DTRAIN_PEERS" --me "$DTRAIN_NAME" --key "$DTRAIN_KEY" --round "epoch-$e" --weight 0 \
+  D reduce --peers "$dir/peers.toml" --me "$DTRAIN_NAME" --key "$DTRAIN_KEY" --round "epoch-$e" --weight 0 \
     --in "$dir/model/model.safetensors" --out "$dir/avg.safetensors" --transcript "$dir/transcript.json" \
     --wire "$DTRAIN_WIRE" --deadline "$DTRAIN_DEADLINE" ${DTRAIN_CLIP:+--clip "$DTRAIN_CLIP"} --json > "$dir/reduce.json"
   D apply --model "$dir/model" --grad "$dir/avg.safetensors" --optim "$DTRAIN_OPTIM" --lr "$DTRAIN_LR" --epoch "$e" \
@@ -84,8 +113,10 @@ run_epoch() {
     local md=$dir/m/$m
     receipts+=(--receipt "$md/receipt.json")
     # the miner's rows as the subnet assigns them (its uid is ours to know, not its spec's word)
-    local assignment=(--seed "$DTRAIN_SEED" --epoch "$e" --uid "$(peer_uid "$m")" --rows "$DTRAIN_ROWS")
-    D fetch-shard "${data_args[@]}" "${assignment[@]}" --spec-out "$md/assigned.json" | D tokenize --format jsonl -o "$md/shard.bin"
+    local uid rows
+    uid=$(peer_uid "$m")
+    rows=$(fetch_assigned "$e" "$uid" "$md/assigned.json" "$md/shard.bin")
+    local assignment=(--seed "$DTRAIN_SEED" --epoch "$e" --uid "$uid" --rows "$rows")
     D verify --receipt "$md/receipt.json" --grad "$md/grad.safetensors" --model "$dir/model" --tokens "$md/shard.bin" \
       --pubkey "$(peer_pubkey "$m")" --miner "$m" --round "epoch-$e" --validator "$DTRAIN_NAME" --peers "$DTRAIN_PEERS" \
       --spec "$md/assigned.json" "${assignment[@]}" --data-repo "$DTRAIN_DATA_REPO" --data-config "$DTRAIN_DATA_CONFIG" \

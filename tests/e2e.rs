@@ -233,6 +233,67 @@ fn rel_dist(a: &[f32], b: &[f64]) -> f64 {
     (num / den).sqrt()
 }
 
+/// The first miner in the list never publishes (its hook fails before the
+/// push). The validator used to wait for it for the whole window and then had
+/// no time left for the others: the epoch was lost for everyone. Now it polls
+/// every miner at once and closes the round at the window's end; the others'
+/// epochs complete, with exactly the members that published.
+#[test]
+fn a_miner_that_never_publishes_costs_only_itself() {
+    let _one = one_swarm();
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("swarm");
+    let t0 = std::time::Instant::now();
+    let o = swarm(
+        &work,
+        &["--epochs", "2", "--cheat-hook", "false", "--cheater", "0"],
+        &[("DTRAIN_WAIT", "40")],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    let eps = epochs(&work);
+    assert_eq!(eps.len(), 2);
+    for ep in &eps {
+        assert!(ep["no_update"].is_null(), "an epoch was lost: {ep}");
+        assert_eq!(
+            ep["members"],
+            serde_json::json!(["miner-1", "miner-2", "validator"]),
+            "{ep}"
+        );
+    }
+    // each epoch: one 40 s window, the round and the verification
+    let took = t0.elapsed().as_secs();
+    eprintln!("2 epochs with an absent miner: {took} s\n{out}");
+    assert!(took < 2 * (40 + 45), "{took} s");
+}
+
+/// With one row each and 32-token sequences, two of the three miners' shards
+/// hold no whole sequence in epoch 0 (17 and 8 tokens): their train-step used
+/// to fail, and the epoch with it. Now miner and validator double the rows by
+/// the same rule until a sequence fits; every miner takes part and passes.
+#[test]
+fn a_miner_with_too_little_data_still_takes_part() {
+    let _one = one_swarm();
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("swarm");
+    let o = swarm(
+        &work,
+        &["--epochs", "2", "--rows", "1"],
+        &[("DTRAIN_SEQ_LEN", "32"), ("DTRAIN_MICRO_BATCH", "1")],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    let eps = epochs(&work);
+    assert_eq!(eps.len(), 2);
+    for ep in &eps {
+        assert!(ep["no_update"].is_null(), "an epoch was lost: {ep}");
+        assert_eq!(ep["rejected"], serde_json::json!([]), "{ep}");
+        assert_eq!(ep["members"].as_array().unwrap().len(), 4, "{ep}");
+    }
+    let log = std::fs::read_to_string(work.join("miner-1.log")).unwrap();
+    assert!(log.contains("hold no whole sequence; took"), "{log}");
+}
+
 /// The first miner publishes a NaN gradient. The validator used to take the
 /// round's layout from the first miner's file, so its reduce refused NaN and
 /// every epoch was lost with nobody penalised; now it uses its own checkpoint:
@@ -376,7 +437,7 @@ fn a_miner_killed_mid_reduce_leaves_the_round_and_rejoins_after_restart() {
     let env = work.join("miner-1.env");
     pkill(&format!("miner.sh --env {}", env.display()));
     pkill(&format!(
-        "reduce --peers {}/peers.toml --me miner-1",
+        "reduce --peers {}/miner-1/epoch-1/peers.toml --me miner-1",
         work.display()
     ));
     // the others finish epoch 1 without it
