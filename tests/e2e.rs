@@ -55,6 +55,25 @@ fn swarm(work: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     o
 }
 
+/// A swarm run that must succeed with `n` epochs: its printed table and epochs.
+fn swarm_ok(work: &Path, args: &[&str], env: &[(&str, &str)], n: usize) -> (String, Vec<Value>) {
+    let o = swarm(work, args, env);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    let eps = epochs(work);
+    assert_eq!(eps.len(), n, "{out}");
+    (out, eps)
+}
+
+/// The cheating miner's hook (tests/e2e/cheat.py) with extra arguments.
+fn cheat_hook(extra: &str) -> String {
+    format!(
+        "{} {} {extra}",
+        root().join(".venv/bin/python").display(),
+        root().join("tests/e2e/cheat.py").display()
+    )
+}
+
 fn dump_logs(work: &Path) {
     for e in std::fs::read_dir(work).into_iter().flatten().flatten() {
         if e.path().extension().is_some_and(|x| x == "log") {
@@ -244,15 +263,12 @@ fn a_miner_that_never_publishes_costs_only_itself() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("swarm");
     let t0 = std::time::Instant::now();
-    let o = swarm(
+    let (out, eps) = swarm_ok(
         &work,
         &["--epochs", "2", "--cheat-hook", "false", "--cheater", "0"],
         &[("DTRAIN_WAIT", "40")],
+        2,
     );
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{out}\n{}", stderr(&o));
-    let eps = epochs(&work);
-    assert_eq!(eps.len(), 2);
     for ep in &eps {
         assert!(ep["no_update"].is_null(), "an epoch was lost: {ep}");
         assert_eq!(
@@ -276,15 +292,12 @@ fn a_miner_with_too_little_data_still_takes_part() {
     let _one = one_swarm();
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("swarm");
-    let o = swarm(
+    let (_, eps) = swarm_ok(
         &work,
         &["--epochs", "2", "--rows", "1"],
         &[("DTRAIN_SEQ_LEN", "32"), ("DTRAIN_MICRO_BATCH", "1")],
+        2,
     );
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{out}\n{}", stderr(&o));
-    let eps = epochs(&work);
-    assert_eq!(eps.len(), 2);
     for ep in &eps {
         assert!(ep["no_update"].is_null(), "an epoch was lost: {ep}");
         assert_eq!(ep["rejected"], serde_json::json!([]), "{ep}");
@@ -303,20 +316,9 @@ fn a_nan_gradient_from_the_first_miner_costs_only_that_miner() {
     let _one = one_swarm();
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("swarm");
-    let hook = format!(
-        "{} {} --nan",
-        root().join(".venv/bin/python").display(),
-        root().join("tests/e2e/cheat.py").display()
-    );
-    let o = swarm(
-        &work,
-        &["--epochs", "2", "--cheat-hook", &hook, "--cheater", "0"],
-        &[],
-    );
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{out}\n{}", stderr(&o));
-    let eps = epochs(&work);
-    assert_eq!(eps.len(), 2);
+    let hook = cheat_hook("--nan");
+    let args = ["--epochs", "2", "--cheat-hook", &hook, "--cheater", "0"];
+    let (_, eps) = swarm_ok(&work, &args, &[], 2);
     for ep in &eps {
         assert!(ep["no_update"].is_null(), "an epoch was lost: {ep}");
         assert_eq!(ep["rejected"], serde_json::json!(["miner-0"]), "{ep}");
@@ -330,21 +332,10 @@ fn a_cheater_is_rejected_scores_zero_and_clipping_keeps_the_average() {
     let _one = one_swarm();
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("swarm");
-    let hook = format!(
-        "{} {}",
-        root().join(".venv/bin/python").display(),
-        root().join("tests/e2e/cheat.py").display()
-    );
-    let o = swarm(
-        &work,
-        &["--epochs", "3", "--cheat-hook", &hook],
-        &[("DTRAIN_CLIP", "centered:2e-4")],
-    );
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    let hook = cheat_hook("");
+    let args = ["--epochs", "3", "--cheat-hook", &hook];
+    let (out, eps) = swarm_ok(&work, &args, &[("DTRAIN_CLIP", "centered:2e-4")], 3);
     eprintln!("{out}");
-    let eps = epochs(&work);
-    assert_eq!(eps.len(), 3);
     for ep in &eps {
         assert_eq!(ep["rejected"], serde_json::json!(["miner-2"]), "{ep}");
         assert_eq!(ep["scores"]["miner-2"].as_f64(), Some(0.0), "{ep}");
