@@ -380,6 +380,17 @@ impl DataSpec {
                 spec.version
             )));
         }
+        // both name folders (the repo's cache, the config's parquet folder):
+        // a spec is often another party's, so only plain names will do
+        RepoId::new(RepoType::Dataset, &spec.repo).map_err(|e| bad(e.to_string()))?;
+        let plain = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+        if spec.config.is_empty() || spec.config.starts_with('.') || !spec.config.chars().all(plain)
+        {
+            return Err(bad(format!(
+                "invalid config '{}'",
+                spec.config.escape_debug()
+            )));
+        }
         Ok(spec)
     }
 
@@ -805,6 +816,28 @@ pub fn write_jsonl(w: &mut impl Write, row: &Row) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spec_names_only_plain_repos_and_configs() {
+        let spec = |repo: &str, config: &str| {
+            format!(
+                r#"{{"version":1,"repo":"{repo}","config":"{config}","revision":"main","assignment":null,"files":[],"rows":""}}"#
+            )
+        };
+        assert!(DataSpec::parse(&spec("HuggingFaceFW/fineweb", "sample-350BT"), "t").is_ok());
+        for (repo, config) in [
+            ("HuggingFaceFW/fineweb", "../.."),
+            ("HuggingFaceFW/fineweb", "sample/350BT"),
+            ("HuggingFaceFW/fineweb", ".hidden"),
+            ("../../etc", "sample-350BT"),
+            ("/abs/path", "sample-350BT"),
+        ] {
+            let e = DataSpec::parse(&spec(repo, config), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("invalid"), "{repo} {config}: {e}");
+        }
+    }
 
     #[test]
     fn permutation_is_a_bijection() {

@@ -37,6 +37,16 @@ fn temp_sibling(dest: &Path, what: &str) -> io::Result<PathBuf> {
 /// `old` folder (the previous checkpoint, moved aside) goes only once its
 /// destination exists again.
 pub fn sweep_dead_temporaries(dir: &Path) {
+    // once per folder per process: a long-running writer (the hub's object
+    // store) must not list its whole folder on every write
+    static SWEPT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if swept.iter().any(|d| d == dir) {
+            return;
+        }
+        swept.push(dir.to_path_buf());
+    }
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };

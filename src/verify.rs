@@ -291,18 +291,7 @@ fn open_grad(path: &Path) -> Result<(TensorFile, GradMeta), String> {
 /// data repo, config and revision, and the rows `assign` gives for its seed,
 /// epoch, uid and row count over the corpus as the validator reads it.
 fn check_assignment(spec: &DataSpec, exp: &Expected, corpus: &Corpus) -> Result<(), String> {
-    if (&spec.repo, &spec.config, &spec.revision) != (&exp.repo, &exp.config, &exp.revision) {
-        return Err(format!(
-            "the spec names {} {} at {}; the subnet's data is {} {} at {}",
-            spec.repo, spec.config, spec.revision, exp.repo, exp.config, exp.revision
-        ));
-    }
-    if spec.assignment.as_ref() != Some(&exp.assignment) {
-        return Err(format!(
-            "the spec's assignment is {:?}, this miner's is {:?}",
-            spec.assignment, exp.assignment
-        ));
-    }
+    spec_names_the_assignment(spec, exp)?;
     let files = corpus.spec_files();
     let rows = crate::data::assign(
         &exp.repo,
@@ -316,6 +305,24 @@ fn check_assignment(spec: &DataSpec, exp: &Expected, corpus: &Corpus) -> Result<
         return Err(format!(
             "the spec lists rows {}, the assignment gives {rows}",
             spec.rows
+        ));
+    }
+    Ok(())
+}
+
+/// The spec's repo, config, revision and assignment are the subnet's; checked
+/// before the corpus is opened too, so a miner's spec never chooses what is read.
+fn spec_names_the_assignment(spec: &DataSpec, exp: &Expected) -> Result<(), String> {
+    if (&spec.repo, &spec.config, &spec.revision) != (&exp.repo, &exp.config, &exp.revision) {
+        return Err(format!(
+            "the spec names {} {} at {}; the subnet's data is {} {} at {}",
+            spec.repo, spec.config, spec.revision, exp.repo, exp.config, exp.revision
+        ));
+    }
+    if spec.assignment.as_ref() != Some(&exp.assignment) {
+        return Err(format!(
+            "the spec's assignment is {:?}, this miner's is {:?}",
+            spec.assignment, exp.assignment
         ));
     }
     Ok(())
@@ -341,6 +348,9 @@ fn shard_content(
     expected: Option<&Expected>,
     shard_hash: &str,
 ) -> Result<Result<String, String>, Error> {
+    if let Some(Err(why)) = expected.map(|exp| spec_names_the_assignment(spec, exp)) {
+        return Ok(Err(why));
+    }
     let corpus = match Corpus::open(src, &crate::data::config_dir(&spec.config)) {
         Ok(c) => c,
         Err(e) => return miners_data_fault(e).map(Err),

@@ -233,3 +233,32 @@ fn keygen_never_overwrites_and_recovers_the_public_key() {
         "none",
     );
 }
+
+/// A miner's malformed receipt used to make score exit 2, stopping the
+/// validator's scoring for everyone; it is now left out, said once.
+#[test]
+fn a_malformed_receipt_does_not_stop_scoring() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("v.jsonl");
+    std::fs::write(&v, "{\"miner\":\"a\",\"pass\":true,\"sequences\":8}\n{\"miner\":\"b\",\"pass\":false,\"sequences\":0}\n").unwrap();
+    let bad = dir.path().join("b.json");
+    std::fs::write(&bad, b"{\"version\": 2, \"miner\": ").unwrap();
+    let st = dir.path().join("state.json");
+    let o = dtrain(
+        &[
+            "score",
+            "--verdicts",
+            v.to_str().unwrap(),
+            "--receipt",
+            bad.to_str().unwrap(),
+            "--state-out",
+            st.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a receipt"), "{}", stderr(&o));
+    let scores: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(scores["weights"]["a"], 1.0, "{scores}");
+    assert_eq!(scores["weights"]["b"], 0.0, "{scores}");
+}
