@@ -103,7 +103,10 @@ pub fn run(args: LedgerArgs) -> Result<()> {
             }
             for e in shown {
                 if a.json {
-                    println!("{}", e.line());
+                    // the entry as recorded, and its hash (what the next entry chains to)
+                    let mut v = serde_json::to_value(e).expect("json");
+                    v["hash"] = e.hash().into();
+                    println!("{v}");
                 } else {
                     println!(
                         "{:>4}  epoch {:>4}  step {:>6}  model {}  tokens {:>10}  {}",

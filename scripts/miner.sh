@@ -49,6 +49,11 @@ data_args=(--repo "$DTRAIN_DATA_REPO" --config "$DTRAIN_DATA_CONFIG")
 run_epoch() {
   local e=$1 dir=$DTRAIN_WORK/epoch-$1
   rm -rf "$dir" && mkdir -p "$dir/pub" "$dir/t"
+  # a miner (re)started after the round was decided cannot join it
+  if D pull --repo "$DTRAIN_MODEL_REPO" --tag "$e-members" -o "$dir/round" > /dev/null 2>&1; then
+    log "epoch $e: its round is decided already; too late to join"
+    return 1
+  fi
   pull_wait "$DTRAIN_MODEL_REPO" "$e" "$dir/model" || { log "no model tagged $e"; return 1; }
   local have; have=$(model_hash "$dir/model")
   if [ -f "$DTRAIN_WORK/applied-$((e - 1))" ]; then

@@ -6,6 +6,7 @@
 #   scripts/swarm.sh [--miners N] [--epochs E] [--arch tiny] [--device cpu]
 #                    [--rows R] [--lr LR] [--hub URL] [--work DIR]
 #                    [--cheat-hook CMD] [--cheater I]
+#                    [--kill NAME@EPOCH] [--restart NAME@EPOCH] ...
 #
 # --hub https://huggingface.co runs against the real Hub instead of a local
 # one: set HF_TOKEN to a token that may write the repos DTRAIN_MODEL_REPO
@@ -15,10 +16,19 @@
 # DTRAIN_WIRE=bf16 or DTRAIN_SEQ_LEN=32; the flags default from them too. --cheat-hook CMD makes
 # miner I (default the last) run CMD on its published folder before reduce
 # (red-team tests).
+#
+# Fault drills: --kill miner-1@3 kills that miner's loop (and its children)
+# once it is done with epoch 2, so it is absent from epoch 3 on; --restart
+# miner-1@5 starts it again when epoch 5 begins. --restart validator@E kills
+# the validator in the middle of epoch E (after it published the members) and
+# starts it again at once. Both flags repeat. The table marks each epoch's
+# members. The swarm exits 1 when an epoch is lost while at least two miners
+# were alive (an epoch the validator was restarted in is excused: a reduce
+# cannot be rejoined) or when a member's applied model is not the round's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 miners=3 epochs=5 arch=${DTRAIN_ARCH:-tiny} device=${DTRAIN_DEVICE:-cpu} rows=${DTRAIN_ROWS:-48} lr=${DTRAIN_LR:-3e-3}
-hub="" work=.work/swarm cheat="" cheater=""
+hub="" work=.work/swarm cheat="" cheater="" drills=()
 while [ $# -gt 0 ]; do
   case $1 in
     --miners) miners=$2; shift 2 ;;
@@ -31,17 +41,32 @@ while [ $# -gt 0 ]; do
     --work) work=$2; shift 2 ;;
     --cheat-hook) cheat=$2; shift 2 ;;
     --cheater) cheater=$2; shift 2 ;;
+    --kill|--restart) drills+=("${1#--} $2"); shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "swarm.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+names=(); for i in $(seq 0 $((miners - 1))); do names+=("miner-$i"); done; names+=(validator)
+# the drills, checked before anything starts: "kill|restart NAME EPOCH" each
+pending=()
+for d in "${drills[@]}"; do
+  read -r action spec <<< "$d"
+  name=${spec%@*} at=${spec##*@}
+  [[ $spec == *@* && $at =~ ^[0-9]+$ ]] && [ "$at" -lt "$epochs" ] \
+    || { echo "swarm.sh: --$action $spec: want NAME@EPOCH with EPOCH below $epochs" >&2; exit 2; }
+  [[ " ${names[*]} " == *" $name "* ]] || { echo "swarm.sh: --$action $spec: no process $name (${names[*]})" >&2; exit 2; }
+  [ "$name@$action" != validator@kill ] || { echo "swarm.sh: the validator is the swarm's clock; restart it (--restart validator@E)" >&2; exit 2; }
+  pending+=("$action $name $at")
+done
+[ ${#pending[@]} -eq 0 ] || mapfile -t pending < <(printf '%s\n' "${pending[@]}" | sort -s -k3,3n)
 # set-up on a fresh clone (seconds when done; the tests, already set up, skip it)
 [ "${DTRAIN_SKIP_SETUP:-0}" = 1 ] || scripts/setup.sh >&2
 D=$PWD/target/release/dtrain
 rm -rf "$work" && mkdir -p "$work"
 work=$(cd "$work" && pwd)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+declare -A pid_of=()
+cleanup() { for p in "${pids[@]}" "${pid_of[@]}"; do kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
 if [ -z "$hub" ]; then
@@ -50,7 +75,6 @@ if [ -z "$hub" ]; then
   for _ in $(seq 100); do grep -q listening "$work/hub.url" 2>/dev/null && break; sleep 0.1; done
   hub=$(sed 's/listening on //' "$work/hub.url")
 fi
-names=(); for i in $(seq 0 $((miners - 1))); do names+=("miner-$i"); done; names+=(validator)
 mapfile -t ports < <(python3 scripts/free_port.py ${#names[@]})
 : > "$work/peers.toml"
 for k in "${!names[@]}"; do
@@ -83,6 +107,7 @@ DTRAIN_DEVICE=$device
 DTRAIN_LR=$lr
 DTRAIN_ARCH=$arch
 DTRAIN_DEADLINE=60
+DTRAIN_WAIT=60
 $(passthrough)"
 for i in $(seq 0 $((miners - 1))); do
   printf '%s\nDTRAIN_NAME=miner-%d\nDTRAIN_UID=%d\nDTRAIN_KEY=%s\nDTRAIN_WORK=%s\n' "$common" "$i" "$i" "$work/miner-$i/key" "$work/miner-$i" > "$work/miner-$i.env"
@@ -90,34 +115,80 @@ done
 printf '%s\nDTRAIN_NAME=validator\nDTRAIN_KEY=%s\nDTRAIN_WORK=%s\n' "$common" "$work/validator/key" "$work/validator" > "$work/validator.env"
 [ -n "$cheat" ] && echo "DTRAIN_CHEAT_HOOK=\"$cheat\"" >> "$work/miner-${cheater:-$((miners - 1))}.env"
 
+# miners alive in epoch E (by the drills), and the epochs the validator is restarted in
+alive_in() { # epoch
+  local n=0 i e=$1 state d action name at
+  for i in $(seq 0 $((miners - 1))); do
+    state=1
+    for d in "${pending[@]}"; do
+      read -r action name at <<< "$d"
+      [ "$name" = "miner-$i" ] && [ "$at" -le "$e" ] && { [ "$action" = kill ] && state=0 || state=1; }
+    done
+    n=$((n + state))
+  done
+  echo "$n"
+}
+validator_restarted_in() { [[ " ${pending[*]} " == *" restart validator $1 "* ]]; }
+
+# each process in a session of its own, so a drill kills its children too
+start() { # name
+  local script=miner.sh; [ "$1" = validator ] && script=validator.sh
+  setsid scripts/$script --env "$work/$1.env" >> "$work/$1.log" 2>&1 & pid_of[$1]=$!
+}
+stop() { kill -KILL -- "-${pid_of[$1]}" 2>/dev/null || true; wait "${pid_of[$1]}" 2>/dev/null || true; }
+
 scripts/validator.sh --env "$work/validator.env" --init
 for i in $(seq 0 $((miners - 1))); do
-  scripts/miner.sh --env "$work/miner-$i.env" > "$work/miner-$i.log" 2>&1 & pids+=($!)
+  [[ " ${pending[*]} " == *" kill miner-$i 0 "* ]] || start "miner-$i"
 done
-scripts/validator.sh --env "$work/validator.env" > "$work/validator.log" 2>&1 & vpid=$!
-pids+=("$vpid")
+start validator
+
+# Fires the drills that are due; epochs.jsonl has a line per finished epoch.
+drill() {
+  local done_epochs=$1 d action name at rest=()
+  for d in "${todo[@]}"; do
+    read -r action name at <<< "$d"
+    if [ "$name" = validator ]; then
+      grep -q "epoch $at: reduce with" "$work/validator.log" 2>/dev/null || { rest+=("$d"); continue; }
+      echo "swarm: drill: restarting the validator in the middle of epoch $at" >&2
+      stop validator; start validator
+    elif [ "$action" = kill ]; then
+      [ "$at" = 0 ] && continue
+      [ "$(cat "$work/$name/last_epoch" 2>/dev/null || echo -1)" -ge $((at - 1)) ] || [ "$done_epochs" -ge "$at" ] \
+        || { rest+=("$d"); continue; }
+      echo "swarm: drill: killing $name before epoch $at" >&2
+      stop "$name"
+    else
+      [ "$done_epochs" -ge "$at" ] || { rest+=("$d"); continue; }
+      echo "swarm: drill: restarting $name at epoch $at" >&2
+      start "$name"
+    fi
+  done
+  todo=("${rest[@]}")
+}
 
 echo "swarm: $miners miners + validator, $epochs epochs of $arch on $device, hub $hub, logs in $work" >&2
 printf '%-6s %-9s %-8s %-10s %-11s %s\n' epoch loss reduce MB/s model scores
-shown=0
+shown=0 todo=("${pending[@]}")
 while :; do
-  if [ -f "$work/validator/epochs.jsonl" ]; then
-    while [ "$(wc -l < "$work/validator/epochs.jsonl")" -gt "$shown" ]; do
-      shown=$((shown + 1))
-      sed -n "${shown}p" "$work/validator/epochs.jsonl" | jq -r --argjson all $((miners + 1)) '
-        if .no_update then [.epoch, "-", "-", "-", .model[0:10], "failed: no update"]
-        else [.epoch, (.loss * 10000 | round / 10000), "\(.reduce_seconds * 100 | round / 100)s", (.reduce_mb / .reduce_seconds | round),
-              .model[0:10], ((.scores | to_entries | map("\(.key)=\(.value * 1000 | round / 1000)") | join(" "))
-              + (if (.rejected | length) > 0 then "  rejected: \(.rejected | join(","))" else "" end)
-              + (if (.members | length) < $all then "  members: \(.members - ["validator"] | join(","))" else "" end))]
-        end | @tsv' | while IFS=$'\t' read -r ep loss red mbs model scores; do
-          printf '%-6s %-9s %-8s %-10s %-11s %s\n' "$ep" "$loss" "$red" "$mbs" "$model" "$scores"
-        done
-    done
-  fi
-  kill -0 "$vpid" 2>/dev/null || break
-  sleep 0.5
+  lines=0; [ -f "$work/validator/epochs.jsonl" ] && lines=$(wc -l < "$work/validator/epochs.jsonl")
+  [ ${#todo[@]} -eq 0 ] || drill "$lines"
+  while [ "$lines" -gt "$shown" ]; do
+    shown=$((shown + 1))
+    sed -n "${shown}p" "$work/validator/epochs.jsonl" | jq -r --argjson all $((miners + 1)) '
+      if .no_update then [.epoch, "-", "-", "-", .model[0:10], "no update: \(.why // "failed")"]
+      else [.epoch, (.loss * 10000 | round / 10000), "\(.reduce_seconds * 100 | round / 100)s", (.reduce_mb / .reduce_seconds | round),
+            .model[0:10], ((.scores | to_entries | map("\(.key)=\(.value * 1000 | round / 1000)") | join(" "))
+            + (if (.rejected | length) > 0 then "  rejected: \(.rejected | join(","))" else "" end)
+            + (if (.members | length) < $all then "  members: \(.members - ["validator"] | join(","))" else "" end))]
+      end | @tsv' | while IFS=$'\t' read -r ep loss red mbs model scores; do
+        printf '%-6s %-9s %-8s %-10s %-11s %s\n' "$ep" "$loss" "$red" "$mbs" "$model" "$scores"
+      done
+  done
+  kill -0 "${pid_of[validator]}" 2>/dev/null || break
+  sleep 0.2
 done
+vpid=${pid_of[validator]}
 wait "$vpid" || { echo "swarm: the validator failed; see $work/validator.log" >&2; exit 1; }
 [ "$shown" -ge "$epochs" ] || { echo "swarm: only $shown of $epochs epochs ran; see $work/*.log" >&2; exit 1; }
 final=$(jq -r .model "$work/validator/epochs.jsonl" | tail -1)
@@ -125,6 +196,24 @@ $D ledger verify --ledger "$work/validator/ledger.jsonl" --pubkey "$(sed -n '/na
 first_loss=$(jq -r 'select(.no_update | not) | .loss' "$work/validator/epochs.jsonl" | head -1)
 last_loss=$(jq -r 'select(.no_update | not) | .loss' "$work/validator/epochs.jsonl" | tail -1)
 echo "summary: $epochs epochs, loss $first_loss -> $last_loss, final model $final, weights $(jq -c .weights "$work/validator/weights.json")"
-# every miner's loop ran throughout: a lost epoch is the swarm's failure
-lost=$(jq -s -r 'map(select(.no_update) | .epoch) | join(",")' "$work/validator/epochs.jsonl")
-[ -z "$lost" ] || { echo "swarm: epoch(s) $lost lost with every miner alive; see $work/*.log" >&2; exit 1; }
+# a lost epoch is the swarm's failure while two miners were alive in it
+# (unless the validator was restarted in it)
+failed=0
+while read -r ep; do
+  if validator_restarted_in "$ep"; then
+    echo "swarm: epoch $ep lost to the validator's restart (excused)" >&2
+  elif [ "$(alive_in "$ep")" -ge 2 ]; then
+    echo "swarm: epoch $ep lost with $(alive_in "$ep") miners alive; see $work/*.log" >&2; failed=1
+  else
+    echo "swarm: epoch $ep lost with only $(alive_in "$ep") miner(s) alive" >&2
+  fi
+done < <(jq -r 'select(.no_update) | .epoch' "$work/validator/epochs.jsonl")
+# every member applied the round's model: no fork among the live peers
+while read -r ep model members; do
+  for m in ${members//,/ }; do
+    [ "$m" = validator ] && continue
+    got=$(cat "$work/$m/applied-$ep" 2>/dev/null || echo none)
+    [ "$got" = "$model" ] || { echo "swarm: epoch $ep: $m applied $got, the round's model is $model" >&2; failed=1; }
+  done
+done < <(jq -r 'select(.no_update | not) | "\(.epoch) \(.model) \(.members | join(","))"' "$work/validator/epochs.jsonl")
+exit "$failed"

@@ -74,24 +74,30 @@ collect_miners() { # epoch dir
   return 0
 }
 
+# Ends epoch E's run as failed, with the reason for epochs.jsonl.
+give_up() { # epoch why
+  echo "$2" > "$DTRAIN_WORK/epoch-$1/why"
+  log "epoch $1: $2"
+  return 1
+}
+
 run_epoch() {
   local e=$1 dir=$DTRAIN_WORK/epoch-$1
   rm -rf "$dir" && mkdir -p "$dir"
-  pull_wait "$DTRAIN_MODEL_REPO" "$e" "$dir/model" || { log "no model tagged $e"; return 1; }
-  # the round's members: decided once (a restarted validator keeps what it published)
-  local arrived=() m
+  pull_wait "$DTRAIN_MODEL_REPO" "$e" "$dir/model" || give_up "$e" "no model tagged $e"
+  # the round's members are decided once. If they are published already, this
+  # validator was restarted mid-epoch and the round went on without it (a
+  # reduce cannot be rejoined): the epoch ends without an update
   if D pull --repo "$DTRAIN_MODEL_REPO" --tag "$e-members" -o "$dir/round" > /dev/null 2>&1; then
-    mapfile -t arrived < <(jq -r '.members[]' "$dir/round/members.json" | grep -vx "$DTRAIN_NAME" || true)
-    for m in "${arrived[@]}"; do pull_wait "$DTRAIN_REPO_PREFIX$m" "$e" "$dir/m/$m"; done
-    log "epoch $e: members already published: ${arrived[*]}"
-  else
-    mapfile -t arrived < <(collect_miners "$e" "$dir/m")
-    [ ${#arrived[@]} -gt 0 ] || { log "epoch $e: no miner published"; return 1; }
-    mkdir -p "$dir/round"
-    printf '%s\n' "${arrived[@]}" "$DTRAIN_NAME" | jq -R . | jq -s --argjson e "$e" '{epoch: $e, members: .}' \
-      > "$dir/round/members.json"
-    D push "$dir/round" --repo "$DTRAIN_MODEL_REPO" --tag "$e-members" > /dev/null
+    give_up "$e" "restarted mid-epoch; the round of $(jq -r '.members | join(",")' "$dir/round/members.json") went on without me"
   fi
+  local arrived=() m
+  mapfile -t arrived < <(collect_miners "$e" "$dir/m")
+  [ ${#arrived[@]} -gt 0 ] || give_up "$e" "no miner published"
+  mkdir -p "$dir/round"
+  printf '%s\n' "${arrived[@]}" "$DTRAIN_NAME" | jq -R . | jq -s --argjson e "$e" '{epoch: $e, members: .}' \
+    > "$dir/round/members.json"
+  D push "$dir/round" --repo "$DTRAIN_MODEL_REPO" --tag "$e-members" > /dev/null
   members_peers "$dir/round/members.json" > "$dir/peers.toml"
   # the round, with weight 0: our own checkpoint gives the layout (never a miner's file)
   log "epoch $e: reduce with ${arrived[*]}"
@@ -135,26 +141,50 @@ run_epoch() {
   local head
   head=$(D ledger append --ledger "$ledger" --key "$DTRAIN_KEY" --epoch "$e" --step "$((e + 1))" --model "$dir/next" \
     --tokens "$tokens" --contributors "$contributors" --scores "$dir/weights.json" | cut -d' ' -f1)
-  local peers_n; peers_n=$(jq -r '.members | length' "$dir/reduce.json")
-  D push "$dir/next" --repo "$DTRAIN_MODEL_REPO" --tag "$((e + 1))" \
-    --message "Epoch $e. Batch Size $(jq -r .sum_weight "$dir/reduce.json"). Peers $peers_n. Ledger $head." > /dev/null
-  # one line for the operator
+  publish_next "$e"
+}
+
+# Publishes epoch E once the ledger records it: the operator's line (unless
+# there already), then the new model tagged E+1. A validator restarted between
+# the ledger and the tag repeats just this, so an epoch is never recorded twice.
+publish_next() { # epoch
+  local e=$1 dir=$DTRAIN_WORK/epoch-$1 last
+  last=$(D ledger show --ledger "$ledger" --last --json)
+  [ "$(jq -r .epoch <<< "$last")" = "$e" ] && [ -d "$dir/next" ] && [ "$(model_hash "$dir/next")" = "$(jq -r .model <<< "$last")" ] \
+    || die "the ledger's last entry is not epoch $e with the model in $dir/next; not publishing"
+  jq -e --argjson e "$e" 'select(.epoch == $e)' "$DTRAIN_WORK/epochs.jsonl" > /dev/null 2>&1 \
+    || epoch_line "$e" >> "$DTRAIN_WORK/epochs.jsonl"
+  D push "$dir/next" --repo "$DTRAIN_MODEL_REPO" --tag "$((e + 1))" --message "Epoch $e. Batch Size $(jq -r .sum_weight "$dir/reduce.json").\
+ Peers $(jq -r '.members | length' "$dir/reduce.json"). Ledger $(jq -r .hash <<< "$last")." > /dev/null
+  log "epoch $e done: model $(model_hash "$dir/next")"
+  rm -rf "$DTRAIN_WORK/epoch-$((e - 2))"
+}
+
+# The operator's line for epoch E: loss, reduce, members, verdicts, scores, model.
+epoch_line() { # epoch
+  local e=$1 dir=$DTRAIN_WORK/epoch-$1 arrived
+  arrived=$(jq -r '.members[]' "$dir/round/members.json" | grep -vx "$DTRAIN_NAME" || true)
   jq -cn --argjson e "$e" --slurpfile v "$dir/verdicts.jsonl" --slurpfile r "$dir/reduce.json" --slurpfile w "$dir/weights.json" \
-    --arg model "$(model_hash "$dir/next")" --arg losses "$(for m in "${arrived[@]}"; do jq -r .loss "$dir/m/$m/receipt.json"; done | tr '\n' ' ')" '
+    --arg model "$(model_hash "$dir/next")" --arg losses "$(for m in $arrived; do jq -r .loss "$dir/m/$m/receipt.json"; done | tr '\n' ' ')" '
     { epoch: $e,
       loss: ($losses | split(" ") | map(select(. != "") | tonumber) | add / length),
       reduce_seconds: $r[0].seconds, reduce_mb: ($r[0].bytes_moved / 1e6),
       members: $r[0].members, failures: [$r[0].failures[].peer],
       passed: [$v[] | select(.pass) | .miner], rejected: [$v[] | select(.pass | not) | .miner],
-      scores: $w[0].weights, model: $model }' >> "$DTRAIN_WORK/epochs.jsonl"
-  log "epoch $e done: model $(model_hash "$dir/next")"
-  rm -rf "$DTRAIN_WORK/epoch-$((e - 2))"
+      scores: $w[0].weights, model: $model }'
 }
 
 while :; do
   e=$(latest_epoch)
   [ -n "$e" ] || die "the model repo $DTRAIN_MODEL_REPO has no epoch tag: run with --init first"
   [ "$e" -gt "$DTRAIN_EPOCHS" ] && exit 0
+  # restarted after the ledger recorded epoch E: publish it, never redo it
+  if [ "$(D ledger show --ledger "$ledger" --last --json 2>/dev/null | jq -r .epoch)" = "$e" ]; then
+    log "epoch $e: the ledger records it already (restarted); publishing"
+    publish_next "$e"
+    [ "$once" = 1 ] && exit 0
+    continue
+  fi
   run_guarded run_epoch "$e"
   if [ "$rc" != 0 ]; then
     # the epoch ends without an update: the same model is tagged E+1, so the
@@ -162,8 +192,11 @@ while :; do
     log "epoch $e failed ($rc): tagging the unchanged model as epoch $((e + 1))"
     d=$DTRAIN_WORK/epoch-$e
     if [ -d "$d/model" ] || pull_wait "$DTRAIN_MODEL_REPO" "$e" "$d/model"; then
+      why=$(cat "$d/why" 2>/dev/null || echo "a step failed (exit $rc); see the validator's log")
+      jq -e --argjson e "$e" 'select(.epoch == $e)' "$DTRAIN_WORK/epochs.jsonl" > /dev/null 2>&1 \
+        || jq -cn --argjson e "$e" --arg model "$(model_hash "$d/model")" --arg why "$why" \
+          '{epoch: $e, no_update: true, why: $why, model: $model}' >> "$DTRAIN_WORK/epochs.jsonl"
       D push "$d/model" --repo "$DTRAIN_MODEL_REPO" --tag "$((e + 1))" --message "Epoch $e failed: no update" > /dev/null || true
-      jq -cn --argjson e "$e" --arg model "$(model_hash "$d/model")" '{epoch: $e, no_update: true, model: $model}' >> "$DTRAIN_WORK/epochs.jsonl"
     fi
     [ "$once" = 1 ] && exit "$rc"
     continue

@@ -212,6 +212,7 @@ impl Classify for crate::ledger::Error {
             crate::ledger::Error::Io(..) => Code::Io,
             crate::ledger::Error::Broken { .. } => Code::Rejected,
             crate::ledger::Error::Empty => Code::BadInput,
+            crate::ledger::Error::Fork { .. } => Code::Rejected,
         }
     }
 }

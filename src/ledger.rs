@@ -22,6 +22,10 @@ pub enum Error {
     Broken { index: usize, why: String },
     #[error("the ledger is empty")]
     Empty,
+    /// An entry for an epoch the ledger already has (or an older one): a
+    /// validator restarted after appending must not record the epoch twice.
+    #[error("the ledger already records epoch {last} (entry {index}); an entry for epoch {new} would fork it")]
+    Fork { index: u64, last: u64, new: u64 },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -124,6 +128,12 @@ pub fn read(path: &Path, pubkey: Option<&PublicKey>) -> Result<Vec<Entry>, Error
         }
         pk.verify_hex(&e.signing_bytes(), &e.signature)
             .map_err(|_| bad("its signature does not match its content".into()))?;
+        if let Some(prev) = out.last().filter(|p| p.epoch >= e.epoch) {
+            return Err(bad(format!(
+                "records epoch {} after epoch {} (a fork: epochs must increase)",
+                e.epoch, prev.epoch
+            )));
+        }
         out.push(e);
     }
     Ok(out)
@@ -132,6 +142,13 @@ pub fn read(path: &Path, pubkey: Option<&PublicKey>) -> Result<Vec<Entry>, Error
 /// Appends a signed entry (the file is checked first and rewritten atomically).
 pub fn append(path: &Path, key: &Key, new: NewEntry) -> Result<Entry, Error> {
     let mut entries = read(path, Some(&key.public()))?;
+    if let Some(last) = entries.last().filter(|l| l.epoch >= new.epoch) {
+        return Err(Error::Fork {
+            index: last.index,
+            last: last.epoch,
+            new: new.epoch,
+        });
+    }
     let mut e = Entry {
         index: entries.len() as u64,
         epoch: new.epoch,
@@ -202,5 +219,46 @@ mod tests {
         std::fs::write(&p, lines.join("\n") + "\n").unwrap();
         assert!(append(&p, &Key::generate(), entry(9)).is_err());
         assert!(read(&p, Some(&Key::generate().public())).is_err());
+    }
+
+    #[test]
+    fn an_epoch_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ledger.jsonl");
+        let k = Key::generate();
+        for e in 0..3 {
+            append(&p, &k, entry(e)).unwrap();
+        }
+        let before = std::fs::read(&p).unwrap();
+        // a validator restarted after appending epoch 2 tries again
+        let err = append(&p, &k, entry(2)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Fork {
+                    index: 2,
+                    last: 2,
+                    new: 2
+                }
+            ),
+            "{err}"
+        );
+        assert!(append(&p, &k, entry(1)).is_err());
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            before,
+            "a refused append leaves the file"
+        );
+        // a fork signed by hand (not through append) is named by read
+        let last = read(&p, None).unwrap().pop().unwrap();
+        let mut forged = last.clone();
+        forged.index = 3;
+        forged.prev = last.hash();
+        forged.signature = hex::encode(k.sign(&forged.signing_bytes()));
+        let mut text = String::from_utf8(before).unwrap();
+        text.push_str(&(forged.line() + "\n"));
+        std::fs::write(&p, text).unwrap();
+        let e = read(&p, None).unwrap_err().to_string();
+        assert!(e.contains("ledger entry 3") && e.contains("fork"), "{e}");
     }
 }

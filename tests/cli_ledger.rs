@@ -5,12 +5,22 @@ use common::*;
 
 /// Appends epoch `e`'s entry (1000·(e+1) tokens, contributors a and b), signed with `key`.
 fn append(ledger: &std::path::Path, key: &std::path::Path, e: u64, scores: &std::path::Path) {
+    let o = try_append(ledger, key, e, scores);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn try_append(
+    ledger: &std::path::Path,
+    key: &std::path::Path,
+    e: u64,
+    scores: &std::path::Path,
+) -> std::process::Output {
     let (es, tokens, model) = (
         e.to_string(),
         (1000 * (e + 1)).to_string(),
         format!("{e:064x}"),
     );
-    let o = dtrain(
+    dtrain(
         &[
             "ledger",
             "append",
@@ -32,8 +42,7 @@ fn append(ledger: &std::path::Path, key: &std::path::Path, e: u64, scores: &std:
             scores.to_str().unwrap(),
         ],
         b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    )
 }
 
 #[test]
@@ -86,6 +95,16 @@ fn ledger_appends_verifies_and_names_a_tampered_entry() {
         (Some(2), Some(3000))
     );
     assert_eq!(last["contributors"], serde_json::json!(["a", "b"]));
+    let text = std::fs::read_to_string(&l).unwrap();
+    let last_line = text.lines().last().unwrap();
+    assert_eq!(
+        last["hash"].as_str(),
+        Some(blake3::hash(last_line.as_bytes()).to_hex().as_str())
+    );
+    // a validator restarted after appending epoch 2 cannot record it again
+    let o = try_append(&l, &k, 2, &scores);
+    assert_fails(&o, 1, "would fork it");
+    assert_eq!(std::fs::read_to_string(&l).unwrap(), text);
     // tamper with entry 1: verify names it and exits 1
     let text = std::fs::read_to_string(&l).unwrap();
     std::fs::write(&l, text.replacen("\"tokens\":2000", "\"tokens\":2500", 1)).unwrap();
