@@ -5,6 +5,8 @@ use dtrain::model::Checkpoint;
 use dtrain::optim::{ApplyOptions, Optim, Schedule};
 use dtrain::tensors::TensorFile;
 
+use crate::common::{check_new_output, ForFlag};
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum ScheduleKind {
     Constant,
@@ -23,11 +25,13 @@ pub struct ApplyArgs {
     /// The (averaged) gradient
     #[arg(long)]
     grad: PathBuf,
+    /// The optimizer (its state travels in the checkpoint)
     #[arg(long, value_enum, default_value_t = Optim::Lamb)]
     optim: Optim,
     /// Peak learning rate
     #[arg(long)]
     lr: f64,
+    /// Learning-rate schedule over epochs
     #[arg(long, value_enum, default_value_t = ScheduleKind::Constant)]
     schedule: ScheduleKind,
     /// Warm-up epochs (warmup-cosine)
@@ -42,10 +46,13 @@ pub struct ApplyArgs {
     /// Weight decay (applied to ≥2-D parameters only)
     #[arg(long, default_value_t = 0.1)]
     weight_decay: f64,
+    /// First-moment decay
     #[arg(long, default_value_t = 0.9)]
     beta1: f64,
+    /// Second-moment decay
     #[arg(long, default_value_t = 0.95)]
     beta2: f64,
+    /// Denominator epsilon
     #[arg(long, default_value_t = 1e-8)]
     eps: f64,
     /// Clip the global gradient norm to this value (0: no clipping)
@@ -54,6 +61,10 @@ pub struct ApplyArgs {
     /// The new checkpoint folder
     #[arg(short, long)]
     output: PathBuf,
+    /// Replace the output folder if it exists
+    #[arg(long)]
+    force: bool,
+    /// Print the result as one JSON line
     #[arg(long)]
     json: bool,
 }
@@ -80,8 +91,9 @@ pub fn run(args: ApplyArgs) -> Result<()> {
         eps: args.eps,
         clip: (args.clip > 0.0).then_some(args.clip),
     };
-    let ckpt = Checkpoint::open(&args.model)?;
-    let grad = TensorFile::open(&args.grad)?;
+    check_new_output(&args.output, args.force)?;
+    let ckpt = Checkpoint::open(&args.model).for_flag("--model", &args.model)?;
+    let grad = TensorFile::open(&args.grad).for_flag("--grad", &args.grad)?;
     let p = dtrain::optim::apply(&ckpt, &grad, &opts, &args.output)?;
     if args.json {
         println!("{}", serde_json::to_string(&p)?);

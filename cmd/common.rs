@@ -41,3 +41,30 @@ impl BatchArgs {
         })
     }
 }
+
+/// Names the flag (and path) an input came from in its error, so a missing
+/// file reads `--tokens nope.bin: No such file or directory`.
+pub trait ForFlag<T> {
+    fn for_flag(self, flag: &str, path: &std::path::Path) -> anyhow::Result<T>;
+}
+
+impl<T, E: Into<anyhow::Error>> ForFlag<T> for Result<T, E> {
+    fn for_flag(self, flag: &str, path: &std::path::Path) -> anyhow::Result<T> {
+        self.map_err(|e| e.into().context(format!("{flag} {}", path.display())))
+    }
+}
+
+/// Refuses to write a new folder over an existing one unless `force`.
+pub fn check_new_output(path: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    if path.exists() && !force {
+        return Err(dtrain::exit::Coded::new(
+            dtrain::exit::Code::BadInput,
+            format!(
+                "-o {}: exists already; pass --force to replace it",
+                path.display()
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}

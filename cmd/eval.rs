@@ -21,6 +21,7 @@ pub struct EvalArgs {
     /// Also write every position's logits ("logits": [N, T, V], f32 safetensors)
     #[arg(long)]
     logits_out: Option<PathBuf>,
+    /// Print the result as one JSON line
     #[arg(long)]
     json: bool,
 }

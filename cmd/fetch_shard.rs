@@ -18,6 +18,7 @@ pub struct FetchShardArgs {
     /// Dataset config (sample-350BT reads sample/350BT/)
     #[arg(long, default_value = "sample-350BT")]
     config: String,
+    /// Dataset revision (branch, tag or commit)
     #[arg(long, default_value = "main")]
     revision: String,
     /// Read local parquet files laid out like the repo instead of the Hub
@@ -50,6 +51,9 @@ pub struct FetchShardArgs {
     /// Print a JSON summary on stderr
     #[arg(long)]
     json: bool,
+    /// Print no summary line
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 pub fn run(args: FetchShardArgs) -> Result<()> {
@@ -123,8 +127,18 @@ pub fn run(args: FetchShardArgs) -> Result<()> {
         }
     };
     bar.finish_and_clear();
+    // the summary goes to stderr: stdout may be the rows
     if args.json {
         eprintln!("{}", serde_json::to_string(&stats)?);
+    } else if !args.quiet {
+        eprintln!(
+            "{} rows  {} file(s)  {} row group(s)  {:.1} MB fetched  {:.2}s",
+            stats.rows,
+            stats.files,
+            stats.row_groups,
+            stats.bytes_fetched as f64 / 1e6,
+            stats.seconds
+        );
     }
     Ok(())
 }

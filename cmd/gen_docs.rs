@@ -18,7 +18,7 @@ pub fn render() -> Result<Vec<(PathBuf, Vec<u8>)>> {
     let cmd = crate::Cli::command();
     let mut buf = Vec::new();
     clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
-    files.push((PathBuf::from("man/dtrain.1"), buf));
+    files.push((PathBuf::from("man/man1/dtrain.1"), unfill_examples(&buf)));
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("dtrain-{}", sub.get_name());
         let sub = sub
@@ -27,7 +27,10 @@ pub fn render() -> Result<Vec<(PathBuf, Vec<u8>)>> {
             .version(env!("CARGO_PKG_VERSION"));
         let mut buf = Vec::new();
         clap_mangen::Man::new(sub).render(&mut buf)?;
-        files.push((PathBuf::from(format!("man/{name}.1")), buf));
+        files.push((
+            PathBuf::from(format!("man/man1/{name}.1")),
+            unfill_examples(&buf),
+        ));
     }
     for (shell, file) in [
         (Shell::Bash, "dtrain.bash"),
@@ -39,6 +42,40 @@ pub fn render() -> Result<Vec<(PathBuf, Vec<u8>)>> {
         files.push((PathBuf::from(format!("completions/{file}")), buf));
     }
     Ok(files)
+}
+
+/// The examples (clap's after-help, rendered as an EXTRA section) become an
+/// EXAMPLES section whose indented command lines are set unfilled (.EX/.EE),
+/// so man neither joins, breaks nor hyphenates a command line.
+fn unfill_examples(page: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(page);
+    let mut out = String::new();
+    let (mut in_extra, mut in_example) = (false, false);
+    for line in text.lines() {
+        if line.starts_with(".SH ") {
+            if in_example {
+                out.push_str(".EE\n");
+                in_example = false;
+            }
+            in_extra = line == ".SH EXTRA";
+            out.push_str(if in_extra { ".SH EXAMPLES" } else { line });
+            out.push('\n');
+            continue;
+        }
+        let command = in_extra && line.starts_with("  ");
+        if command && !in_example {
+            out.push_str(".EX\n");
+        } else if !command && in_example {
+            out.push_str(".EE\n");
+        }
+        in_example = command;
+        out.push_str(line);
+        out.push('\n');
+    }
+    if in_example {
+        out.push_str(".EE\n");
+    }
+    out.into_bytes()
 }
 
 pub fn run(args: GenDocsArgs) -> Result<()> {

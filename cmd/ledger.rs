@@ -92,6 +92,7 @@ pub fn run(args: LedgerArgs) -> Result<()> {
             println!("{}  entry {}  epoch {}", e.hash(), e.index, e.epoch);
         }
         LedgerCmd::Show(a) => {
+            must_exist(&a.ledger)?;
             let entries = ledger::read(&a.ledger, None)?;
             let shown: Vec<_> = if a.last {
                 entries.last().into_iter().collect()
@@ -121,13 +122,30 @@ pub fn run(args: LedgerArgs) -> Result<()> {
             }
         }
         LedgerCmd::Verify(a) => {
+            must_exist(&a.ledger)?;
             let entries = ledger::read(&a.ledger, Some(&a.pubkey))?;
+            if entries.is_empty() {
+                println!("ok: the ledger is empty (0 entries)");
+                return Ok(());
+            }
             println!(
                 "ok: {} entries, chained and signed by {}",
                 entries.len(),
                 entries.first().map(|e| &e.validator[..16]).unwrap_or("-")
             );
         }
+    }
+    Ok(())
+}
+
+/// A ledger to read must exist (`append` alone starts a new one).
+fn must_exist(path: &std::path::Path) -> Result<()> {
+    if !path.is_file() {
+        return Err(dtrain::exit::Coded::new(
+            dtrain::exit::Code::BadInput,
+            format!("--ledger {}: no such ledger file", path.display()),
+        )
+        .into());
     }
     Ok(())
 }

@@ -27,8 +27,10 @@ pub struct PullArgs {
     /// Checkpoint folder to create (replaced atomically)
     #[arg(short, long)]
     output: PathBuf,
+    /// Retries per HTTP request (exponential backoff)
     #[arg(long, default_value_t = 3)]
     retries: u32,
+    /// Print the result as one JSON line
     #[arg(long)]
     json: bool,
 }

@@ -30,6 +30,7 @@ pub struct PushArgs {
     /// Create the repository if it does not exist
     #[arg(long)]
     create: bool,
+    /// Print the result as one JSON line
     #[arg(long)]
     json: bool,
 }
@@ -47,7 +48,21 @@ pub fn run(args: PushArgs) -> Result<()> {
         message: &message,
         create: args.create,
     };
-    let s = publish::push(&args.ckpt, &opts, &client)?;
+    let s = publish::push(&args.ckpt, &opts, &client).map_err(|e| {
+        let missing_repo = matches!(
+            &e,
+            publish::Error::Hub(dtrain::hub::client::ClientError::NotFound { .. })
+        );
+        if missing_repo && !args.create {
+            let why = format!(
+                "{}: no such repository (pass --create to make it)",
+                args.repo
+            );
+            dtrain::exit::Coded::new(dtrain::exit::Code::BadInput, why).into()
+        } else {
+            anyhow::Error::from(e)
+        }
+    })?;
     if args.json {
         println!("{}", serde_json::to_string(&s)?);
     } else {

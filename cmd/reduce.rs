@@ -117,7 +117,7 @@ pub fn run(args: ReduceArgs) -> Result<()> {
         );
     } else {
         println!(
-            "{}  members {}  weight {}  {:.3}s  {:.1} MB moved{}",
+            "result {}  members {}  weight {}  {:.3}s  {:.1} MB moved{}",
             &b.result[..16],
             b.members.join(","),
             b.sum_weight,

@@ -1,11 +1,13 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use dtrain::exit::{Code, Coded};
 use dtrain::receipt::Receipt;
 use dtrain::reduce::transcript::Transcript;
 use dtrain::score::{self, Config, State, VerdictIn};
+
+use crate::common::ForFlag;
 
 #[derive(clap::Args, Debug)]
 #[command(after_long_help = "Example:
@@ -33,6 +35,7 @@ pub struct ScoreArgs {
     /// Per-miner weights and factors (JSON), written atomically [default: stdout]
     #[arg(long)]
     weights_out: Option<PathBuf>,
+    /// The epoch being scored (recorded in the state; a repeated epoch is not counted twice)
     #[arg(long)]
     epoch: Option<u64>,
     /// Weight of gradient·steps in the raw score
@@ -54,8 +57,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         Box::new(std::io::stdin().lock())
     } else {
         Box::new(std::io::BufReader::new(
-            std::fs::File::open(&args.verdicts)
-                .with_context(|| format!("reading {}", args.verdicts.display()))?,
+            std::fs::File::open(&args.verdicts).for_flag("--verdicts", &args.verdicts)?,
         ))
     };
     let mut verdicts = Vec::new();
@@ -78,7 +80,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     }
     let mut miners = Vec::new();
     for p in &args.receipt {
-        let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+        let text = std::fs::read_to_string(p).for_flag("--receipt", p)?;
         // a miner's receipt is its word: one that does not parse names nobody
         // (its miner still counts through its FAIL verdict), it stops no one
         match Receipt::from_json(&text) {
@@ -122,7 +124,20 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     )?;
     let out = serde_json::to_string_pretty(&scores)? + "\n";
     match &args.weights_out {
-        Some(p) => dtrain::fsio::write_atomic(p, out.as_bytes())?,
+        Some(p) => {
+            dtrain::fsio::write_atomic(p, out.as_bytes())?;
+            let weights: Vec<String> = scores
+                .weights
+                .iter()
+                .map(|(m, w)| format!("{m}={w:.3}"))
+                .collect();
+            println!(
+                "{} miner(s)  weights {}  -> {}",
+                scores.weights.len(),
+                weights.join(" "),
+                p.display()
+            );
+        }
         None => print!("{out}"),
     }
     if args.explain {

@@ -2,6 +2,8 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+
+use crate::common::ForFlag;
 use dtrain::tokenize::{Format, Input};
 use dtrain::tokenizer::Tokenizer;
 
@@ -28,6 +30,9 @@ pub struct TokenizeArgs {
     /// Print a JSON summary line on stderr
     #[arg(long)]
     json: bool,
+    /// Print no summary line
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 pub fn run(args: TokenizeArgs) -> Result<()> {
@@ -52,7 +57,7 @@ pub fn run(args: TokenizeArgs) -> Result<()> {
         });
     } else {
         for f in &args.files {
-            let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+            let bytes = std::fs::read(f).for_flag("input", f)?;
             inputs.push(Input {
                 name: f.display().to_string(),
                 bytes,
@@ -64,8 +69,17 @@ pub fn run(args: TokenizeArgs) -> Result<()> {
         Some(p) => dtrain::tokens::write_file(p, &tokens)?,
         None => dtrain::tokens::write_to(std::io::stdout().lock(), &tokens)?,
     }
+    // the summary goes to stderr: stdout may be the shard
     if args.json {
         eprintln!("{}", serde_json::to_string(&summary)?);
+    } else if !args.quiet {
+        eprintln!(
+            "{}  {} documents  {} tokens  {:.2}s",
+            &summary.blake3[..16],
+            summary.documents,
+            summary.tokens,
+            summary.seconds
+        );
     }
     Ok(())
 }

@@ -193,7 +193,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__apply)
-            opts="-o -h -V --model --grad --optim --lr --schedule --warmup --total --epoch --weight-decay --beta1 --beta2 --eps --clip --output --json --help --version"
+            opts="-o -h -V --model --grad --optim --lr --schedule --warmup --total --epoch --weight-decay --beta1 --beta2 --eps --clip --output --force --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -317,7 +317,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__fetch__subcmd__shard)
-            opts="-o -h -V --repo --config --revision --source --seed --epoch --uid --rows --spec --spec-out --output --retries --json --help --version"
+            opts="-o -q -h -V --repo --config --revision --source --seed --epoch --uid --rows --spec --spec-out --output --retries --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1287,7 +1287,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__tokenize)
-            opts="-o -h -V --format --output --tokenizer --lossy --json --help --version"
+            opts="-o -q -h -V --format --output --tokenizer --lossy --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -51,7 +51,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand info" -s h -l help -d 'Pri
 complete -c dtrain -n "__fish_dtrain_using_subcommand info" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l repo -d 'Dataset repository on the Hub' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l config -d 'Dataset config (sample-350BT reads sample/350BT/)' -r
-complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l revision -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l revision -d 'Dataset revision (branch, tag or commit)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l source -d 'Read local parquet files laid out like the repo instead of the Hub' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l seed -d 'Seed of the subnet\'s assignment' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l epoch -d 'Global epoch' -r
@@ -62,6 +62,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l spec-out -
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s o -l output -d 'Write the rows (JSON lines) to a file instead of standard output' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l retries -d 'Retries per HTTP request (exponential backoff)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l json -d 'Print a JSON summary on stderr'
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s q -l quiet -d 'Print no summary line'
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -l format -d 'How the input is cut into documents' -r -f -a "jsonl\t'One JSON object per line; its "text" field is a document'
@@ -71,6 +72,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -s o -l output -
 complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -l tokenizer -d 'Tokenizer: a tokenizer.json, a folder with vocab.json + merges.txt, or hf:REPO [default: the embedded GPT-2 / distilgpt2 tokenizer]' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -l lossy -d 'Replace invalid UTF-8 instead of failing'
 complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -l json -d 'Print a JSON summary line on stderr'
+complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -s q -l quiet -d 'Print no summary line'
 complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand init" -l arch -d 'tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a config.json' -r
@@ -99,21 +101,22 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s h -l help -
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l model -d 'Checkpoint folder to step from' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l grad -d 'The (averaged) gradient' -r -F
-complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l optim -r -f -a "adamw\t''
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l optim -d 'The optimizer (its state travels in the checkpoint)' -r -f -a "adamw\t''
 lamb\t''"
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l lr -d 'Peak learning rate' -r
-complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l schedule -r -f -a "constant\t''
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l schedule -d 'Learning-rate schedule over epochs' -r -f -a "constant\t''
 warmup-cosine\t''"
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l warmup -d 'Warm-up epochs (warmup-cosine)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l total -d 'Epoch at which the cosine reaches 10% of the peak (warmup-cosine)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l epoch -d 'Global epoch for the schedule [default: the optimizer\'s step count]' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l weight-decay -d 'Weight decay (applied to ≥2-D parameters only)' -r
-complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l beta1 -r
-complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l beta2 -r
-complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l eps -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l beta1 -d 'First-moment decay' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l beta2 -d 'Second-moment decay' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l eps -d 'Denominator epsilon' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l clip -d 'Clip the global gradient norm to this value (0: no clipping)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s o -l output -d 'The new checkpoint folder' -r -F
-complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l json
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l force -d 'Replace the output folder if it exists'
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l json -d 'Print the result as one JSON line'
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand keygen" -s o -l output -d 'Key file to create (mode 0600; never overwritten); prints its public key' -r -F
@@ -172,7 +175,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l peers -d 'The ro
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l state -d 'Previous state (missing: a fresh start)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l state-out -d 'New state, written atomically' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l weights-out -d 'Per-miner weights and factors (JSON), written atomically [default: stdout]' -r -F
-complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l epoch -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l epoch -d 'The epoch being scored (recorded in the state; a repeated epoch is not counted twice)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l w-gradient-steps -d 'Weight of gradient·steps in the raw score' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l w-bandwidth -d 'Weight of bandwidth in the raw score' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l alpha -d 'EMA coefficient over epochs' -r
@@ -218,7 +221,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l precision -d 'Com
 bf16\t''"
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l sketch-k -d '±1 projections per micro-batch gradient sketch in the receipt (0: none)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l logits-out -d 'Also write every position\'s logits ("logits": [N, T, V], f32 safetensors)' -r -F
-complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l json
+complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l json -d 'Print the result as one JSON line'
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l repo -d 'ORG/NAME on the Hub, or file://ROOT/ORG/NAME (a local hub folder)' -r
@@ -227,15 +230,15 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l revision -d 'Bran
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l message -d 'Commit message [default: "Epoch TAG"]' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l retries -d 'Retries per request (exponential backoff with jitter)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l create -d 'Create the repository if it does not exist'
-complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l json
+complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l json -d 'Print the result as one JSON line'
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l repo -d 'ORG/NAME on the Hub, or file://ROOT/ORG/NAME' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l tag -d 'The tag to fetch' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -s o -l output -d 'Checkpoint folder to create (replaced atomically)' -r -F
-complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l retries -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l retries -d 'Retries per HTTP request (exponential backoff)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l latest-epoch -d 'Fetch the highest numeric tag (the latest epoch)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l json
+complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l json -d 'Print the result as one JSON line'
 complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and not __fish_seen_subcommand_from serve help" -s h -l help -d 'Print help'

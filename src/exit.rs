@@ -90,7 +90,7 @@ impl Classify for crate::device::Error {
 impl Classify for crate::model::Error {
     fn code(&self) -> Code {
         match self {
-            crate::model::Error::Io(..) => Code::Io,
+            crate::model::Error::Io(_, e) => io_code(e),
             _ => Code::BadInput,
         }
     }
@@ -113,7 +113,7 @@ impl Classify for crate::optim::Error {
         use crate::optim::Error as E;
         match self {
             E::NonFinite => Code::Numeric,
-            E::Io(..) => Code::Io,
+            E::Io(_, e) => io_code(e),
             E::Model(e) => e.code(),
             _ => Code::BadInput,
         }
@@ -163,9 +163,12 @@ impl Classify for crate::reduce::Error {
     fn code(&self) -> Code {
         use crate::reduce::Error as E;
         match self {
-            E::Tensors(_) | E::Peers(_) | E::NotAPeer(_) | E::Layout(_) | E::Weight(_) => {
-                Code::BadInput
-            }
+            E::Tensors(_)
+            | E::Peers(_)
+            | E::NotAPeer(_)
+            | E::WrongKey { .. }
+            | E::Layout(_)
+            | E::Weight(_) => Code::BadInput,
             E::NonFinite => Code::Numeric,
             E::Io(..) | E::Listen { .. } => Code::Io,
             _ => Code::Peer,
@@ -209,7 +212,7 @@ impl Classify for crate::verify::Error {
 impl Classify for crate::ledger::Error {
     fn code(&self) -> Code {
         match self {
-            crate::ledger::Error::Io(..) => Code::Io,
+            crate::ledger::Error::Io(_, e) => io_code(e),
             crate::ledger::Error::Broken { .. } => Code::Rejected,
             crate::ledger::Error::Empty => Code::BadInput,
             crate::ledger::Error::Fork { .. } => Code::Rejected,
@@ -259,13 +262,20 @@ pub fn code_of(err: &anyhow::Error) -> Code {
             crate::ledger::Error,
         );
     }
-    if err
-        .chain()
-        .any(|c| c.downcast_ref::<std::io::Error>().is_some())
-    {
-        return Code::Io;
+    match err.chain().find_map(|c| c.downcast_ref::<std::io::Error>()) {
+        Some(e) => io_code(e),
+        None => Code::BadInput,
     }
-    Code::BadInput
+}
+
+/// A path the caller named that is not there or not readable is bad input;
+/// any other I/O failure is an I/O failure.
+fn io_code(e: &std::io::Error) -> Code {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::NotFound | K::PermissionDenied | K::NotADirectory | K::IsADirectory => Code::BadInput,
+        _ => Code::Io,
+    }
 }
 
 /// The one line printed for an error: its causes joined by ": ", each said
@@ -273,9 +283,24 @@ pub fn code_of(err: &anyhow::Error) -> Code {
 pub fn message(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
-        let text = cause.to_string();
+        let mut text = cause.to_string();
+        // the OS's error number says nothing its text does not
+        while let Some(at) = text.find(" (os error ") {
+            match text[at..].find(')') {
+                Some(end) => text.replace_range(at..at + end + 1, ""),
+                None => break,
+            }
+        }
         if line.contains(&text) {
             continue;
+        }
+        // a cause that starts with the line's last word ("--tokens a.bin",
+        // then "a.bin: No such file") says it once
+        let subject = line.rsplit([' ', ':']).next().unwrap_or("");
+        if !subject.is_empty() {
+            if let Some(rest) = text.strip_prefix(&format!("{subject}: ")) {
+                text = rest.to_string();
+            }
         }
         if !line.is_empty() {
             line.push_str(": ");

@@ -129,6 +129,7 @@ impl AtomicFile {
     /// Creates the temporary file next to `dest`. The folder must exist.
     pub fn create(dest: impl AsRef<Path>) -> io::Result<Self> {
         let dest = dest.as_ref().to_path_buf();
+        folder_exists(&dest)?;
         sweep_dead_temporaries(&parent_of(&dest));
         let tmp = temp_sibling(&dest, "tmp")?;
         let file = OpenOptions::new()
@@ -202,6 +203,19 @@ impl Drop for AtomicFile {
     }
 }
 
+/// An output's folder must exist: say which one does not (the OS says only
+/// "No such file or directory").
+fn folder_exists(dest: &Path) -> io::Result<()> {
+    let folder = parent_of(dest);
+    if folder.is_dir() {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("its folder {} does not exist", folder.display()),
+    ))
+}
+
 /// Writes `bytes` to `dest` atomically.
 pub fn write_atomic(dest: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
     let mut f = AtomicFile::create(dest)?;
@@ -223,6 +237,7 @@ pub struct AtomicDir {
 impl AtomicDir {
     pub fn create(dest: impl AsRef<Path>) -> io::Result<Self> {
         let dest = dest.as_ref().to_path_buf();
+        folder_exists(&dest)?;
         sweep_dead_temporaries(&parent_of(&dest));
         let tmp = temp_sibling(&dest, "tmpdir")?;
         fs::create_dir(&tmp)?;

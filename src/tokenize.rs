@@ -27,6 +27,13 @@ pub enum Error {
         "{input}: invalid UTF-8 at byte offset {offset} (use --lossy to replace invalid bytes)"
     )]
     Utf8 { input: String, offset: usize },
+    /// Text or lines mode given something that is plainly not prose.
+    #[error("{input}: looks like {what}, not text; {hint}")]
+    NotText {
+        input: String,
+        what: &'static str,
+        hint: &'static str,
+    },
     #[error(transparent)]
     Tokenizer(#[from] crate::tokenizer::Error),
     #[error(transparent)]
@@ -50,6 +57,35 @@ pub struct Input {
     pub bytes: Vec<u8>,
 }
 
+/// In text and lines mode: refuses input that is a token shard, binary, or
+/// JSON lines (whose syntax would be tokenized as if it were prose).
+fn check_prose(input: &Input) -> Result<(), Error> {
+    let head = &input.bytes[..input.bytes.len().min(8192)];
+    let not_text = |what, hint| {
+        Err(Error::NotText {
+            input: input.name.clone(),
+            what,
+            hint,
+        })
+    };
+    if head.len() >= 4 && head[..4] == crate::tokens::MAGIC.to_le_bytes() {
+        return not_text("a token shard", "it is tokenized already");
+    }
+    if head.contains(&0) {
+        return not_text("binary data", "tokenize reads text, JSON lines or lines");
+    }
+    let first = head
+        .split(|&b| b == b'\n')
+        .find(|l| !l.trim_ascii().is_empty());
+    let json_object = first.is_some_and(|l| {
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(l).is_ok()
+    });
+    if json_object {
+        return not_text("JSON lines", "pass --format jsonl");
+    }
+    Ok(())
+}
+
 fn as_text<'a>(input: &'a Input, lossy: bool) -> Result<Cow<'a, str>, Error> {
     match std::str::from_utf8(&input.bytes) {
         Ok(s) => Ok(Cow::Borrowed(s)),
@@ -68,6 +104,9 @@ struct JsonDoc {
 
 /// Cuts one input into documents.
 pub fn documents(input: &Input, format: Format, lossy: bool) -> Result<Vec<String>, Error> {
+    if format != Format::Jsonl {
+        check_prose(input)?;
+    }
     let text = as_text(input, lossy)?;
     Ok(match format {
         Format::Lines => text

@@ -62,7 +62,37 @@ fn ledger_appends_verifies_and_names_a_tampered_entry() {
         &["ledger", "show", "--ledger", l.to_str().unwrap(), "--last"],
         b"",
     );
+    assert_fails(&o, 2, "no such ledger file");
+    let o = dtrain(
+        &[
+            "ledger",
+            "verify",
+            "--ledger",
+            l.to_str().unwrap(),
+            "--pubkey",
+            &pk,
+        ],
+        b"",
+    );
+    assert_fails(&o, 2, "no such ledger file");
+    std::fs::write(&l, b"").unwrap();
+    let o = dtrain(
+        &["ledger", "show", "--ledger", l.to_str().unwrap(), "--last"],
+        b"",
+    );
     assert_fails(&o, 2, "the ledger is empty");
+    let o = dtrain(
+        &[
+            "ledger",
+            "verify",
+            "--ledger",
+            l.to_str().unwrap(),
+            "--pubkey",
+            &pk,
+        ],
+        b"",
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("the ledger is empty"));
     for e in 0..3 {
         append(&l, &k, e, &scores);
     }

@@ -231,11 +231,28 @@ fn apply_checks_the_gradient_belongs_to_the_model() {
             "--lr",
             "1e-3",
             "-o",
-            s(&out2),
+            s(&dir.path().join("next3")),
         ],
         b"",
     );
     assert_fails(&o, 2, "optimizer state");
+    // an existing output is never overwritten without --force
+    let before = hash_dir(&out2);
+    let args = [
+        "apply",
+        "--model",
+        s(&out),
+        "--grad",
+        s(&g2),
+        "--lr",
+        "1e-3",
+        "-o",
+        s(&out2),
+    ];
+    assert_fails(&dtrain(&args, b""), 2, "exists already; pass --force");
+    assert_eq!(hash_dir(&out2), before);
+    let o = dtrain(&[&args[..], &["--force"]].concat(), b"");
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 #[test]
@@ -429,4 +446,11 @@ fn a_full_disk_is_exit_3_said_once() {
         "{}",
         stderr(&o)
     );
+}
+
+/// dtrain hash of a checkpoint folder.
+fn hash_dir(p: &std::path::Path) -> String {
+    let o = dtrain(&["hash", s(p)], b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8(o.stdout).unwrap()
 }

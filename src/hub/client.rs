@@ -27,11 +27,12 @@ pub enum ClientError {
         status: u16,
         msg: String,
     },
-    #[error("{url}: {msg} (gave up after {attempts} attempts)")]
+    #[error("{url}: {msg} (gave up after {attempts} attempts; the Hub endpoint is {endpoint}, set by HF_ENDPOINT)")]
     Network {
         url: String,
         msg: String,
         attempts: u32,
+        endpoint: String,
     },
     #[error("{url}: {msg}")]
     Protocol { url: String, msg: String },
@@ -216,6 +217,7 @@ impl HubClient {
             url: url.to_string(),
             msg: last,
             attempts: self.retries + 1,
+            endpoint: self.env.endpoint.clone(),
         })
     }
 
@@ -248,7 +250,12 @@ impl HubClient {
                     }),
                 }
             }
-            Err(ureq::Error::Transport(t)) => Attempt::Retry(t.to_string()),
+            // ureq's text starts with the URL, which the error names already
+            Err(ureq::Error::Transport(t)) => {
+                let text = t.to_string();
+                let text = text.strip_prefix(&format!("{url}: ")).unwrap_or(&text);
+                Attempt::Retry(text.to_string())
+            }
         }
     }
 

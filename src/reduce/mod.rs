@@ -88,6 +88,12 @@ pub enum Error {
     Peers(#[from] peers::Error),
     #[error("'{0}' is not in the peers file")]
     NotAPeer(String),
+    #[error("--key is not {name}'s key: the peers file pins {name} to {pinned}, the key's public half is {have}")]
+    WrongKey {
+        name: String,
+        pinned: String,
+        have: String,
+    },
     #[error("cannot listen on {addr}: {why}")]
     Listen { addr: String, why: String },
     #[error("the input contains NaN or Inf (use --allow-nonfinite to send it anyway)")]
@@ -104,8 +110,13 @@ pub enum Error {
         "this peer's gradient has another tensor layout or model than {0} of the peers it reached"
     )]
     Layout(String),
-    #[error("only {members} peer(s) are left in the round, fewer than --min-peers {min}")]
-    TooFew { members: usize, min: usize },
+    #[error("only {members} peer(s) are left in the round, fewer than --min-peers {min}{failed}")]
+    TooFew {
+        members: usize,
+        min: usize,
+        /// "; NAME: why" for each peer that failed
+        failed: String,
+    },
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
     #[error("{0}")]
@@ -1197,6 +1208,15 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         .peers
         .rank(&cfg.me)
         .ok_or_else(|| Error::NotAPeer(cfg.me.clone()))?;
+    // before any connection: the others would refuse a handshake signed by another key
+    let pinned = &cfg.peers.list[me].pubkey;
+    if *pinned != cfg.key.public() {
+        return Err(Error::WrongKey {
+            name: cfg.me.clone(),
+            pinned: pinned.to_hex(),
+            have: cfg.key.public().to_hex(),
+        });
+    }
     let input = Arc::new(TensorFile::open(&cfg.input)?);
     let meta = match GradMeta::read(&input) {
         Ok(m) => m,
@@ -1672,9 +1692,15 @@ impl Coordinator {
                 members.iter().map(|&r| self.name(r)).collect::<Vec<_>>()
             ));
             if members.len() < min_peers {
+                let failed: String = self
+                    .failed
+                    .iter()
+                    .map(|(&r, f)| format!("; {}: {}", self.name(r), f.reason))
+                    .collect();
                 return Err(Error::TooFew {
                     members: members.len(),
                     min: min_peers,
+                    failed,
                 });
             }
             candidates = members.iter().copied().collect();
