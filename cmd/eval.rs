@@ -5,6 +5,7 @@ use dtrain::model::Checkpoint;
 use dtrain::tokens::Shard;
 
 use crate::common::BatchArgs;
+use crate::common::ForFlag;
 
 #[derive(clap::Args, Debug)]
 #[command(after_long_help = "Example:
@@ -27,8 +28,8 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let ckpt = Checkpoint::open(&args.model)?;
-    let shard = Shard::open(&args.tokens)?;
+    let ckpt = Checkpoint::open(&args.model).for_flag("--model", &args.model)?;
+    let shard = Shard::open(&args.tokens).for_flag("--tokens", &args.tokens)?;
     let (loss, n) = dtrain::train::eval(
         &ckpt,
         &shard,

@@ -36,6 +36,12 @@ pub struct FetchShardArgs {
     /// Rows to fetch
     #[arg(long, default_value_t = 100)]
     rows: u64,
+    /// Rows at the corpus's end held out for the validator's evaluation: never assigned
+    #[arg(long, default_value_t = 0)]
+    held_out: u64,
+    /// Fetch the held-out evaluation rows (the last --held-out rows) instead of an assignment
+    #[arg(long, requires = "held_out", conflicts_with_all = ["uid", "spec"])]
+    eval: bool,
     /// Fetch exactly the rows of this data spec (ignores --seed/--epoch/--uid/--rows)
     #[arg(long, conflicts_with_all = ["seed", "epoch", "uid", "rows"])]
     spec: Option<PathBuf>,
@@ -81,12 +87,26 @@ pub fn run(args: FetchShardArgs) -> Result<()> {
             corpus.check(&s)?;
             s
         }
+        None if args.eval => {
+            let files = corpus.spec_files();
+            let rows = data::held_out_rows(&files, args.held_out)?;
+            DataSpec {
+                version: 1,
+                repo,
+                config,
+                revision,
+                assignment: None,
+                files,
+                rows,
+            }
+        }
         None => {
             let a = Assignment {
                 seed: args.seed,
                 epoch: args.epoch,
                 uid: args.uid,
                 rows: args.rows,
+                held_out: args.held_out,
             };
             let files = corpus.spec_files();
             let rows = data::assign(&repo, &config, &revision, &files, &a)?;

@@ -19,8 +19,19 @@ pub fn render() -> Result<Vec<(PathBuf, Vec<u8>)>> {
     let mut buf = Vec::new();
     clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
     files.push((PathBuf::from("man/man1/dtrain.1"), unfill_examples(&buf)));
+    // every command, and every subcommand of one (dtrain-ledger-append.1)
+    let mut pages: Vec<(String, clap::Command)> = Vec::new();
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("dtrain-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone()));
+        let leaves = sub
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help");
+        for leaf in leaves {
+            pages.push((format!("{name}-{}", leaf.get_name()), leaf.clone()));
+        }
+    }
+    for (name, sub) in pages {
         let sub = sub
             .clone()
             .name(name.clone())

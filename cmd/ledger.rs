@@ -18,15 +18,37 @@ enum LedgerCmd {
     Show(ShowArgs),
     /// Check the chain and every signature
     Verify(VerifyArgs),
+    /// Draw the loss curves and contributors per epoch (PNG, or SVG by extension)
+    Plot(PlotArgs),
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_long_help = "Example:
+  dtrain ledger plot --ledger ledger.jsonl -o loss.png")]
+struct PlotArgs {
+    /// The ledger file
+    #[arg(long)]
+    ledger: PathBuf,
+    /// The picture: a .png or .svg file
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Width in pixels
+    #[arg(long, default_value_t = 800)]
+    width: u32,
+    /// Height in pixels
+    #[arg(long, default_value_t = 500)]
+    height: u32,
 }
 
 #[derive(clap::Args, Debug)]
 struct AppendArgs {
+    /// The ledger file (created if absent; rewritten atomically)
     #[arg(long)]
     ledger: PathBuf,
     /// The validator's key
     #[arg(long)]
     key: PathBuf,
+    /// The epoch this entry records (must follow the last entry's)
     #[arg(long)]
     epoch: u64,
     /// Global optimizer step after this epoch
@@ -44,23 +66,45 @@ struct AppendArgs {
     /// The epoch's scores/weights file (its blake3 is recorded)
     #[arg(long)]
     scores: PathBuf,
+    /// Token-weighted mean training loss of the verified miners
+    #[arg(long)]
+    loss: Option<f64>,
+    /// The validator's loss of the new model on held-out rows
+    #[arg(long)]
+    eval_loss: Option<f64>,
+    /// The model repo's tag that holds the new model
+    #[arg(long)]
+    tag: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
 struct ShowArgs {
+    /// The ledger file
     #[arg(long)]
     ledger: PathBuf,
     /// Only the last entry
     #[arg(long)]
     last: bool,
+    /// Each entry as its JSON line, with its hash
     #[arg(long)]
     json: bool,
 }
 
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = "Examples:
+  dtrain ledger verify --ledger ledger.jsonl --pubkey HEX
+  dtrain ledger verify --hub my-org/dtrain-model --pubkey HEX     # the run as published
+
+With --hub, the ledger is the one beside the model repo's newest epoch tag, and every
+entry's model must be the checkpoint of its tag; the newest tag must hold the last
+entry's model (a truncated or rewritten history does not).")]
 struct VerifyArgs {
+    /// The ledger file
+    #[arg(long, required_unless_present = "hub", conflicts_with = "hub")]
+    ledger: Option<PathBuf>,
+    /// A model repo on the Hub (HF_ENDPOINT): verify the ledger published with its tags
     #[arg(long)]
-    ledger: PathBuf,
+    hub: Option<String>,
     /// The validator's public key (hex): every entry must be signed by it (a
     /// ledger proves nothing about a key it carries itself)
     #[arg(long)]
@@ -87,6 +131,9 @@ pub fn run(args: LedgerArgs) -> Result<()> {
                     tokens: a.tokens,
                     contributors: a.contributors,
                     scores,
+                    loss: a.loss,
+                    eval_loss: a.eval_loss,
+                    tag: a.tag,
                 },
             )?;
             println!("{}  entry {}  epoch {}", e.hash(), e.index, e.epoch);
@@ -109,8 +156,12 @@ pub fn run(args: LedgerArgs) -> Result<()> {
                     v["hash"] = e.hash().into();
                     println!("{v}");
                 } else {
+                    let losses: String = [("loss", e.loss), ("eval", e.eval_loss)]
+                        .iter()
+                        .filter_map(|(name, v)| v.map(|v| format!("  {name} {v:.4}")))
+                        .collect();
                     println!(
-                        "{:>4}  epoch {:>4}  step {:>6}  model {}  tokens {:>10}  {}",
+                        "{:>4}  epoch {:>4}  step {:>6}  model {}  tokens {:>10}  {}{losses}",
                         e.index,
                         e.epoch,
                         e.global_step,
@@ -121,9 +172,30 @@ pub fn run(args: LedgerArgs) -> Result<()> {
                 }
             }
         }
-        LedgerCmd::Verify(a) => {
+        LedgerCmd::Plot(a) => {
             must_exist(&a.ledger)?;
-            let entries = ledger::read(&a.ledger, Some(&a.pubkey))?;
+            let entries = ledger::read(&a.ledger, None)?;
+            if !(64..=8192).contains(&a.width) || !(64..=8192).contains(&a.height) {
+                anyhow::bail!("--width and --height must be between 64 and 8192 pixels");
+            }
+            dtrain::plot::plot(&entries, &a.output, a.width, a.height)?;
+            println!(
+                "{}  {} epochs  {}x{}",
+                a.output.display(),
+                entries.len(),
+                a.width,
+                a.height
+            );
+        }
+        LedgerCmd::Verify(VerifyArgs {
+            hub: Some(repo),
+            pubkey,
+            ..
+        }) => verify_published(&repo, &pubkey)?,
+        LedgerCmd::Verify(a) => {
+            let path = a.ledger.expect("clap requires --ledger without --hub");
+            must_exist(&path)?;
+            let entries = ledger::read(&path, Some(&a.pubkey))?;
             if entries.is_empty() {
                 println!("ok: the ledger is empty (0 entries)");
                 return Ok(());
@@ -148,4 +220,77 @@ fn must_exist(path: &std::path::Path) -> Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// Checks the ledger published beside a model repo's newest epoch tag: its
+/// chain and signatures, each entry's model against its tag's checkpoint, and
+/// the newest tag against the last entry.
+fn verify_published(repo: &str, pubkey: &PublicKey) -> Result<()> {
+    use dtrain::exit::{Code, Coded};
+    use dtrain::hub::{client::HubClient, publish};
+    let client = HubClient::from_env(3);
+    let work = std::env::temp_dir().join(format!("dtrain-ledger-verify-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(work.clone());
+    let model_of = |tag: &str| -> Result<(PathBuf, String)> {
+        let dir = work.join(format!("tag-{tag}"));
+        publish::pull(&client, repo, tag, &dir)?;
+        let hash = dtrain::model::Checkpoint::open(&dir)?.hash;
+        Ok((dir, hash))
+    };
+    let newest = publish::latest_epoch(&client, repo)?;
+    let (dir, newest_model) = model_of(&newest)?;
+    let path = dir.join("ledger.jsonl");
+    if !path.is_file() {
+        return Err(Coded::new(
+            Code::Rejected,
+            format!("{repo} tag {newest} carries no ledger.jsonl"),
+        )
+        .into());
+    }
+    let entries = ledger::read(&path, Some(pubkey))?;
+    let last = entries.last().ok_or(ledger::Error::Empty)?;
+    if last.model != newest_model {
+        return Err(Coded::new(
+            Code::Rejected,
+            format!(
+                "{repo} tag {newest} holds model {}, the ledger's last entry (epoch {}) records {}: a truncated or rewritten history",
+                &newest_model[..16],
+                last.epoch,
+                &last.model[..16.min(last.model.len())]
+            ),
+        )
+        .into());
+    }
+    for e in &entries {
+        let Some(tag) = &e.tag else { continue };
+        let (_, model) = model_of(tag)?;
+        if model != e.model {
+            return Err(Coded::new(
+                Code::Rejected,
+                format!(
+                    "ledger entry {} (epoch {}): tag {tag} holds model {}, the entry records {}",
+                    e.index,
+                    e.epoch,
+                    &model[..16],
+                    &e.model[..16.min(e.model.len())]
+                ),
+            )
+            .into());
+        }
+    }
+    println!(
+        "ok: {} entries from {repo} tag {newest}, chained and signed by {}; every entry's model is its tag's",
+        entries.len(),
+        &pubkey.to_hex()[..16]
+    );
+    Ok(())
+}
+
+/// Removes a scratch folder when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::common::ForFlag;
 use anyhow::{bail, Result};
 use dtrain::keys::Key;
 use dtrain::reduce::peers::Peers;
@@ -86,9 +87,9 @@ pub fn run(args: ReduceArgs) -> Result<()> {
         bail!("--max-rate must be at least 0.001 MB/s, got {r}");
     }
     let cfg = Config {
-        peers: Peers::read(&args.peers)?,
+        peers: Peers::read(&args.peers).for_flag("--peers", &args.peers)?,
         me: args.me.clone(),
-        key: Key::load(&args.key)?,
+        key: Key::load(&args.key).for_flag("--key", &args.key)?,
         round: args.round.clone(),
         input: args.input.clone(),
         output: args.out.clone(),

@@ -5,6 +5,7 @@ use dtrain::model::Checkpoint;
 use dtrain::tokens::Shard;
 
 use crate::common::BatchArgs;
+use crate::common::ForFlag;
 
 #[derive(clap::Args, Debug)]
 #[command(after_long_help = "Example:
@@ -48,8 +49,8 @@ pub struct TrainStepArgs {
 }
 
 pub fn run(args: TrainStepArgs) -> Result<()> {
-    let ckpt = Checkpoint::open(&args.model)?;
-    let shard = Shard::open(&args.tokens)?;
+    let ckpt = Checkpoint::open(&args.model).for_flag("--model", &args.model)?;
+    let shard = Shard::open(&args.tokens).for_flag("--tokens", &args.tokens)?;
     let mut opts = args.batch.options()?;
     opts.miner = args.miner.clone();
     opts.round = args.round.clone();

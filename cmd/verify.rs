@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use crate::common::ForFlag;
 use anyhow::Result;
 use dtrain::data::{Assignment, DataSpec, Source};
 use dtrain::device::DeviceSpec;
@@ -70,6 +71,9 @@ pub struct VerifyArgs {
     /// Rows each miner is assigned
     #[arg(long, requires = "seed")]
     rows: Option<u64>,
+    /// Rows at the corpus's end held out for evaluation (never assigned)
+    #[arg(long, default_value_t = 0)]
+    held_out: u64,
     /// The subnet's dataset repository
     #[arg(long, default_value = "HuggingFaceFW/fineweb")]
     data_repo: String,
@@ -98,6 +102,7 @@ fn expected(args: &VerifyArgs) -> Option<Expected> {
             epoch: args.epoch?,
             uid: args.uid?,
             rows: args.rows?,
+            held_out: args.held_out,
         },
     })
 }
@@ -136,7 +141,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         Err(e) => return report(&verify::rejected(miner, "shard", e.to_string()), args.json),
     };
     // the validator's own inputs
-    let ckpt = Checkpoint::open(&args.model)?;
+    let ckpt = Checkpoint::open(&args.model).for_flag("--model", &args.model)?;
     let peers = args.peers.as_deref().map(Peers::read).transpose()?;
     let (transcripts, unreadable) = read_transcripts(&args.transcript);
     let expected = expected(&args);

@@ -130,6 +130,9 @@ _dtrain() {
             dtrain__subcmd__help__subcmd__ledger,append)
                 cmd="dtrain__subcmd__help__subcmd__ledger__subcmd__append"
                 ;;
+            dtrain__subcmd__help__subcmd__ledger,plot)
+                cmd="dtrain__subcmd__help__subcmd__ledger__subcmd__plot"
+                ;;
             dtrain__subcmd__help__subcmd__ledger,show)
                 cmd="dtrain__subcmd__help__subcmd__ledger__subcmd__show"
                 ;;
@@ -154,6 +157,9 @@ _dtrain() {
             dtrain__subcmd__ledger,help)
                 cmd="dtrain__subcmd__ledger__subcmd__help"
                 ;;
+            dtrain__subcmd__ledger,plot)
+                cmd="dtrain__subcmd__ledger__subcmd__plot"
+                ;;
             dtrain__subcmd__ledger,show)
                 cmd="dtrain__subcmd__ledger__subcmd__show"
                 ;;
@@ -165,6 +171,9 @@ _dtrain() {
                 ;;
             dtrain__subcmd__ledger__subcmd__help,help)
                 cmd="dtrain__subcmd__ledger__subcmd__help__subcmd__help"
+                ;;
+            dtrain__subcmd__ledger__subcmd__help,plot)
+                cmd="dtrain__subcmd__ledger__subcmd__help__subcmd__plot"
                 ;;
             dtrain__subcmd__ledger__subcmd__help,show)
                 cmd="dtrain__subcmd__ledger__subcmd__help__subcmd__show"
@@ -317,7 +326,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__fetch__subcmd__shard)
-            opts="-o -q -h -V --repo --config --revision --source --seed --epoch --uid --rows --spec --spec-out --output --retries --json --quiet --help --version"
+            opts="-o -q -h -V --repo --config --revision --source --seed --epoch --uid --rows --held-out --eval --spec --spec-out --output --retries --json --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -352,6 +361,10 @@ _dtrain() {
                     return 0
                     ;;
                 --rows)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --held-out)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -583,7 +596,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__help__subcmd__ledger)
-            opts="append show verify"
+            opts="append show verify plot"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -597,6 +610,20 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__help__subcmd__ledger__subcmd__append)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__help__subcmd__ledger__subcmd__plot)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -921,7 +948,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__ledger)
-            opts="-h -V --help --version append show verify help"
+            opts="-h -V --help --version append show verify plot help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -935,7 +962,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__ledger__subcmd__append)
-            opts="-h -V --ledger --key --epoch --step --model --tokens --contributors --scores --help --version"
+            opts="-h -V --ledger --key --epoch --step --model --tokens --contributors --scores --loss --eval-loss --tag --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -973,6 +1000,18 @@ _dtrain() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --loss)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --eval-loss)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tag)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -981,7 +1020,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__ledger__subcmd__help)
-            opts="append show verify help"
+            opts="append show verify plot help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1009,6 +1048,20 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__ledger__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__ledger__subcmd__help__subcmd__plot)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1050,6 +1103,40 @@ _dtrain() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dtrain__subcmd__ledger__subcmd__plot)
+            opts="-o -h -V --ledger --output --width --height --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --ledger)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --width)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --height)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dtrain__subcmd__ledger__subcmd__show)
             opts="-h -V --ledger --last --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1069,13 +1156,17 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__ledger__subcmd__verify)
-            opts="-h -V --ledger --pubkey --help --version"
+            opts="-h -V --ledger --hub --pubkey --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --ledger)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hub)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1395,7 +1486,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__verify)
-            opts="-h -V --receipt --grad --model --tokens --pubkey --spec --source --sample --transcript --peers --miner --round --validator --seed --epoch --uid --rows --data-repo --data-config --data-revision --device --json --help --version"
+            opts="-h -V --receipt --grad --model --tokens --pubkey --spec --source --sample --transcript --peers --miner --round --validator --seed --epoch --uid --rows --held-out --data-repo --data-config --data-revision --device --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1466,6 +1557,10 @@ _dtrain() {
                     return 0
                     ;;
                 --rows)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --held-out)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -57,10 +57,12 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l seed -d 'S
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l epoch -d 'Global epoch' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l uid -d 'The miner\'s uid' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l rows -d 'Rows to fetch' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l held-out -d 'Rows at the corpus\'s end held out for the validator\'s evaluation: never assigned' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l spec -d 'Fetch exactly the rows of this data spec (ignores --seed/--epoch/--uid/--rows)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l spec-out -d 'Write the data spec of the selected rows here' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s o -l output -d 'Write the rows (JSON lines) to a file instead of standard output' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l retries -d 'Retries per HTTP request (exponential backoff)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l eval -d 'Fetch the held-out evaluation rows (the last --held-out rows) instead of an assignment'
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l json -d 'Print a JSON summary on stderr'
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s q -l quiet -d 'Print no summary line'
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -161,6 +163,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l seed -d 'The su
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l epoch -d 'The epoch of the assignment' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l uid -d 'The miner\'s uid (the validator\'s record, not the miner\'s word)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l rows -d 'Rows each miner is assigned' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l held-out -d 'Rows at the corpus\'s end held out for evaluation (never assigned)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l data-repo -d 'The subnet\'s dataset repository' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l data-config -d 'The subnet\'s dataset config' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l data-revision -d 'The subnet\'s dataset revision' -r
@@ -182,34 +185,46 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l alpha -d 'EMA co
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l explain -d 'Print a table of every factor on stderr'
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -s V -l version -d 'Print version'
-complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify help" -s h -l help -d 'Print help'
-complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify help" -s V -l version -d 'Print version'
-complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify help" -f -a "append" -d 'Append a signed entry for an epoch'
-complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify help" -f -a "show" -d 'Print the entries (or the last one)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify help" -f -a "verify" -d 'Check the chain and every signature'
-complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l ledger -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify plot help" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify plot help" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify plot help" -f -a "append" -d 'Append a signed entry for an epoch'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify plot help" -f -a "show" -d 'Print the entries (or the last one)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify plot help" -f -a "verify" -d 'Check the chain and every signature'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify plot help" -f -a "plot" -d 'Draw the loss curves and contributors per epoch (PNG, or SVG by extension)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify plot help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l ledger -d 'The ledger file (created if absent; rewritten atomically)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l key -d 'The validator\'s key' -r -F
-complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l epoch -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l epoch -d 'The epoch this entry records (must follow the last entry\'s)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l step -d 'Global optimizer step after this epoch' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l model -d 'The new model: a checkpoint folder (its hash is taken) or a blake3 hex' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l tokens -d 'Tokens trained on so far' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l contributors -d 'Who contributed (comma-separated)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l scores -d 'The epoch\'s scores/weights file (its blake3 is recorded)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l loss -d 'Token-weighted mean training loss of the verified miners' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l eval-loss -d 'The validator\'s loss of the new model on held-out rows' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l tag -d 'The model repo\'s tag that holds the new model' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -s V -l version -d 'Print version'
-complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -l ledger -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -l ledger -d 'The ledger file' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -l last -d 'Only the last entry'
-complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -l json
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -l json -d 'Each entry as its JSON line, with its hash'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
-complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -l ledger -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -l ledger -d 'The ledger file' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -l hub -d 'A model repo on the Hub (HF_ENDPOINT): verify the ledger published with its tags' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -l pubkey -d 'The validator\'s public key (hex): every entry must be signed by it (a ledger proves nothing about a key it carries itself)' -r
-complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from plot" -l ledger -d 'The ledger file' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from plot" -s o -l output -d 'The picture: a .png or .svg file' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from plot" -l width -d 'Width in pixels' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from plot" -l height -d 'Height in pixels' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from plot" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from plot" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from help" -f -a "append" -d 'Append a signed entry for an epoch'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from help" -f -a "show" -d 'Print the entries (or the last one)'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check the chain and every signature'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from help" -f -a "plot" -d 'Draw the loss curves and contributors per epoch (PNG, or SVG by extension)'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l model -d 'Checkpoint folder' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l tokens -d 'Token shard' -r -F
@@ -285,4 +300,5 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_
 complete -c dtrain -n "__fish_dtrain_using_subcommand help; and __fish_seen_subcommand_from ledger" -f -a "append" -d 'Append a signed entry for an epoch'
 complete -c dtrain -n "__fish_dtrain_using_subcommand help; and __fish_seen_subcommand_from ledger" -f -a "show" -d 'Print the entries (or the last one)'
 complete -c dtrain -n "__fish_dtrain_using_subcommand help; and __fish_seen_subcommand_from ledger" -f -a "verify" -d 'Check the chain and every signature'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and __fish_seen_subcommand_from ledger" -f -a "plot" -d 'Draw the loss curves and contributors per epoch (PNG, or SVG by extension)'
 complete -c dtrain -n "__fish_dtrain_using_subcommand help; and __fish_seen_subcommand_from hub" -f -a "serve" -d 'Serve a folder over the Hugging Face Hub HTTP API (a local hub / mirror)'

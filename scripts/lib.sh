@@ -37,6 +37,7 @@ load_env() { # $1: env file (optional)
   DTRAIN_WAIT=${DTRAIN_WAIT:-120}
   DTRAIN_DATA_REPO=${DTRAIN_DATA_REPO:-HuggingFaceFW/fineweb}
   DTRAIN_DATA_CONFIG=${DTRAIN_DATA_CONFIG:-sample-350BT}
+  DTRAIN_HELD_OUT=${DTRAIN_HELD_OUT:-0}
   : "${DTRAIN_WORK:?set DTRAIN_WORK (a folder for this process)}"
   mkdir -p "$DTRAIN_WORK"
   export HF_HOME=${HF_HOME:-$DTRAIN_WORK/hf}
@@ -68,8 +69,8 @@ peer_pubkey() { awk -v n="$1" '/^name/ {m = ($3 == "\"" n "\"")} m && /^pubkey/ 
 fetch_assigned() { # epoch uid spec shard
   local rows=$DTRAIN_ROWS tokens k
   for k in 0 1 2 3; do
-    D fetch-shard "${data_args[@]}" --seed "$DTRAIN_SEED" --epoch "$1" --uid "$2" --rows "$rows" --spec-out "$3" \
-      | D tokenize --format jsonl -o "$4" > /dev/null || return 1
+    D fetch-shard -q "${data_args[@]}" --seed "$DTRAIN_SEED" --epoch "$1" --uid "$2" --rows "$rows" \
+      --held-out "$DTRAIN_HELD_OUT" --spec-out "$3" | D tokenize -q --format jsonl -o "$4" > /dev/null || return 1
     tokens=$(( ($(stat -c %s "$4") - 1024) / 2 ))
     [ "$tokens" -gt "$DTRAIN_SEQ_LEN" ] || [ "$k" = 3 ] && break
     rows=$((rows * 2))

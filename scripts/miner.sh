@@ -27,6 +27,7 @@
 #   DTRAIN_SEQ_LEN DTRAIN_MICRO_BATCH DTRAIN_DEVICE DTRAIN_PRECISION DTRAIN_OPTIM
 #   DTRAIN_LR DTRAIN_WIRE DTRAIN_DEADLINE DTRAIN_CLIP DTRAIN_MAX_RATE
 #   DTRAIN_DATA_REPO DTRAIN_DATA_CONFIG DTRAIN_DATA_SOURCE (local parquet)
+#   DTRAIN_HELD_OUT (rows at the corpus's end held out for the validator's eval)
 #   DTRAIN_EPOCHS (stop after this epoch) DTRAIN_WAIT (seconds to wait for tags)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"

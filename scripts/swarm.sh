@@ -108,6 +108,7 @@ DTRAIN_LR=$lr
 DTRAIN_ARCH=$arch
 DTRAIN_DEADLINE=60
 DTRAIN_WAIT=60
+DTRAIN_HELD_OUT=64
 $(passthrough)"
 for i in $(seq 0 $((miners - 1))); do
   printf '%s\nDTRAIN_NAME=miner-%d\nDTRAIN_UID=%d\nDTRAIN_KEY=%s\nDTRAIN_WORK=%s\n' "$common" "$i" "$i" "$work/miner-$i/key" "$work/miner-$i" > "$work/miner-$i.env"
@@ -168,7 +169,7 @@ drill() {
 }
 
 echo "swarm: $miners miners + validator, $epochs epochs of $arch on $device, hub $hub, logs in $work" >&2
-printf '%-6s %-9s %-8s %-10s %-11s %s\n' epoch loss reduce MB/s model scores
+printf '%-6s %-9s %-9s %-8s %-10s %-11s %s\n' epoch loss eval reduce MB/s model scores
 shown=0 todo=("${pending[@]}")
 while :; do
   lines=0; [ -f "$work/validator/epochs.jsonl" ] && lines=$(wc -l < "$work/validator/epochs.jsonl")
@@ -176,13 +177,14 @@ while :; do
   while [ "$lines" -gt "$shown" ]; do
     shown=$((shown + 1))
     sed -n "${shown}p" "$work/validator/epochs.jsonl" | jq -r --argjson all $((miners + 1)) '
-      if .no_update then [.epoch, "-", "-", "-", .model[0:10], "no update: \(.why // "failed")"]
-      else [.epoch, (.loss * 10000 | round / 10000), "\(.reduce_seconds * 100 | round / 100)s", (.reduce_mb / .reduce_seconds | round),
+      if .no_update then [.epoch, "-", "-", "-", "-", .model[0:10], "no update: \(.why // "failed")"]
+      else [.epoch, (.loss * 10000 | round / 10000), (if .eval_loss then .eval_loss * 10000 | round / 10000 else "-" end),
+            "\(.reduce_seconds * 100 | round / 100)s", (.reduce_mb / .reduce_seconds | round),
             .model[0:10], ((.scores | to_entries | map("\(.key)=\(.value * 1000 | round / 1000)") | join(" "))
             + (if (.rejected | length) > 0 then "  rejected: \(.rejected | join(","))" else "" end)
             + (if (.members | length) < $all then "  members: \(.members - ["validator"] | join(","))" else "" end))]
-      end | @tsv' | while IFS=$'\t' read -r ep loss red mbs model scores; do
-        printf '%-6s %-9s %-8s %-10s %-11s %s\n' "$ep" "$loss" "$red" "$mbs" "$model" "$scores"
+      end | @tsv' | while IFS=$'\t' read -r ep loss eval red mbs model scores; do
+        printf '%-6s %-9s %-9s %-8s %-10s %-11s %s\n' "$ep" "$loss" "$eval" "$red" "$mbs" "$model" "$scores"
       done
   done
   kill -0 "${pid_of[validator]}" 2>/dev/null || break
@@ -196,6 +198,7 @@ $D ledger verify --ledger "$work/validator/ledger.jsonl" --pubkey "$(sed -n '/na
 first_loss=$(jq -r 'select(.no_update | not) | .loss' "$work/validator/epochs.jsonl" | head -1)
 last_loss=$(jq -r 'select(.no_update | not) | .loss' "$work/validator/epochs.jsonl" | tail -1)
 echo "summary: $epochs epochs, loss $first_loss -> $last_loss, final model $final, weights $(jq -c .weights "$work/validator/weights.json")"
+$D ledger plot --ledger "$work/validator/ledger.jsonl" -o "$work/loss.png" > /dev/null && echo "loss curve: $work/loss.png"
 # a lost epoch is the swarm's failure while two miners were alive in it
 # (unless the validator was restarted in it)
 failed=0

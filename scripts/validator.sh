@@ -13,7 +13,9 @@
 #   for each miner: rebuild its shard from its data spec, verify (pinned key,
 #     re-fetched rows, recomputation, what it sent in reduce)
 #   score (verdicts, receipts, transcripts, state) → weights
-#   append the signed ledger entry, push the new model tagged E+1
+#   measure the new model's loss on the held-out rows (DTRAIN_HELD_OUT > 0)
+#   append the signed ledger entry (losses, tag), push the new model tagged E+1
+#     with the ledger beside it (ledger.jsonl: anyone can verify the run from the Hub)
 #   append one line to $DTRAIN_WORK/epochs.jsonl (loss, reduce, scores, model)
 #
 # Configuration as for miner.sh, plus: DTRAIN_LEDGER (default
@@ -74,6 +76,15 @@ collect_miners() { # epoch dir
   return 0
 }
 
+# The held-out rows' token shard, fetched once ($DTRAIN_WORK/eval.bin).
+eval_shard() {
+  local marker=$DTRAIN_WORK/eval.rows
+  [ -f "$DTRAIN_WORK/eval.bin" ] && [ "$(cat "$marker" 2>/dev/null)" = "$DTRAIN_HELD_OUT" ] && return 0
+  D fetch-shard -q "${data_args[@]}" --held-out "$DTRAIN_HELD_OUT" --eval \
+    | D tokenize -q --format jsonl -o "$DTRAIN_WORK/eval.bin"
+  echo "$DTRAIN_HELD_OUT" > "$marker"
+}
+
 # Ends epoch E's run as failed, with the reason for epochs.jsonl.
 give_up() { # epoch why
   echo "$2" > "$DTRAIN_WORK/epoch-$1/why"
@@ -122,7 +133,7 @@ run_epoch() {
     local uid rows
     uid=$(peer_uid "$m")
     rows=$(fetch_assigned "$e" "$uid" "$md/assigned.json" "$md/shard.bin")
-    local assignment=(--seed "$DTRAIN_SEED" --epoch "$e" --uid "$uid" --rows "$rows")
+    local assignment=(--seed "$DTRAIN_SEED" --epoch "$e" --uid "$uid" --rows "$rows" --held-out "$DTRAIN_HELD_OUT")
     D verify --receipt "$md/receipt.json" --grad "$md/grad.safetensors" --model "$dir/model" --tokens "$md/shard.bin" \
       --pubkey "$(peer_pubkey "$m")" --miner "$m" --round "epoch-$e" --validator "$DTRAIN_NAME" --peers "$DTRAIN_PEERS" \
       --spec "$md/assigned.json" "${assignment[@]}" --data-repo "$DTRAIN_DATA_REPO" --data-config "$DTRAIN_DATA_CONFIG" \
@@ -130,6 +141,15 @@ run_epoch() {
       ${DTRAIN_SAMPLE:+--sample "$DTRAIN_SAMPLE"} --device "${DTRAIN_VERIFY_DEVICE:-cpu}" "${transcripts[@]}" --json \
       >> "$dir/verdicts.jsonl" 2> "$dir/verify-$m.err" || true
   done
+  # the losses the ledger records: the verified miners' (token-weighted) and our own eval
+  local losses=()
+  local loss m
+  loss=$(for m in "${arrived[@]}"; do
+      jq -e --arg m "$m" 'select(.miner == $m and .pass)' "$dir/verdicts.jsonl" > /dev/null \
+        && jq -c '{loss, tokens}' "$dir/m/$m/receipt.json"
+    done | jq -s -r 'map(select((.loss | type) == "number" and (.tokens | type) == "number" and .tokens > 0))
+      | if length == 0 then empty else (map(.loss * .tokens) | add) / (map(.tokens) | add) end' 2>/dev/null || true)
+  [ -n "$loss" ] && losses+=(--loss "$loss")
   local state=$DTRAIN_WORK/state.json
   D score --verdicts "$dir/verdicts.jsonl" "${receipts[@]}" --peers "$DTRAIN_PEERS" "${transcripts[@]}" ${DTRAIN_SCORE_ARGS:-} \
     $( [ -f "$state" ] && echo --state "$state" ) --state-out "$state" --weights-out "$dir/weights.json" --epoch "$e"
@@ -138,9 +158,14 @@ run_epoch() {
   local prev_tokens; prev_tokens=$(D ledger show --ledger "$ledger" --last --json 2>/dev/null | jq -r .tokens || echo 0)
   local tokens=$(( ${prev_tokens:-0} + $(jq -r .tokens "$dir/reduce.json") ))
   local contributors; contributors=$(jq -r '[.members[]] | join(",")' "$dir/reduce.json")
-  local head
-  head=$(D ledger append --ledger "$ledger" --key "$DTRAIN_KEY" --epoch "$e" --step "$((e + 1))" --model "$dir/next" \
-    --tokens "$tokens" --contributors "$contributors" --scores "$dir/weights.json" | cut -d' ' -f1)
+  if [ "$DTRAIN_HELD_OUT" -gt 0 ]; then
+    eval_shard
+    D eval --model "$dir/next" --tokens "$DTRAIN_WORK/eval.bin" --seq-len "$DTRAIN_SEQ_LEN" --micro-batch "$DTRAIN_MICRO_BATCH" \
+      --device "${DTRAIN_VERIFY_DEVICE:-cpu}" --json > "$dir/eval.json"
+    losses+=(--eval-loss "$(jq -r .loss "$dir/eval.json")")
+  fi
+  D ledger append --ledger "$ledger" --key "$DTRAIN_KEY" --epoch "$e" --step "$((e + 1))" --model "$dir/next" \
+    --tokens "$tokens" --contributors "$contributors" --scores "$dir/weights.json" "${losses[@]}" --tag "$((e + 1))" > /dev/null
   publish_next "$e"
 }
 
@@ -154,6 +179,7 @@ publish_next() { # epoch
     || die "the ledger's last entry is not epoch $e with the model in $dir/next; not publishing"
   jq -e --argjson e "$e" 'select(.epoch == $e)' "$DTRAIN_WORK/epochs.jsonl" > /dev/null 2>&1 \
     || epoch_line "$e" >> "$DTRAIN_WORK/epochs.jsonl"
+  cp "$ledger" "$dir/next/ledger.jsonl"
   D push "$dir/next" --repo "$DTRAIN_MODEL_REPO" --tag "$((e + 1))" --message "Epoch $e. Batch Size $(jq -r .sum_weight "$dir/reduce.json").\
  Peers $(jq -r '.members | length' "$dir/reduce.json"). Ledger $(jq -r .hash <<< "$last")." > /dev/null
   log "epoch $e done: model $(model_hash "$dir/next")"
@@ -164,14 +190,17 @@ publish_next() { # epoch
 epoch_line() { # epoch
   local e=$1 dir=$DTRAIN_WORK/epoch-$1 arrived
   arrived=$(jq -r '.members[]' "$dir/round/members.json" | grep -vx "$DTRAIN_NAME" || true)
+  [ -f "$dir/eval.json" ] || echo null > "$dir/eval.json"
   jq -cn --argjson e "$e" --slurpfile v "$dir/verdicts.jsonl" --slurpfile r "$dir/reduce.json" --slurpfile w "$dir/weights.json" \
+    --slurpfile eval "$dir/eval.json" \
     --arg model "$(model_hash "$dir/next")" --arg losses "$(for m in $arrived; do jq -r .loss "$dir/m/$m/receipt.json"; done | tr '\n' ' ')" '
     { epoch: $e,
       loss: ($losses | split(" ") | map(select(. != "") | tonumber) | add / length),
       reduce_seconds: $r[0].seconds, reduce_mb: ($r[0].bytes_moved / 1e6),
       members: $r[0].members, failures: [$r[0].failures[].peer],
       passed: [$v[] | select(.pass) | .miner], rejected: [$v[] | select(.pass | not) | .miner],
-      scores: $w[0].weights, model: $model }'
+      scores: $w[0].weights, model: $model }
+    + (if $eval[0] then {eval_loss: $eval[0].loss} else {} end)'
 }
 
 while :; do

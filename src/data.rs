@@ -62,6 +62,8 @@ pub enum Error {
     NoFiles(String),
     #[error("the corpus has {rows} rows: fewer than the {n} requested")]
     TooFewRows { rows: u64, n: u64 },
+    #[error("cannot hold out {n} rows of a corpus of {total}: at most half, at least one")]
+    HeldOut { n: u64, total: u64 },
     #[error("uid {uid} has no disjoint slice: {units} slices of {n} rows exist (use fewer rows or uids)")]
     UidRange { uid: u64, units: u64, n: u64 },
     #[error("the data spec does not match the corpus: {0}")]
@@ -315,12 +317,32 @@ pub fn read_footer(src: &Source, file: &FileRef) -> Result<Footer, Error> {
 }
 
 /// What `--seed/--epoch/--uid/--rows` select.
+///
+/// `held_out` rows at the end of the corpus are never assigned: they are the
+/// validator's evaluation rows (`fetch-shard --eval`), so no miner ever trains
+/// on what the model is measured on. With 0 (the default, and absent from the
+/// spec) the assignment is exactly the one of specs written before it existed.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Assignment {
     pub seed: u64,
     pub epoch: u64,
     pub uid: u64,
     pub rows: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub held_out: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The held-out evaluation rows: the corpus's last `n` rows.
+pub fn held_out_rows(files: &[SpecFile], n: u64) -> Result<RangeList, Error> {
+    let total: u64 = files.iter().map(|f| f.rows).sum();
+    if n == 0 || n > total / 2 {
+        return Err(Error::HeldOut { n, total });
+    }
+    Ok(RangeList(vec![(total - n, total)]))
 }
 
 /// Largest data spec file read.
@@ -420,6 +442,9 @@ fn feistel_key(
     h.update(&a.seed.to_le_bytes());
     h.update(&a.epoch.to_le_bytes());
     h.update(&a.rows.to_le_bytes());
+    if a.held_out > 0 {
+        h.update(&a.held_out.to_le_bytes());
+    }
     *h.finalize().as_bytes()
 }
 
@@ -462,7 +487,14 @@ pub fn assign(
     if a.rows == 0 {
         return Err(Error::NoRows);
     }
-    let total: u64 = files.iter().map(|f| f.rows).sum();
+    let all: u64 = files.iter().map(|f| f.rows).sum();
+    if a.held_out > 0 && a.held_out > all / 2 {
+        return Err(Error::HeldOut {
+            n: a.held_out,
+            total: all,
+        });
+    }
+    let total = all - a.held_out;
     let units = total / a.rows;
     if units == 0 {
         return Err(Error::TooFewRows {
@@ -869,6 +901,7 @@ mod tests {
             epoch,
             uid,
             rows: 50,
+            held_out: 0,
         };
         let r: Vec<RangeList> = (0..35)
             .map(|u| assign("r", "c", "main", &files, &a(u, 0)).unwrap())
@@ -895,5 +928,43 @@ mod tests {
         assert_eq!(config_dir("sample-350BT"), "sample/350BT");
         assert_eq!(config_dir("default"), "data");
         assert_eq!(config_dir("CC-MAIN-2024-10"), "data/CC-MAIN-2024-10");
+    }
+
+    #[test]
+    fn held_out_rows_are_never_assigned() {
+        let files = vec![SpecFile {
+            path: "a".into(),
+            rows: 1000,
+        }];
+        let held = held_out_rows(&files, 100).unwrap();
+        assert_eq!(held, RangeList(vec![(900, 1000)]));
+        for uid in 0..9 {
+            let a = Assignment {
+                seed: 3,
+                epoch: 2,
+                uid,
+                rows: 100,
+                held_out: 100,
+            };
+            let r = assign("r", "c", "main", &files, &a).unwrap();
+            assert!(r.disjoint(&held), "uid {uid} got held-out rows");
+        }
+        let tenth = Assignment {
+            seed: 3,
+            epoch: 2,
+            uid: 9,
+            rows: 100,
+            held_out: 100,
+        };
+        assert!(assign("r", "c", "main", &files, &tenth).is_err());
+        assert!(held_out_rows(&files, 501).is_err());
+        // without held-out rows, specs written before the field keep their rows
+        let old: Assignment =
+            serde_json::from_str(r#"{"seed":3,"epoch":2,"uid":1,"rows":100}"#).unwrap();
+        assert_eq!(old.held_out, 0);
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"seed":3,"epoch":2,"uid":1,"rows":100}"#
+        );
     }
 }

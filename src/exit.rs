@@ -216,6 +216,17 @@ impl Classify for crate::ledger::Error {
             crate::ledger::Error::Broken { .. } => Code::Rejected,
             crate::ledger::Error::Empty => Code::BadInput,
             crate::ledger::Error::Fork { .. } => Code::Rejected,
+            crate::ledger::Error::NotFinite(_) => Code::BadInput,
+        }
+    }
+}
+
+impl Classify for crate::plot::Error {
+    fn code(&self) -> Code {
+        match self {
+            crate::plot::Error::Io(_, e) => io_code(e),
+            crate::plot::Error::Draw(..) => Code::Io,
+            _ => Code::BadInput,
         }
     }
 }
@@ -260,6 +271,7 @@ pub fn code_of(err: &anyhow::Error) -> Code {
             crate::hub::store::StoreError,
             crate::verify::Error,
             crate::ledger::Error,
+            crate::plot::Error,
         );
     }
     match err.chain().find_map(|c| c.downcast_ref::<std::io::Error>()) {

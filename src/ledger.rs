@@ -26,6 +26,8 @@ pub enum Error {
     /// validator restarted after appending must not record the epoch twice.
     #[error("the ledger already records epoch {last} (entry {index}); an entry for epoch {new} would fork it")]
     Fork { index: u64, last: u64, new: u64 },
+    #[error("the {0} to record is not a finite number")]
+    NotFinite(&'static str),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -39,6 +41,16 @@ pub struct Entry {
     pub scores: String,
     pub prev: String,
     pub validator: String,
+    /// Token-weighted mean training loss of the epoch's verified miners
+    /// (absent in older ledgers, which verify as they were signed)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
+    /// The validator's own loss of the new model on held-out rows
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_loss: Option<f64>,
+    /// The model repo's tag that holds the new model
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
     #[serde(default)]
     pub signature: String,
 }
@@ -69,6 +81,9 @@ pub struct NewEntry {
     pub tokens: u64,
     pub contributors: Vec<String>,
     pub scores: String,
+    pub loss: Option<f64>,
+    pub eval_loss: Option<f64>,
+    pub tag: Option<String>,
 }
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -141,6 +156,11 @@ pub fn read(path: &Path, pubkey: Option<&PublicKey>) -> Result<Vec<Entry>, Error
 
 /// Appends a signed entry (the file is checked first and rewritten atomically).
 pub fn append(path: &Path, key: &Key, new: NewEntry) -> Result<Entry, Error> {
+    for (name, v) in [("loss", new.loss), ("eval loss", new.eval_loss)] {
+        if v.is_some_and(|x| !x.is_finite()) {
+            return Err(Error::NotFinite(name));
+        }
+    }
     let mut entries = read(path, Some(&key.public()))?;
     if let Some(last) = entries.last().filter(|l| l.epoch >= new.epoch) {
         return Err(Error::Fork {
@@ -162,6 +182,9 @@ pub fn append(path: &Path, key: &Key, new: NewEntry) -> Result<Entry, Error> {
             .map(Entry::hash)
             .unwrap_or_else(|| GENESIS.to_string()),
         validator: key.public().to_hex(),
+        loss: new.loss,
+        eval_loss: new.eval_loss,
+        tag: new.tag,
         signature: String::new(),
     };
     e.signature = hex::encode(key.sign(&e.signing_bytes()));
@@ -184,6 +207,9 @@ mod tests {
             tokens: 100 * epoch,
             contributors: vec!["a".into()],
             scores: "s".into(),
+            loss: None,
+            eval_loss: None,
+            tag: None,
         }
     }
 
@@ -260,5 +286,31 @@ mod tests {
         std::fs::write(&p, text).unwrap();
         let e = read(&p, None).unwrap_err().to_string();
         assert!(e.contains("ledger entry 3") && e.contains("fork"), "{e}");
+    }
+
+    #[test]
+    fn losses_and_tag_are_signed_and_older_entries_still_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ledger.jsonl");
+        let k = Key::generate();
+        append(&p, &k, entry(0)).unwrap();
+        let old_line = std::fs::read_to_string(&p).unwrap();
+        assert!(!old_line.contains("loss"), "absent fields are not written");
+        let mut e1 = entry(1);
+        (e1.loss, e1.eval_loss, e1.tag) = (Some(3.25), Some(3.5), Some("2".into()));
+        append(&p, &k, e1).unwrap();
+        let got = read(&p, Some(&k.public())).unwrap();
+        assert_eq!((got[1].loss, got[1].eval_loss), (Some(3.25), Some(3.5)));
+        assert_eq!(got[1].tag.as_deref(), Some("2"));
+        // an edited loss breaks the signature
+        let text = std::fs::read_to_string(&p).unwrap().replace("3.25", "2.25");
+        std::fs::write(&p, text).unwrap();
+        assert!(read(&p, None)
+            .unwrap_err()
+            .to_string()
+            .contains("signature"));
+        let mut bad = entry(5);
+        bad.loss = Some(f64::NAN);
+        assert!(matches!(append(&p, &k, bad), Err(Error::NotFinite("loss"))));
     }
 }

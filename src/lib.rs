@@ -20,6 +20,7 @@ pub mod ledger;
 pub mod model;
 pub mod optim;
 pub mod panics;
+pub mod plot;
 pub mod progress;
 pub mod ranges;
 pub mod receipt;

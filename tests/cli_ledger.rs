@@ -45,6 +45,31 @@ fn try_append(
     )
 }
 
+fn verify(ledger: &std::path::Path, pubkey: &str) -> std::process::Output {
+    let args = [
+        "ledger",
+        "verify",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--pubkey",
+        pubkey,
+    ];
+    dtrain(&args, b"")
+}
+
+fn show_last(ledger: &std::path::Path) -> std::process::Output {
+    dtrain(
+        &[
+            "ledger",
+            "show",
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--last",
+        ],
+        b"",
+    )
+}
+
 #[test]
 fn ledger_appends_verifies_and_names_a_tampered_entry() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,55 +83,19 @@ fn ledger_appends_verifies_and_names_a_tampered_entry() {
         .trim()
         .to_string();
     std::fs::write(&scores, b"{}").unwrap();
-    let o = dtrain(
-        &["ledger", "show", "--ledger", l.to_str().unwrap(), "--last"],
-        b"",
-    );
+    let o = show_last(&l);
     assert_fails(&o, 2, "no such ledger file");
-    let o = dtrain(
-        &[
-            "ledger",
-            "verify",
-            "--ledger",
-            l.to_str().unwrap(),
-            "--pubkey",
-            &pk,
-        ],
-        b"",
-    );
+    let o = verify(&l, &pk);
     assert_fails(&o, 2, "no such ledger file");
     std::fs::write(&l, b"").unwrap();
-    let o = dtrain(
-        &["ledger", "show", "--ledger", l.to_str().unwrap(), "--last"],
-        b"",
-    );
+    let o = show_last(&l);
     assert_fails(&o, 2, "the ledger is empty");
-    let o = dtrain(
-        &[
-            "ledger",
-            "verify",
-            "--ledger",
-            l.to_str().unwrap(),
-            "--pubkey",
-            &pk,
-        ],
-        b"",
-    );
+    let o = verify(&l, &pk);
     assert!(String::from_utf8_lossy(&o.stdout).contains("the ledger is empty"));
     for e in 0..3 {
         append(&l, &k, e, &scores);
     }
-    let o = dtrain(
-        &[
-            "ledger",
-            "verify",
-            "--ledger",
-            l.to_str().unwrap(),
-            "--pubkey",
-            &pk,
-        ],
-        b"",
-    );
+    let o = verify(&l, &pk);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = dtrain(
         &[
@@ -138,17 +127,7 @@ fn ledger_appends_verifies_and_names_a_tampered_entry() {
     // tamper with entry 1: verify names it and exits 1
     let text = std::fs::read_to_string(&l).unwrap();
     std::fs::write(&l, text.replacen("\"tokens\":2000", "\"tokens\":2500", 1)).unwrap();
-    let o = dtrain(
-        &[
-            "ledger",
-            "verify",
-            "--ledger",
-            l.to_str().unwrap(),
-            "--pubkey",
-            &pk,
-        ],
-        b"",
-    );
+    let o = verify(&l, &pk);
     assert_fails(&o, 1, "ledger entry 1:");
     // a history rewritten and re-signed by another key is consistent in
     // itself: only the pinned key tells, so verify will not run without one
@@ -310,4 +289,110 @@ fn a_malformed_receipt_does_not_stop_scoring() {
     let scores: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(scores["weights"]["a"], 1.0, "{scores}");
     assert_eq!(scores["weights"]["b"], 0.0, "{scores}");
+}
+
+/// `ledger plot` draws a PNG of the asked size (or an SVG) with something on
+/// it; a name that is neither is refused with exit 2 and no file.
+#[test]
+fn ledger_plot_draws_png_and_svg() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, k, scores) = (
+        dir.path().join("ledger.jsonl"),
+        dir.path().join("v.key"),
+        dir.path().join("scores.json"),
+    );
+    assert!(dtrain(&["keygen", "-o", k.to_str().unwrap()], b"")
+        .status
+        .success());
+    std::fs::write(&scores, b"{}").unwrap();
+    for e in 0..4 {
+        let loss = format!("{}", 10.0 - e as f64);
+        let o = dtrain(
+            &[
+                "ledger",
+                "append",
+                "--ledger",
+                l.to_str().unwrap(),
+                "--key",
+                k.to_str().unwrap(),
+                "--epoch",
+                &e.to_string(),
+                "--step",
+                &e.to_string(),
+                "--model",
+                &format!("{e:064x}"),
+                "--tokens",
+                &(1000 * (e + 1)).to_string(),
+                "--contributors",
+                "a,b",
+                "--scores",
+                scores.to_str().unwrap(),
+                "--loss",
+                &loss,
+                "--eval-loss",
+                &loss,
+            ],
+            b"",
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let png = dir.path().join("loss.png");
+    let o = dtrain(
+        &[
+            "ledger",
+            "plot",
+            "--ledger",
+            l.to_str().unwrap(),
+            "-o",
+            png.to_str().unwrap(),
+            "--width",
+            "640",
+            "--height",
+            "400",
+        ],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = image::open(&png).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (640, 400));
+    let drawn = img.pixels().filter(|p| p.0 != [255, 255, 255]).count();
+    assert!(drawn > 3000, "only {drawn} pixels drawn");
+    // the curves' colours are there: blue (miners) and red (eval)
+    assert!(img.pixels().any(|p| p.0 == [0, 0, 255]) && img.pixels().any(|p| p.0 == [255, 0, 0]));
+    let svg = dir.path().join("loss.svg");
+    let o = dtrain(
+        &[
+            "ledger",
+            "plot",
+            "--ledger",
+            l.to_str().unwrap(),
+            "-o",
+            svg.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let bad = dir.path().join("loss.gif");
+    let o = dtrain(
+        &[
+            "ledger",
+            "plot",
+            "--ledger",
+            l.to_str().unwrap(),
+            "-o",
+            bad.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_fails(&o, 2, "must be a .png or .svg");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names.len(),
+        5,
+        "no temporaries or refused outputs left: {names:?}"
+    );
 }

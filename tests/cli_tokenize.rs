@@ -63,7 +63,7 @@ fn invalid_utf8_gives_the_offset_or_is_replaced_with_lossy() {
 #[test]
 fn missing_input_file_is_one_clear_line() {
     let o = dtrain(&["tokenize", "/nonexistent/file.txt"], b"");
-    assert_fails(&o, 3, "/nonexistent/file.txt");
+    assert_fails(&o, 2, "input /nonexistent/file.txt: No such file");
 }
 
 #[test]

@@ -88,3 +88,22 @@ fn every_flag_has_a_help_line() {
         missing.join("\n")
     );
 }
+
+/// In an 80-column terminal, --help leaves an example's command lines whole
+/// (clap wraps option help, not the examples): each is printed as written.
+#[test]
+fn help_examples_do_not_wrap_mid_command() {
+    if !which("script") {
+        return;
+    }
+    let cmd = format!("stty cols 80; {} score --help", bin().display());
+    let o = std::process::Command::new("script")
+        .args(["-q", "-c", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&o.stdout).replace('\r', "");
+    assert!(
+        help.contains("  dtrain score --verdicts verdicts.jsonl --receipt a.json --receipt b.json --transcript t.json \\\n"),
+        "{help}"
+    );
+}

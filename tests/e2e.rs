@@ -197,10 +197,14 @@ fn three_epochs_everyone_ends_with_the_same_model() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}\n{}", stderr(&o));
     eprintln!("{out}");
-    // the table: a header, one line per epoch, the summary
+    // the table: a header, one line per epoch, the summary, the plot
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 5, "{out}");
+    assert_eq!(lines.len(), 6, "{out}");
     assert!(lines[4].starts_with("summary: 3 epochs"), "{out}");
+    assert!(lines[5].starts_with("loss curve: "), "{out}");
+    let png = image::open(work.join("loss.png")).unwrap().to_rgb8();
+    assert_eq!(png.dimensions(), (800, 500));
+    assert!(png.pixels().filter(|p| p.0 != [255, 255, 255]).count() > 5000);
     let eps = epochs(&work);
     assert_eq!(eps.len(), 3);
     assert_decreasing(&losses(&eps));
@@ -220,6 +224,61 @@ fn three_epochs_everyone_ends_with_the_same_model() {
         ["miner-0", "miner-1", "miner-2", "validator"]
     );
     assert!(lines[3].contains(&ledger[2].model[..10]), "{out}");
+    // each entry records the verified miners' loss, the validator's eval loss
+    // on held-out rows, and its tag; the ledger is published beside the model
+    for (e, entry) in ledger.iter().enumerate() {
+        let (loss, eval) = (entry.loss.unwrap(), entry.eval_loss.unwrap());
+        assert!(
+            loss.is_finite() && eval.is_finite() && eval > 0.0,
+            "{entry:?}"
+        );
+        assert_eq!(entry.tag.as_deref(), Some((e + 1).to_string().as_str()));
+    }
+    assert!(ledger[2].eval_loss < ledger[0].eval_loss, "{ledger:?}");
+    let published = std::fs::read(work.join("pulled-3/ledger.jsonl")).unwrap();
+    assert_eq!(
+        published,
+        std::fs::read(work.join("validator/ledger.jsonl")).unwrap()
+    );
+    verify_published_ledger(&work, &ledger);
+}
+
+/// `ledger verify --hub` checks the run from the Hub alone; a newest tag whose
+/// ledger was truncated (or whose model is not the last entry's) fails.
+fn verify_published_ledger(work: &Path, ledger: &[dtrain::ledger::Entry]) {
+    let hub = Hub::start(&work.join("hub"), &[]);
+    let home = work.join("verify-hf-home");
+    let env = [("HF_ENDPOINT", hub.url.as_str()), ("HF_HOME", s(&home))];
+    let pubkey = &ledger[0].validator;
+    let verify = || {
+        dtrain_env(
+            &[
+                "ledger",
+                "verify",
+                "--hub",
+                "swarm/model",
+                "--pubkey",
+                pubkey,
+            ],
+            &env,
+        )
+    };
+    let o = verify();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ok: 3 entries"));
+    // a newest tag with the history cut after epoch 1 (but the epoch-2 model)
+    let forged = work.join("forged");
+    copy_tree(&work.join("pulled-3"), &forged);
+    let text = std::fs::read_to_string(forged.join("ledger.jsonl")).unwrap();
+    let cut: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(forged.join("ledger.jsonl"), cut).unwrap();
+    let o = dtrain_env(
+        &["push", s(&forged), "--repo", "swarm/model", "--tag", "4"],
+        &env,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = verify();
+    assert_fails(&o, 1, "truncated or rewritten history");
 }
 
 /// The gradient averaged over `members`' published gradients at `epoch`,

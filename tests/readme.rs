@@ -105,6 +105,15 @@ fn readme_commands_run_as_written() {
         "output after the last #> run: {:?}",
         got[expected.len()]
     );
+    // README_RUN_OUT=FILE: write what this run printed, as `#>` runs, to
+    // refresh README's block from a real run
+    if let Ok(path) = std::env::var("README_RUN_OUT") {
+        let runs: Vec<String> = got[..expected.len()]
+            .iter()
+            .map(|run| run.iter().map(|l| format!("#> {l}\n")).collect())
+            .collect();
+        std::fs::write(path, runs.join("@@@\n")).unwrap();
+    }
     for (k, want) in expected.iter().enumerate() {
         let have = &got[k];
         let shapes = |v: &[String]| v.iter().map(|l| shape(l)).collect::<Vec<_>>();
