@@ -165,7 +165,7 @@ pub fn run(args: LedgerArgs) -> Result<()> {
                         e.index,
                         e.epoch,
                         e.global_step,
-                        &e.model[..16.min(e.model.len())],
+                        short(&e.model),
                         e.tokens,
                         e.contributors.join(",")
                     );
@@ -203,7 +203,7 @@ pub fn run(args: LedgerArgs) -> Result<()> {
             println!(
                 "ok: {} entries, chained and signed by {}",
                 entries.len(),
-                entries.first().map(|e| &e.validator[..16]).unwrap_or("-")
+                entries.first().map(|e| short(&e.validator)).unwrap_or("-")
             );
         }
     }
@@ -254,15 +254,23 @@ fn verify_published(repo: &str, pubkey: &PublicKey) -> Result<()> {
             Code::Rejected,
             format!(
                 "{repo} tag {newest} holds model {}, the ledger's last entry (epoch {}) records {}: a truncated or rewritten history",
-                &newest_model[..16],
+                short(&newest_model),
                 last.epoch,
-                &last.model[..16.min(last.model.len())]
+                short(&last.model)
             ),
         )
         .into());
     }
     for e in &entries {
         let Some(tag) = &e.tag else { continue };
+        // an epoch tag; anything else would become a path and a URL
+        if tag.is_empty() || tag.len() > 20 || !tag.bytes().all(|b| b.is_ascii_digit()) {
+            let why = format!(
+                "ledger entry {} names tag {tag:?}, not an epoch tag",
+                e.index
+            );
+            return Err(Coded::new(Code::Rejected, why).into());
+        }
         let (_, model) = model_of(tag)?;
         if model != e.model {
             return Err(Coded::new(
@@ -271,8 +279,8 @@ fn verify_published(repo: &str, pubkey: &PublicKey) -> Result<()> {
                     "ledger entry {} (epoch {}): tag {tag} holds model {}, the entry records {}",
                     e.index,
                     e.epoch,
-                    &model[..16],
-                    &e.model[..16.min(e.model.len())]
+                    short(&model),
+                    short(&e.model)
                 ),
             )
             .into());
@@ -281,7 +289,7 @@ fn verify_published(repo: &str, pubkey: &PublicKey) -> Result<()> {
     println!(
         "ok: {} entries from {repo} tag {newest}, chained and signed by {}; every entry's model is its tag's",
         entries.len(),
-        &pubkey.to_hex()[..16]
+        short(&pubkey.to_hex())
     );
     Ok(())
 }
@@ -293,4 +301,12 @@ impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The first 16 characters of a hash as the ledger holds it (any string: a
+/// ledger read without a pinned key is not trusted to hold hex).
+fn short(hash: &str) -> &str {
+    hash.char_indices()
+        .nth(16)
+        .map_or(hash, |(at, _)| &hash[..at])
 }

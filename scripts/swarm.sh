@@ -199,6 +199,8 @@ first_loss=$(jq -r 'select(.no_update | not) | .loss' "$work/validator/epochs.js
 last_loss=$(jq -r 'select(.no_update | not) | .loss' "$work/validator/epochs.jsonl" | tail -1)
 echo "summary: $epochs epochs, loss $first_loss -> $last_loss, final model $final, weights $(jq -c .weights "$work/validator/weights.json")"
 $D ledger plot --ledger "$work/validator/ledger.jsonl" -o "$work/loss.png" > /dev/null && echo "loss curve: $work/loss.png"
+# miners alive in each epoch by the drills (soak.sh reports them)
+for ep in $(seq 0 $((epochs - 1))); do echo "$ep $(alive_in "$ep")"; done > "$work/alive"
 # a lost epoch is the swarm's failure while two miners were alive in it
 # (unless the validator was restarted in it)
 failed=0

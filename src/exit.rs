@@ -217,6 +217,7 @@ impl Classify for crate::ledger::Error {
             crate::ledger::Error::Empty => Code::BadInput,
             crate::ledger::Error::Fork { .. } => Code::Rejected,
             crate::ledger::Error::NotFinite(_) => Code::BadInput,
+            crate::ledger::Error::TooLarge(..) => Code::Rejected,
         }
     }
 }

@@ -28,6 +28,8 @@ pub enum Error {
     Fork { index: u64, last: u64, new: u64 },
     #[error("the {0} to record is not a finite number")]
     NotFinite(&'static str),
+    #[error("{0}: {1} bytes, more than a ledger holds")]
+    TooLarge(String, u64),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -86,10 +88,20 @@ pub struct NewEntry {
     pub tag: Option<String>,
 }
 
+/// Largest ledger file read.
+pub const MAX_LEDGER_BYTES: u64 = 64 << 20;
+
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Reads and checks a whole ledger (missing file: empty ledger).
 pub fn read(path: &Path, pubkey: Option<&PublicKey>) -> Result<Vec<Entry>, Error> {
+    // a ledger may come from a hub: bounded before it is read (an entry is
+    // ~600 bytes, so this is over 100 000 epochs)
+    if let Ok(md) = std::fs::metadata(path) {
+        if md.len() > MAX_LEDGER_BYTES {
+            return Err(Error::TooLarge(path.display().to_string(), md.len()));
+        }
+    }
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -312,5 +324,14 @@ mod tests {
         let mut bad = entry(5);
         bad.loss = Some(f64::NAN);
         assert!(matches!(append(&p, &k, bad), Err(Error::NotFinite("loss"))));
+    }
+
+    #[test]
+    fn a_huge_ledger_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ledger.jsonl");
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(MAX_LEDGER_BYTES + 1).unwrap();
+        assert!(matches!(read(&p, None), Err(Error::TooLarge(..))));
     }
 }

@@ -4,11 +4,13 @@
 //! Three panels: loss and eval loss against epoch, the same against tokens
 //! trained, and contributors per epoch. PNG through plotters' bitmap backend
 //! (text with the bundled DejaVu Sans, so no system fonts are needed), SVG
-//! when the output ends in `.svg`. Written under a temporary name and renamed.
+//! when the output ends in `.svg`. Drawn in memory, written like every output
+//! (`fsio::write_atomic`).
 
 use std::path::Path;
 use std::sync::Once;
 
+use image::ImageEncoder;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -50,24 +52,33 @@ pub fn plot(entries: &[Entry], out: &Path, width: u32, height: u32) -> Result<()
     }
     register_font();
     let name = out.display().to_string();
-    let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let tmp = out.with_extension(format!("tmp-{}.{ext}", std::process::id()));
-    let drawn = match ext {
-        "png" => draw(
-            BitMapBackend::new(&tmp, (width, height)).into_drawing_area(),
-            entries,
-        ),
-        "svg" => draw(
-            SVGBackend::new(&tmp, (width, height)).into_drawing_area(),
-            entries,
-        ),
+    // drawn in memory, then written through fsio (temporary, rename) like every output
+    let bytes = match out.extension().and_then(|e| e.to_str()) {
+        Some("png") => {
+            let mut rgb = vec![0u8; width as usize * height as usize * 3];
+            draw(
+                BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area(),
+                entries,
+            )
+            .map_err(|why| Error::Draw(name.clone(), why))?;
+            let mut png = Vec::new();
+            image::codecs::png::PngEncoder::new(&mut png)
+                .write_image(&rgb, width, height, image::ColorType::Rgb8)
+                .map_err(|e| Error::Draw(name.clone(), e.to_string()))?;
+            png
+        }
+        Some("svg") => {
+            let mut svg = String::new();
+            draw(
+                SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area(),
+                entries,
+            )
+            .map_err(|why| Error::Draw(name.clone(), why))?;
+            svg.into_bytes()
+        }
         _ => return Err(Error::Format(name)),
     };
-    if let Err(why) = drawn {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::Draw(name, why));
-    }
-    std::fs::rename(&tmp, out).map_err(|e| Error::Io(name, e))
+    crate::fsio::write_atomic(out, &bytes).map_err(|e| Error::Io(name, e))
 }
 
 fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, entries: &[Entry]) -> Result<(), String> {

@@ -5,7 +5,7 @@ use common::*;
 
 /// Appends epoch `e`'s entry (1000·(e+1) tokens, contributors a and b), signed with `key`.
 fn append(ledger: &std::path::Path, key: &std::path::Path, e: u64, scores: &std::path::Path) {
-    let o = try_append(ledger, key, e, scores);
+    let o = try_append(ledger, key, e, scores, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -14,35 +14,34 @@ fn try_append(
     key: &std::path::Path,
     e: u64,
     scores: &std::path::Path,
+    extra: &[&str],
 ) -> std::process::Output {
     let (es, tokens, model) = (
         e.to_string(),
         (1000 * (e + 1)).to_string(),
         format!("{e:064x}"),
     );
-    dtrain(
-        &[
-            "ledger",
-            "append",
-            "--ledger",
-            ledger.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--epoch",
-            &es,
-            "--step",
-            &es,
-            "--model",
-            &model,
-            "--tokens",
-            &tokens,
-            "--contributors",
-            "a,b",
-            "--scores",
-            scores.to_str().unwrap(),
-        ],
-        b"",
-    )
+    let args = [
+        "ledger",
+        "append",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--epoch",
+        &es,
+        "--step",
+        &es,
+        "--model",
+        &model,
+        "--tokens",
+        &tokens,
+        "--contributors",
+        "a,b",
+        "--scores",
+        scores.to_str().unwrap(),
+    ];
+    dtrain(&[&args[..], extra].concat(), b"")
 }
 
 fn verify(ledger: &std::path::Path, pubkey: &str) -> std::process::Output {
@@ -121,7 +120,7 @@ fn ledger_appends_verifies_and_names_a_tampered_entry() {
         Some(blake3::hash(last_line.as_bytes()).to_hex().as_str())
     );
     // a validator restarted after appending epoch 2 cannot record it again
-    let o = try_append(&l, &k, 2, &scores);
+    let o = try_append(&l, &k, 2, &scores, &[]);
     assert_fails(&o, 1, "would fork it");
     assert_eq!(std::fs::read_to_string(&l).unwrap(), text);
     // tamper with entry 1: verify names it and exits 1
@@ -307,51 +306,22 @@ fn ledger_plot_draws_png_and_svg() {
     std::fs::write(&scores, b"{}").unwrap();
     for e in 0..4 {
         let loss = format!("{}", 10.0 - e as f64);
-        let o = dtrain(
-            &[
-                "ledger",
-                "append",
-                "--ledger",
-                l.to_str().unwrap(),
-                "--key",
-                k.to_str().unwrap(),
-                "--epoch",
-                &e.to_string(),
-                "--step",
-                &e.to_string(),
-                "--model",
-                &format!("{e:064x}"),
-                "--tokens",
-                &(1000 * (e + 1)).to_string(),
-                "--contributors",
-                "a,b",
-                "--scores",
-                scores.to_str().unwrap(),
-                "--loss",
-                &loss,
-                "--eval-loss",
-                &loss,
-            ],
-            b"",
-        );
+        let o = try_append(&l, &k, e, &scores, &["--loss", &loss, "--eval-loss", &loss]);
         assert!(o.status.success(), "{}", stderr(&o));
     }
-    let png = dir.path().join("loss.png");
-    let o = dtrain(
-        &[
+    let plot = |out: &std::path::Path, extra: &[&str]| {
+        let args = [
             "ledger",
             "plot",
             "--ledger",
             l.to_str().unwrap(),
             "-o",
-            png.to_str().unwrap(),
-            "--width",
-            "640",
-            "--height",
-            "400",
-        ],
-        b"",
-    );
+            out.to_str().unwrap(),
+        ];
+        dtrain(&[&args[..], extra].concat(), b"")
+    };
+    let png = dir.path().join("loss.png");
+    let o = plot(&png, &["--width", "640", "--height", "400"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let img = image::open(&png).unwrap().to_rgb8();
     assert_eq!(img.dimensions(), (640, 400));
@@ -360,31 +330,11 @@ fn ledger_plot_draws_png_and_svg() {
     // the curves' colours are there: blue (miners) and red (eval)
     assert!(img.pixels().any(|p| p.0 == [0, 0, 255]) && img.pixels().any(|p| p.0 == [255, 0, 0]));
     let svg = dir.path().join("loss.svg");
-    let o = dtrain(
-        &[
-            "ledger",
-            "plot",
-            "--ledger",
-            l.to_str().unwrap(),
-            "-o",
-            svg.to_str().unwrap(),
-        ],
-        b"",
-    );
+    let o = plot(&svg, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
     let bad = dir.path().join("loss.gif");
-    let o = dtrain(
-        &[
-            "ledger",
-            "plot",
-            "--ledger",
-            l.to_str().unwrap(),
-            "-o",
-            bad.to_str().unwrap(),
-        ],
-        b"",
-    );
+    let o = plot(&bad, &[]);
     assert_fails(&o, 2, "must be a .png or .svg");
     let names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -395,4 +345,51 @@ fn ledger_plot_draws_png_and_svg() {
         5,
         "no temporaries or refused outputs left: {names:?}"
     );
+}
+
+/// A ledger is anyone's file until a pinned key checks it: a model field that
+/// is not hex (here multibyte, its 16th byte inside a character) is shown,
+/// never a panic.
+#[test]
+fn ledger_show_survives_a_model_that_is_not_hex() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, k, scores) = (
+        dir.path().join("ledger.jsonl"),
+        dir.path().join("v.key"),
+        dir.path().join("scores.json"),
+    );
+    assert!(dtrain(&["keygen", "-o", k.to_str().unwrap()], b"")
+        .status
+        .success());
+    std::fs::write(&scores, b"{}").unwrap();
+    let (l_s, k_s, scores_s) = (
+        l.to_str().unwrap(),
+        k.to_str().unwrap(),
+        scores.to_str().unwrap(),
+    );
+    let args = [
+        "ledger",
+        "append",
+        "--ledger",
+        l_s,
+        "--key",
+        k_s,
+        "--epoch",
+        "0",
+        "--step",
+        "1",
+        "--model",
+        "aéééééééééééééééééé",
+        "--tokens",
+        "1",
+        "--contributors",
+        "a",
+        "--scores",
+        scores_s,
+    ];
+    let o = dtrain(&args, b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = dtrain(&["ledger", "show", "--ledger", l.to_str().unwrap()], b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("model aééééééééééééééé "));
 }

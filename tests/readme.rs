@@ -8,6 +8,8 @@
 //! but every line, word and column does: README cannot drift from the tool.
 mod common;
 use common::*;
+use regex::Regex;
+use std::sync::LazyLock;
 
 /// The marked block: its script lines.
 fn readme_block() -> Vec<String> {
@@ -55,9 +57,10 @@ fn instrument(block: &[String]) -> (String, Vec<Vec<String>>) {
 /// A line's shape: hashes (7+ hex digits with a letter, or 16+) become H,
 /// numbers become N.
 fn shape(line: &str) -> String {
-    let hex = regex::Regex::new(r"\b[0-9a-f]{7,}\b").unwrap();
-    let num = regex::Regex::new(r"[0-9]+(\.[0-9]+)?(e[-+]?[0-9]+)?").unwrap();
-    let hashes = hex.replace_all(line, |c: &regex::Captures| {
+    static HEX: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b[0-9a-f]{7,}\b").unwrap());
+    static NUM: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"[0-9]+(\.[0-9]+)?(e[-+]?[0-9]+)?").unwrap());
+    let hashes = HEX.replace_all(line, |c: &regex::Captures| {
         let m = &c[0];
         if m.len() >= 16 || m.bytes().any(|b| b.is_ascii_alphabetic()) {
             "H".to_string()
@@ -65,7 +68,7 @@ fn shape(line: &str) -> String {
             m.to_string()
         }
     });
-    num.replace_all(&hashes, "N").trim_end().to_string()
+    NUM.replace_all(&hashes, "N").trim_end().to_string()
 }
 
 #[test]

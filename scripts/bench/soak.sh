@@ -59,19 +59,6 @@ set -e
 took=$(( $(date +%s) - t0 ))
 work=$(cd "$work" && pwd)
 
-# miners alive in epoch E by the schedule (a kill at K and a restart at R: down in K..R-1)
-alive_in() {
-  local e=$1 n=0 i state d name at
-  for i in $(seq 0 $((miners - 1))); do
-    state=1
-    for d in "${drills[@]}"; do
-      name=${d#* } at=${name##*@} name=${name%@*}
-      [ "$name" = "miner-$i" ] && [ "$at" -le "$e" ] && { [[ $d == --kill* ]] && state=0 || state=1; }
-    done
-    n=$((n + state))
-  done
-  echo "$n"
-}
 vrestart=$(printf '%s\n' "${drills[@]}" | sed -n 's/--restart validator@//p')
 
 echo
@@ -79,11 +66,11 @@ echo "| epoch | alive | members | outcome | members agree |"
 echo "|---|---|---|---|---|"
 completed=0 lost=0 missed=0 forks=0
 while read -r line; do
-  ep=$(jq -r .epoch <<< "$line") alive=$(alive_in "$ep")
+  ep=$(jq -r .epoch <<< "$line") alive=$(awk -v e="$ep" '$1 == e {print $2}' "$work/alive")
   if [ "$(jq -r '.no_update // false' <<< "$line")" = true ]; then
     lost=$((lost + 1))
     why=$(jq -r '.why // "failed"' <<< "$line")
-    if [ "$ep" != "$vrestart" ] && [ "$alive" -ge 2 ]; then missed=$((missed + 1)); fi
+    if [ "$ep" != "$vrestart" ] && [ "${alive:-0}" -ge 2 ]; then missed=$((missed + 1)); fi
     echo "| $ep | $alive | - | lost: $why | - |"
     continue
   fi
