@@ -57,9 +57,6 @@ pub struct FetchShardArgs {
     /// Print a JSON summary on stderr
     #[arg(long)]
     json: bool,
-    /// Print no summary line
-    #[arg(short, long)]
-    quiet: bool,
 }
 
 pub fn run(args: FetchShardArgs) -> Result<()> {
@@ -150,7 +147,7 @@ pub fn run(args: FetchShardArgs) -> Result<()> {
     // the summary goes to stderr: stdout may be the rows
     if args.json {
         eprintln!("{}", serde_json::to_string(&stats)?);
-    } else if !args.quiet {
+    } else if !dtrain::log::quiet() {
         eprintln!(
             "{} rows  {} file(s)  {} row group(s)  {:.1} MB fetched  {:.2}s",
             stats.rows,

@@ -53,9 +53,6 @@ struct ServeArgs {
     /// Fault injection: wait MS milliseconds before every response
     #[arg(long, value_name = "MS", default_value_t = 0)]
     slow_ms: u64,
-    /// Do not log requests on stderr
-    #[arg(long, short)]
-    quiet: bool,
 }
 
 pub fn run(args: HubArgs) -> Result<()> {
@@ -82,7 +79,6 @@ pub fn run(args: HubArgs) -> Result<()> {
             token: a.token,
             writers,
             faults,
-            quiet: a.quiet,
             limits,
         },
     )

@@ -19,6 +19,7 @@ mod pull;
 mod push;
 mod reduce;
 mod score;
+mod status;
 mod tokenize;
 mod train_step;
 mod verify;
@@ -40,6 +41,8 @@ Environment:
   HF_ENDPOINT  the Hub (default https://huggingface.co; a `dtrain hub serve` URL for a local hub)
   HF_TOKEN     Hub token for push and private repos
   HF_HOME      cache folder (parquet footers, downloads)
+  DTRAIN_LOG   log filter in env-filter syntax, e.g. dtrain::reduce=debug,warn (overrides -v/-q)
+  NO_COLOR     set: no colour in log lines
   DTRAIN_NO_SIMD  set: the baseline loops instead of AVX2/AVX-512 ones (the same results, slower)
 
 Every output file is written to a temporary sibling and renamed into place: a failed command leaves
@@ -58,6 +61,12 @@ no partial output and its inputs untouched.";
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// More log lines on stderr: -v info, -vv debug, -vvv everything
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Errors only on stderr: no warnings, no summary line, no progress bar
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -88,6 +97,8 @@ pub enum Command {
     Ledger(ledger::LedgerArgs),
     /// Mean loss of a checkpoint on a token shard
     Eval(eval::EvalArgs),
+    /// Where a miner or validator stands: epoch, loss, last reduce, verdicts, lag
+    Status(status::StatusArgs),
     /// Publish a checkpoint to the Hub, tagged (e.g. with the epoch)
     Push(push::PushArgs),
     /// Fetch a tagged checkpoint from the Hub
@@ -102,6 +113,18 @@ pub enum Command {
 fn main() {
     dtrain::panics::install_hook();
     let cli = Cli::parse();
+    let verbosity = dtrain::log::Verbosity {
+        verbose: cli.verbose,
+        quiet: cli.quiet,
+        default: match cli.command {
+            Command::Hub(_) => tracing::Level::INFO,
+            _ => tracing::Level::WARN,
+        },
+    };
+    if let Err(err) = dtrain::log::init(verbosity) {
+        eprintln!("dtrain: {err}");
+        std::process::exit(dtrain::exit::Code::BadInput as i32);
+    }
     // Filters behave like Unix filters: a closed stdout pipe ends the process
     // quietly. Network commands must instead see a dead peer's socket as an
     // error (EPIPE), not die of SIGPIPE.
@@ -134,6 +157,7 @@ fn main() {
         Command::Hub(a) => hub::run(a),
         Command::Push(a) => push::run(a),
         Command::Pull(a) => pull::run(a),
+        Command::Status(a) => status::run(a),
         Command::GenDocs(a) => gen_docs::run(a),
     };
     if let Err(err) = result {

@@ -30,9 +30,6 @@ pub struct TokenizeArgs {
     /// Print a JSON summary line on stderr
     #[arg(long)]
     json: bool,
-    /// Print no summary line
-    #[arg(short, long)]
-    quiet: bool,
 }
 
 pub fn run(args: TokenizeArgs) -> Result<()> {
@@ -72,7 +69,7 @@ pub fn run(args: TokenizeArgs) -> Result<()> {
     // the summary goes to stderr: stdout may be the shard
     if args.json {
         eprintln!("{}", serde_json::to_string(&summary)?);
-    } else if !args.quiet {
+    } else if !dtrain::log::quiet() {
         eprintln!(
             "{}  {} documents  {} tokens  {:.2}s",
             &summary.blake3[..16],

@@ -61,6 +61,9 @@ _dtrain() {
             dtrain,score)
                 cmd="dtrain__subcmd__score"
                 ;;
+            dtrain,status)
+                cmd="dtrain__subcmd__status"
+                ;;
             dtrain,tokenize)
                 cmd="dtrain__subcmd__tokenize"
                 ;;
@@ -114,6 +117,9 @@ _dtrain() {
                 ;;
             dtrain__subcmd__help,score)
                 cmd="dtrain__subcmd__help__subcmd__score"
+                ;;
+            dtrain__subcmd__help,status)
+                cmd="dtrain__subcmd__help__subcmd__status"
                 ;;
             dtrain__subcmd__help,tokenize)
                 cmd="dtrain__subcmd__help__subcmd__tokenize"
@@ -188,7 +194,7 @@ _dtrain() {
 
     case "${cmd}" in
         dtrain)
-            opts="-h -V --help --version hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help"
+            opts="-v -q -h -V --verbose --quiet --help --version hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -202,7 +208,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__apply)
-            opts="-o -h -V --model --grad --optim --lr --schedule --warmup --total --epoch --weight-decay --beta1 --beta2 --eps --clip --output --force --json --help --version"
+            opts="-o -v -q -h -V --model --grad --optim --lr --schedule --warmup --total --epoch --weight-decay --beta1 --beta2 --eps --clip --output --force --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -276,7 +282,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__eval)
-            opts="-h -V --model --tokens --seq-len --micro-batch --sequences --device --precision --sketch-k --logits-out --json --help --version"
+            opts="-v -q -h -V --model --tokens --seq-len --micro-batch --sequences --device --precision --sketch-k --logits-out --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -326,7 +332,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__fetch__subcmd__shard)
-            opts="-o -q -h -V --repo --config --revision --source --seed --epoch --uid --rows --held-out --eval --spec --spec-out --output --retries --json --quiet --help --version"
+            opts="-o -v -q -h -V --repo --config --revision --source --seed --epoch --uid --rows --held-out --eval --spec --spec-out --output --retries --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -396,7 +402,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__gen__subcmd__docs)
-            opts="-h -V --out --help --version"
+            opts="-v -q -h -V --out --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -414,7 +420,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__hash)
-            opts="-h -V --help --version"
+            opts="-v -q -h -V --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -428,7 +434,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__help)
-            opts="hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help"
+            opts="hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -721,6 +727,20 @@ _dtrain() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dtrain__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dtrain__subcmd__help__subcmd__tokenize)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -764,7 +784,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__hub)
-            opts="-h -V --help --version serve help"
+            opts="-v -q -h -V --verbose --quiet --help --version serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -820,7 +840,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__hub__subcmd__serve)
-            opts="-q -h -V --root --addr --token --tokens --max-per-ip --max-connections --head-timeout --fail-every --fail-first --drop-every --slow-ms --quiet --help --version"
+            opts="-v -q -h -V --root --addr --token --tokens --max-per-ip --max-connections --head-timeout --fail-every --fail-first --drop-every --slow-ms --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -878,7 +898,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__info)
-            opts="-h -V --json --help --version"
+            opts="-v -q -h -V --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -892,7 +912,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__init)
-            opts="-o -h -V --arch --seed --output --help --version"
+            opts="-o -v -q -h -V --arch --seed --output --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -922,7 +942,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__keygen)
-            opts="-o -h -V --output --public --help --version"
+            opts="-o -v -q -h -V --output --public --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -948,7 +968,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__ledger)
-            opts="-h -V --help --version append show verify plot help"
+            opts="-v -q -h -V --verbose --quiet --help --version append show verify plot help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -962,7 +982,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__ledger__subcmd__append)
-            opts="-h -V --ledger --key --epoch --step --model --tokens --contributors --scores --loss --eval-loss --tag --help --version"
+            opts="-v -q -h -V --ledger --key --epoch --step --model --tokens --contributors --scores --loss --eval-loss --tag --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1104,7 +1124,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__ledger__subcmd__plot)
-            opts="-o -h -V --ledger --output --width --height --help --version"
+            opts="-o -v -q -h -V --ledger --output --width --height --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1138,7 +1158,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__ledger__subcmd__show)
-            opts="-h -V --ledger --last --json --help --version"
+            opts="-v -q -h -V --ledger --last --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1156,7 +1176,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__ledger__subcmd__verify)
-            opts="-h -V --ledger --hub --pubkey --help --version"
+            opts="-v -q -h -V --ledger --hub --pubkey --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1182,7 +1202,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__pull)
-            opts="-o -h -V --repo --tag --latest-epoch --output --retries --json --help --version"
+            opts="-o -v -q -h -V --repo --tag --latest-epoch --output --retries --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1216,7 +1236,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__push)
-            opts="-h -V --repo --tag --revision --message --retries --create --json --help --version"
+            opts="-v -q -h -V --repo --tag --revision --message --retries --create --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1250,7 +1270,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__reduce)
-            opts="-h -V --peers --me --key --round --in --out --transcript --wire --deadline --weight --allow-nonfinite --clip --max-rate --chunk --floor --min-peers --json --help --version"
+            opts="-v -q -h -V --peers --me --key --round --in --out --transcript --wire --deadline --weight --allow-nonfinite --clip --max-rate --chunk --floor --min-peers --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1320,7 +1340,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__score)
-            opts="-h -V --verdicts --receipt --transcript --peers --state --state-out --weights-out --epoch --w-gradient-steps --w-bandwidth --alpha --explain --help --version"
+            opts="-v -q -h -V --verdicts --receipt --transcript --peers --state --state-out --weights-out --epoch --w-gradient-steps --w-bandwidth --alpha --explain --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1377,8 +1397,42 @@ _dtrain() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dtrain__subcmd__status)
+            opts="-o -v -q -h -V --repo --ledger --json --prometheus --output --retries --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ledger)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dtrain__subcmd__tokenize)
-            opts="-o -q -h -V --format --output --tokenizer --lossy --json --quiet --help --version"
+            opts="-o -v -q -h -V --format --output --tokenizer --lossy --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1408,7 +1462,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__train__subcmd__step)
-            opts="-o -h -V --model --tokens --seq-len --micro-batch --sequences --device --precision --sketch-k --output --receipt --key --miner --round --json --benchmark --peak-flops --help --version"
+            opts="-o -v -q -h -V --model --tokens --seq-len --micro-batch --sequences --device --precision --sketch-k --output --receipt --key --miner --round --json --benchmark --peak-flops --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1486,7 +1540,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__verify)
-            opts="-h -V --receipt --grad --model --tokens --pubkey --spec --source --sample --transcript --peers --miner --round --validator --seed --epoch --uid --rows --held-out --data-repo --data-config --data-revision --device --json --help --version"
+            opts="-v -q -h -V --receipt --grad --model --tokens --pubkey --spec --source --sample --transcript --peers --miner --round --validator --seed --epoch --uid --rows --held-out --data-repo --data-config --data-revision --device --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

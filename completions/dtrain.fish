@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_dtrain_global_optspecs
-    string join \n h/help V/version
+    string join \n v/verbose q/quiet h/help V/version
 end
 
 function __fish_dtrain_needs_command
@@ -24,6 +24,8 @@ function __fish_dtrain_using_subcommand
     contains -- $cmd[1] $argv
 end
 
+complete -c dtrain -n "__fish_dtrain_needs_command" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_needs_command" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_needs_command" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "hash" -d 'blake3 of files, or of checkpoints (their model identity)'
@@ -39,14 +41,19 @@ complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "verify" -d 'Check a m
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "score" -d 'Turn verdicts, receipts and reduce transcripts into miner weights'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "ledger" -d 'The signed, hash-chained progress ledger'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "eval" -d 'Mean loss of a checkpoint on a token shard'
+complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "status" -d 'Where a miner or validator stands: epoch, loss, last reduce, verdicts, lag'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "push" -d 'Publish a checkpoint to the Hub, tagged (e.g. with the epoch)'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "pull" -d 'Fetch a tagged checkpoint from the Hub'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "hub" -d 'The local hub: serve a folder over the Hugging Face Hub API'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "gen-docs" -d 'Write man pages and shell completions (for packagers)'
 complete -c dtrain -n "__fish_dtrain_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand hash" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand hash" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand hash" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand hash" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand info" -l json -d 'Print one JSON object instead of lines'
+complete -c dtrain -n "__fish_dtrain_using_subcommand info" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand info" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand info" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand info" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l repo -d 'Dataset repository on the Hub' -r
@@ -64,7 +71,8 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s o -l outpu
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l retries -d 'Retries per HTTP request (exponential backoff)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l eval -d 'Fetch the held-out evaluation rows (the last --held-out rows) instead of an assignment'
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -l json -d 'Print a JSON summary on stderr'
-complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s q -l quiet -d 'Print no summary line'
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand fetch-shard" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -l format -d 'How the input is cut into documents' -r -f -a "jsonl\t'One JSON object per line; its "text" field is a document'
@@ -74,12 +82,15 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -s o -l output -
 complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -l tokenizer -d 'Tokenizer: a tokenizer.json, a folder with vocab.json + merges.txt, or hf:REPO [default: the embedded GPT-2 / distilgpt2 tokenizer]' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -l lossy -d 'Replace invalid UTF-8 instead of failing'
 complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -l json -d 'Print a JSON summary line on stderr'
-complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -s q -l quiet -d 'Print no summary line'
+complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand tokenize" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand init" -l arch -d 'tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a config.json' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand init" -l seed -d 'Seed of the initialisation (same seed, same bits)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand init" -s o -l output -d 'Checkpoint folder to create' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand init" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand init" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand init" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l model -d 'Checkpoint folder (config.json + model.safetensors)' -r -F
@@ -99,6 +110,8 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l round -d 'T
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l benchmark -d 'Benchmark mode: time N steady-state passes over the micro-batches (after 3 warm-up passes) and print tokens/s; writes nothing' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l peak-flops -d 'Peak FLOP/s of the device, to report MFU in benchmark mode' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l json -d 'Print the summary as JSON'
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l model -d 'Checkpoint folder to step from' -r -F
@@ -119,10 +132,14 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l clip -d 'Clip th
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s o -l output -d 'The new checkpoint folder' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l force -d 'Replace the output folder if it exists'
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l json -d 'Print the result as one JSON line'
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand keygen" -s o -l output -d 'Key file to create (mode 0600; never overwritten); prints its public key' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand keygen" -l public -d 'Print the public key of this existing key file instead (for the peers file)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand keygen" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand keygen" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand keygen" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand keygen" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l peers -d 'The round\'s peers ([[peer]] name, addr, pubkey, bandwidth)' -r -F
@@ -144,6 +161,8 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l min-peers -d 'M
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l allow-nonfinite -d 'Send and accept contributions containing NaN or Inf'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l floor -d 'Benchmark the transport floor: same bytes and connections, no MAC, no arithmetic'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l json -d 'Print a JSON summary'
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l receipt -d 'The miner\'s receipt' -r -F
@@ -169,6 +188,8 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l data-config -d 
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l data-revision -d 'The subnet\'s dataset revision' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l device -d 'auto, cpu, cuda or cuda:N' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l json -d 'One JSON verdict on stdout instead of a table'
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l verdicts -d 'verify --json verdicts, one JSON object per line ("-": stdin)' -r -F
@@ -183,8 +204,12 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l w-gradient-steps
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l w-bandwidth -d 'Weight of bandwidth in the raw score' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l alpha -d 'EMA coefficient over epochs' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -l explain -d 'Print a table of every factor on stderr'
+complete -c dtrain -n "__fish_dtrain_using_subcommand score" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand score" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand score" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify plot help" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify plot help" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify plot help" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify plot help" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and not __fish_seen_subcommand_from append show verify plot help" -f -a "append" -d 'Append a signed entry for an epoch'
@@ -203,22 +228,30 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_su
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l loss -d 'Token-weighted mean training loss of the verified miners' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l eval-loss -d 'The validator\'s loss of the new model on held-out rows' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -l tag -d 'The model repo\'s tag that holds the new model' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from append" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -l ledger -d 'The ledger file' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -l last -d 'Only the last entry'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -l json -d 'Each entry as its JSON line, with its hash'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -l ledger -d 'The ledger file' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -l hub -d 'A model repo on the Hub (HF_ENDPOINT): verify the ledger published with its tags' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -l pubkey -d 'The validator\'s public key (hex): every entry must be signed by it (a ledger proves nothing about a key it carries itself)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from plot" -l ledger -d 'The ledger file' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from plot" -s o -l output -d 'The picture: a .png or .svg file' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from plot" -l width -d 'Width in pixels' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from plot" -l height -d 'Height in pixels' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from plot" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from plot" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from plot" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from plot" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand ledger; and __fish_seen_subcommand_from help" -f -a "append" -d 'Append a signed entry for an epoch'
@@ -237,8 +270,20 @@ bf16\t''"
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l sketch-k -d '±1 projections per micro-batch gradient sketch in the receipt (0: none)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l logits-out -d 'Also write every position\'s logits ("logits": [N, T, V], f32 safetensors)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -l json -d 'Print the result as one JSON line'
+complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand eval" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand status" -l repo -d 'Also ask the Hub for this model repo\'s newest epoch tag: how far behind the node is' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand status" -l ledger -d 'The validator\'s ledger, if not WORK/ledger.jsonl' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand status" -s o -l output -d 'Write to FILE (atomically) instead of stdout' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand status" -l retries -d 'Retries per HTTP request (with --repo)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand status" -l json -d 'Print one JSON object'
+complete -c dtrain -n "__fish_dtrain_using_subcommand status" -l prometheus -d 'Print Prometheus text (node_exporter textfile collector format)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand status" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand status" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
+complete -c dtrain -n "__fish_dtrain_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c dtrain -n "__fish_dtrain_using_subcommand status" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l repo -d 'ORG/NAME on the Hub, or file://ROOT/ORG/NAME (a local hub folder)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l tag -d 'Tag to create (the seed tags with the epoch number)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l revision -d 'Branch to commit to' -r
@@ -246,6 +291,8 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l message -d 'Commi
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l retries -d 'Retries per request (exponential backoff with jitter)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l create -d 'Create the repository if it does not exist'
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -l json -d 'Print the result as one JSON line'
+complete -c dtrain -n "__fish_dtrain_using_subcommand push" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand push" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand push" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l repo -d 'ORG/NAME on the Hub, or file://ROOT/ORG/NAME' -r
@@ -254,8 +301,12 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -s o -l output -d 'C
 complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l retries -d 'Retries per HTTP request (exponential backoff)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l latest-epoch -d 'Fetch the highest numeric tag (the latest epoch)'
 complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -l json -d 'Print the result as one JSON line'
+complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dtrain -n "__fish_dtrain_using_subcommand pull" -s V -l version -d 'Print version'
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and not __fish_seen_subcommand_from serve help" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and not __fish_seen_subcommand_from serve help" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and not __fish_seen_subcommand_from serve help" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and not __fish_seen_subcommand_from serve help" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and not __fish_seen_subcommand_from serve help" -f -a "serve" -d 'Serve a folder over the Hugging Face Hub HTTP API (a local hub / mirror)'
@@ -271,32 +322,36 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subco
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l fail-first -d 'Fault injection: answer 503 to the first N requests' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l drop-every -d 'Fault injection: cut every K-th request half way through its body' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -l slow-ms -d 'Fault injection: wait MS milliseconds before every response' -r
-complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -s q -l quiet -d 'Do not log requests on stderr'
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from serve" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from help" -f -a "serve" -d 'Serve a folder over the Hugging Face Hub HTTP API (a local hub / mirror)'
 complete -c dtrain -n "__fish_dtrain_using_subcommand hub; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c dtrain -n "__fish_dtrain_using_subcommand gen-docs" -l out -d 'Folder that receives man/ and completions/' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand gen-docs" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
+complete -c dtrain -n "__fish_dtrain_using_subcommand gen-docs" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand gen-docs" -s h -l help -d 'Print help'
 complete -c dtrain -n "__fish_dtrain_using_subcommand gen-docs" -s V -l version -d 'Print version'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "hash" -d 'blake3 of files, or of checkpoints (their model identity)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "info" -d 'Show libtorch, CUDA, threads and build features'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "fetch-shard" -d 'Stream a miner\'s assigned rows of fineweb from the Hub (JSON lines)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "tokenize" -d 'Turn text into a GPT-2 token shard (llm.c format)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "init" -d 'Create a freshly initialised GPT-2 checkpoint'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "train-step" -d 'Compute a GPT-2 gradient on a token shard; write it and a receipt'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "apply" -d 'Step the optimizer (AdamW or LAMB) with an averaged gradient'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "keygen" -d 'Create an ed25519 key for reduce, receipts and the ledger'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "reduce" -d 'Butterfly all-reduce of gradient files with the round\'s peers'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "verify" -d 'Check a miner\'s gradient against its receipt: signature, data, recomputation'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "score" -d 'Turn verdicts, receipts and reduce transcripts into miner weights'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "ledger" -d 'The signed, hash-chained progress ledger'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "eval" -d 'Mean loss of a checkpoint on a token shard'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "push" -d 'Publish a checkpoint to the Hub, tagged (e.g. with the epoch)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "pull" -d 'Fetch a tagged checkpoint from the Hub'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "hub" -d 'The local hub: serve a folder over the Hugging Face Hub API'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "gen-docs" -d 'Write man pages and shell completions (for packagers)'
-complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval push pull hub gen-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "hash" -d 'blake3 of files, or of checkpoints (their model identity)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "info" -d 'Show libtorch, CUDA, threads and build features'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "fetch-shard" -d 'Stream a miner\'s assigned rows of fineweb from the Hub (JSON lines)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "tokenize" -d 'Turn text into a GPT-2 token shard (llm.c format)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "init" -d 'Create a freshly initialised GPT-2 checkpoint'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "train-step" -d 'Compute a GPT-2 gradient on a token shard; write it and a receipt'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "apply" -d 'Step the optimizer (AdamW or LAMB) with an averaged gradient'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "keygen" -d 'Create an ed25519 key for reduce, receipts and the ledger'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "reduce" -d 'Butterfly all-reduce of gradient files with the round\'s peers'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "verify" -d 'Check a miner\'s gradient against its receipt: signature, data, recomputation'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "score" -d 'Turn verdicts, receipts and reduce transcripts into miner weights'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "ledger" -d 'The signed, hash-chained progress ledger'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "eval" -d 'Mean loss of a checkpoint on a token shard'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "status" -d 'Where a miner or validator stands: epoch, loss, last reduce, verdicts, lag'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "push" -d 'Publish a checkpoint to the Hub, tagged (e.g. with the epoch)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "pull" -d 'Fetch a tagged checkpoint from the Hub'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "hub" -d 'The local hub: serve a folder over the Hugging Face Hub API'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "gen-docs" -d 'Write man pages and shell completions (for packagers)'
+complete -c dtrain -n "__fish_dtrain_using_subcommand help; and not __fish_seen_subcommand_from hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c dtrain -n "__fish_dtrain_using_subcommand help; and __fish_seen_subcommand_from ledger" -f -a "append" -d 'Append a signed entry for an epoch'
 complete -c dtrain -n "__fish_dtrain_using_subcommand help; and __fish_seen_subcommand_from ledger" -f -a "show" -d 'Print the entries (or the last one)'
 complete -c dtrain -n "__fish_dtrain_using_subcommand help; and __fish_seen_subcommand_from ledger" -f -a "verify" -d 'Check the chain and every signature'

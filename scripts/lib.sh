@@ -43,6 +43,16 @@ load_env() { # $1: env file (optional)
   export HF_HOME=${HF_HOME:-$DTRAIN_WORK/hf}
 }
 
+# Writes where this node stands (dtrain status) as Prometheus text to
+# $DTRAIN_METRICS_FILE, if set: epoch, losses, reduce, verdicts, weights, lag
+# behind the model repo (left out when the Hub does not answer).
+write_metrics() { # extra status args
+  [ -n "${DTRAIN_METRICS_FILE:-}" ] || return 0
+  D status "$DTRAIN_WORK" --repo "$DTRAIN_MODEL_REPO" --prometheus -o "$DTRAIN_METRICS_FILE" "$@" 2>/dev/null \
+    || D status "$DTRAIN_WORK" --prometheus -o "$DTRAIN_METRICS_FILE" "$@" \
+    || log "could not write the metrics file $DTRAIN_METRICS_FILE"
+}
+
 # The latest epoch tag of the model repo (empty if none yet).
 latest_epoch() { D pull --repo "$DTRAIN_MODEL_REPO" --latest-epoch -o "$DTRAIN_WORK/.probe" --json 2>/dev/null | sed -n 's/.*"tag":"\([0-9]*\)".*/\1/p'; }
 

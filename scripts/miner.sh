@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A dtrain miner: one epoch per iteration.
 #
-#   scripts/miner.sh [--env FILE] [--once]
+#   scripts/miner.sh [--env FILE] [--once] [--metrics-file PATH]
 #
 # Each epoch E (the highest epoch tag of the model repo):
 #   pull the model tagged E (and check it is the model this miner applied last epoch)
@@ -29,6 +29,8 @@
 #   DTRAIN_DATA_REPO DTRAIN_DATA_CONFIG DTRAIN_DATA_SOURCE (local parquet)
 #   DTRAIN_HELD_OUT (rows at the corpus's end held out for the validator's eval)
 #   DTRAIN_EPOCHS (stop after this epoch) DTRAIN_WAIT (seconds to wait for tags)
+#   DTRAIN_METRICS_FILE (or --metrics-file PATH): Prometheus text written after
+#     each epoch (dtrain status --prometheus; node_exporter's textfile collector)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -37,11 +39,13 @@ while [ $# -gt 0 ]; do
   case $1 in
     --env) env_file=$2; shift 2 ;;
     --once) once=1; shift ;;
+    --metrics-file) metrics_file=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
 load_env "$env_file"
+[ -n "${metrics_file:-}" ] && DTRAIN_METRICS_FILE=$metrics_file
 : "${DTRAIN_NAME:?set DTRAIN_NAME}" "${DTRAIN_UID:?set DTRAIN_UID}" "${DTRAIN_KEY:?set DTRAIN_KEY}" "${DTRAIN_PEERS:?set DTRAIN_PEERS}"
 repo=$DTRAIN_REPO_PREFIX$DTRAIN_NAME
 data_args=(--repo "$DTRAIN_DATA_REPO" --config "$DTRAIN_DATA_CONFIG")
@@ -110,6 +114,7 @@ while :; do
   fi
   [ "$e" -gt "$DTRAIN_EPOCHS" ] && exit 0
   run_guarded run_epoch "$e"
+  write_metrics
   if [ "$rc" != 0 ]; then
     log "epoch $e failed ($rc); waiting for the next one"
     echo "$e" > "$DTRAIN_WORK/last_epoch"

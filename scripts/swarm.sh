@@ -111,9 +111,11 @@ DTRAIN_WAIT=60
 DTRAIN_HELD_OUT=64
 $(passthrough)"
 for i in $(seq 0 $((miners - 1))); do
-  printf '%s\nDTRAIN_NAME=miner-%d\nDTRAIN_UID=%d\nDTRAIN_KEY=%s\nDTRAIN_WORK=%s\n' "$common" "$i" "$i" "$work/miner-$i/key" "$work/miner-$i" > "$work/miner-$i.env"
+  printf '%s\nDTRAIN_NAME=miner-%d\nDTRAIN_UID=%d\nDTRAIN_KEY=%s\nDTRAIN_WORK=%s\nDTRAIN_METRICS_FILE=%s\n' "$common" "$i" "$i" \
+    "$work/miner-$i/key" "$work/miner-$i" "$work/miner-$i/metrics.prom" > "$work/miner-$i.env"
 done
-printf '%s\nDTRAIN_NAME=validator\nDTRAIN_KEY=%s\nDTRAIN_WORK=%s\n' "$common" "$work/validator/key" "$work/validator" > "$work/validator.env"
+printf '%s\nDTRAIN_NAME=validator\nDTRAIN_KEY=%s\nDTRAIN_WORK=%s\nDTRAIN_METRICS_FILE=%s\n' "$common" "$work/validator/key" \
+  "$work/validator" "$work/validator/metrics.prom" > "$work/validator.env"
 [ -n "$cheat" ] && echo "DTRAIN_CHEAT_HOOK=\"$cheat\"" >> "$work/miner-${cheater:-$((miners - 1))}.env"
 
 # miners alive in epoch E (by the drills), and the epochs the validator is restarted in

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A dtrain validator: runs the epochs.
 #
-#   scripts/validator.sh [--env FILE] [--once] [--init]
+#   scripts/validator.sh [--env FILE] [--once] [--metrics-file PATH] [--init]
 #
 # --init creates the model repo with an initial checkpoint tagged 0 (if absent).
 # Each epoch E (the highest model tag):
@@ -22,7 +22,8 @@
 # $DTRAIN_WORK/ledger.jsonl), DTRAIN_ARCH and DTRAIN_INIT_SEED (for --init),
 # DTRAIN_SAMPLE (verify K sampled micro-batches instead of all),
 # DTRAIN_VERIFY_DEVICE (default cpu), DTRAIN_MINERS (names to expect; default:
-# every other peer in the peers file).
+# every other peer in the peers file), DTRAIN_METRICS_FILE (or --metrics-file
+# PATH: Prometheus text written after each epoch).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -31,12 +32,14 @@ while [ $# -gt 0 ]; do
   case $1 in
     --env) env_file=$2; shift 2 ;;
     --once) once=1; shift ;;
+    --metrics-file) metrics_file=$2; shift 2 ;;
     --init) init=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
 load_env "$env_file"
+[ -n "${metrics_file:-}" ] && DTRAIN_METRICS_FILE=$metrics_file
 : "${DTRAIN_NAME:?set DTRAIN_NAME}" "${DTRAIN_KEY:?set DTRAIN_KEY}" "${DTRAIN_PEERS:?set DTRAIN_PEERS}"
 ledger=${DTRAIN_LEDGER:-$DTRAIN_WORK/ledger.jsonl}
 miners=${DTRAIN_MINERS:-$(peer_names | grep -vx "$DTRAIN_NAME" | tr '\n' ' ')}
@@ -211,10 +214,12 @@ while :; do
   if [ "$(D ledger show --ledger "$ledger" --last --json 2>/dev/null | jq -r .epoch)" = "$e" ]; then
     log "epoch $e: the ledger records it already (restarted); publishing"
     publish_next "$e"
+    write_metrics --ledger "$ledger"
     [ "$once" = 1 ] && exit 0
     continue
   fi
   run_guarded run_epoch "$e"
+  write_metrics --ledger "$ledger"
   if [ "$rc" != 0 ]; then
     # the epoch ends without an update: the same model is tagged E+1, so the
     # miners (who may have applied something) all follow the round's model

@@ -120,6 +120,24 @@ impl Classify for crate::optim::Error {
     }
 }
 
+impl Classify for crate::status::Error {
+    fn code(&self) -> Code {
+        use crate::status::Error as E;
+        match self {
+            E::Io(_, e) => io_code(e),
+            E::Ledger(e) => e.code(),
+            E::Hub(e) => e.code(),
+            E::NotWork(_) | E::Malformed(..) => Code::BadInput,
+        }
+    }
+}
+
+impl Classify for crate::log::BadFilter {
+    fn code(&self) -> Code {
+        Code::BadInput
+    }
+}
+
 impl Classify for crate::ranges::ParseError {
     fn code(&self) -> Code {
         Code::BadInput
@@ -273,6 +291,8 @@ pub fn code_of(err: &anyhow::Error) -> Code {
             crate::verify::Error,
             crate::ledger::Error,
             crate::plot::Error,
+            crate::status::Error,
+            crate::log::BadFilter,
         );
     }
     match err.chain().find_map(|c| c.downcast_ref::<std::io::Error>()) {

@@ -209,11 +209,17 @@ impl Engine {
         seqs: &[u64],
         opts: &StepOptions,
         sketcher: Option<&crate::sketch::DeviceSketcher>,
+        bar: &indicatif::ProgressBar,
     ) -> (Vec<(Tensor, Vec<f64>)>, Tensor) {
         let total = seqs.len() as f64;
         let mut acc: Option<Tensor> = None;
         let mut out = Vec::new();
+        let started = Instant::now();
+        let mut tokens_done = 0usize;
         for mb in seqs.chunks(opts.micro_batch) {
+            tokens_done += mb.len() * opts.seq_len;
+            bar.set_message(tokens_per_second(tokens_done, started));
+            bar.inc(1);
             let scale = mb.len() as f64 / total;
             let (loss, flat) = self.micro_batch(tokens, mb, opts.seq_len, scale);
             let sketch = sketcher
@@ -279,7 +285,12 @@ fn train_step_inner(
     let sketcher = crate::sketch::Sketcher::new(&ckpt.hash, shard_hash, opts.sketch_k);
     let dev_sketch =
         (opts.sketch_k > 0).then(|| sketcher.on_device(ckpt.config.num_params(), opts.device));
-    let (mbs, sum) = engine.step(shard.tokens(), seqs, opts, dev_sketch.as_ref());
+    let bar = crate::progress::steps_bar(
+        seqs.len().div_ceil(opts.micro_batch) as u64,
+        "micro-batches",
+    );
+    let (mbs, sum) = engine.step(shard.tokens(), seqs, opts, dev_sketch.as_ref(), &bar);
+    bar.finish_and_clear();
     let losses: Vec<f64> = Tensor::stack(
         &mbs.iter().map(|m| m.0.shallow_clone()).collect::<Vec<_>>(),
         0,
@@ -397,7 +408,8 @@ fn bench_inner(
     let dev_sketch =
         (opts.sketch_k > 0).then(|| sketcher.on_device(ckpt.config.num_params(), opts.device));
     let run = |engine: &mut Engine| {
-        let (mbs, sum) = engine.step(shard.tokens(), seqs, opts, dev_sketch.as_ref());
+        let hidden = indicatif::ProgressBar::hidden();
+        let (mbs, sum) = engine.step(shard.tokens(), seqs, opts, dev_sketch.as_ref(), &hidden);
         let _ = mbs.last().map(|t| t.0.double_value(&[]));
         drop(sum);
     };
@@ -468,7 +480,14 @@ pub fn eval(
     };
     let mut sum = 0.0;
     let mut done = 0usize;
+    let bar = crate::progress::steps_bar(
+        seqs.len().div_ceil(opts.micro_batch) as u64,
+        "eval micro-batches",
+    );
+    let started = Instant::now();
     for mb in seqs.chunks(opts.micro_batch) {
+        bar.set_message(tokens_per_second((done + mb.len()) * opts.seq_len, started));
+        bar.inc(1);
         let (x, y) = batch(shard.tokens(), mb, opts.seq_len, engine.device);
         let logits = engine.gpt.logits(&x);
         let loss = logits.cross_entropy_loss::<Tensor>(
@@ -493,4 +512,10 @@ pub fn eval(
         w.commit()?;
     }
     Ok((sum / seqs.len() as f64, seqs.len()))
+}
+
+/// "12.3k tokens/s", for a progress bar.
+fn tokens_per_second(tokens: usize, since: Instant) -> String {
+    let rate = tokens as f64 / since.elapsed().as_secs_f64().max(1e-3);
+    format!("{} tokens/s", indicatif::HumanCount(rate as u64))
 }

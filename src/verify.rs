@@ -622,7 +622,9 @@ pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
         let mut worst_sketch = 0f64;
         let mut bad_mb = None;
         let mut sum: Option<tch::Tensor> = None;
+        let bar = crate::progress::count_bar(chosen.len() as u64, "recomputing micro-batches");
         for &i in &chosen {
+            bar.inc(1);
             let mb = &mb_seqs[i];
             let scale = if full {
                 mb.len() as f64 / seqs.len() as f64

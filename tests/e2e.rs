@@ -241,6 +241,99 @@ fn three_epochs_everyone_ends_with_the_same_model() {
         std::fs::read(work.join("validator/ledger.jsonl")).unwrap()
     );
     verify_published_ledger(&work, &ledger);
+    check_status(&work, &ledger);
+}
+
+/// `dtrain status` on the validator's and a miner's folders says what the
+/// swarm did, the lag against the hub's newest tag (4, pushed by
+/// `verify_published_ledger`) included; the metrics files the loops wrote parse
+/// as Prometheus text (prometheus_client's own parser) and say the same.
+fn check_status(work: &Path, ledger: &[dtrain::ledger::Entry]) {
+    let head = &ledger[2];
+    let hub = Hub::start(&work.join("hub"), &[]);
+    let env = [
+        ("HF_ENDPOINT", hub.url.as_str()),
+        ("HF_HOME", "/nonexistent"),
+    ];
+    let status = |node: &str| -> Value {
+        let dir = work.join(node);
+        let o = dtrain_env(
+            &["status", s(&dir), "--repo", "swarm/model", "--json"],
+            &env,
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let v = status("validator");
+    assert_eq!(
+        (v["role"].as_str(), v["epoch"].as_u64()),
+        (Some("validator"), Some(2)),
+        "{v}"
+    );
+    assert_eq!(v["model"], head.model.as_str(), "{v}");
+    assert_eq!(v["eval_loss"].as_f64(), head.eval_loss, "{v}");
+    assert_eq!(v["tokens"].as_u64(), Some(head.tokens), "{v}");
+    assert_eq!(v["ledger"]["entries"], 3, "{v}");
+    assert_eq!(v["ledger"]["hash"], head.hash().as_str(), "{v}");
+    assert_eq!(v["passed"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(
+        (v["lag"]["newest_tag"].as_u64(), v["lag"]["epochs"].as_u64()),
+        (Some(4), Some(1)),
+        "{v}"
+    );
+    let m = status("miner-0");
+    assert_eq!(
+        (m["role"].as_str(), m["epoch"].as_u64()),
+        (Some("miner"), Some(2)),
+        "{m}"
+    );
+    assert_eq!(m["updated"], true, "{m}");
+    assert_eq!(m["model"], head.model.as_str(), "{m}");
+    assert_eq!(m["reduce"]["members"].as_array().unwrap().len(), 4, "{m}");
+    // the loops' textfile metrics, read by the Prometheus client library
+    let samples = prometheus_samples(&work.join("validator/metrics.prom"));
+    let at = |name: &str, labels: &str| samples[&format!("{name}{{{labels}}}")];
+    assert_eq!(at("dtrain_epoch", "role=validator"), 2.0);
+    assert_eq!(
+        at("dtrain_eval_loss", "role=validator"),
+        head.eval_loss.unwrap()
+    );
+    assert_eq!(at("dtrain_verdicts", "role=validator,verdict=pass"), 3.0);
+    assert_eq!(at("dtrain_ledger_entries", "role=validator"), 3.0);
+    let score: f64 = (0..3)
+        .map(|i| at("dtrain_score", &format!("miner=miner-{i},role=validator")))
+        .sum();
+    assert!((score - 1.0).abs() < 1e-9, "{samples:?}");
+    let samples = prometheus_samples(&work.join("miner-1/metrics.prom"));
+    assert_eq!(samples["dtrain_epoch{role=miner}"], 2.0);
+    assert!(
+        samples["dtrain_reduce_bytes{role=miner}"] > 0.0,
+        "{samples:?}"
+    );
+}
+
+/// "name{k=v,…}" → value, as prometheus_client's parser reads the file.
+fn prometheus_samples(path: &Path) -> std::collections::BTreeMap<String, f64> {
+    let venv = root().join(".venv/bin/python");
+    let python = if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    };
+    let script = "import sys, json\n\
+from prometheus_client.parser import text_string_to_metric_families as parse\n\
+out = {}\n\
+for fam in parse(open(sys.argv[1]).read()):\n\
+    for s in fam.samples:\n\
+        labels = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items()))\n\
+        out[s.name + '{' + labels + '}'] = s.value\n\
+print(json.dumps(out))\n";
+    let o = Command::new(python)
+        .args(["-c", script, s(path)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 /// `ledger verify --hub` checks the run from the Hub alone; a newest tag whose

@@ -210,7 +210,16 @@ impl HubClient {
                         e => e,
                     })
                 }
-                Attempt::Retry(msg) => last = msg,
+                Attempt::Retry(msg) => {
+                    if attempt < self.retries {
+                        tracing::info!(
+                            "{url}: {msg}; retrying ({} of {})",
+                            attempt + 1,
+                            self.retries
+                        );
+                    }
+                    last = msg
+                }
             }
         }
         Err(ClientError::Network {

@@ -564,6 +564,17 @@ fn place(src: &Path, dst: &Path) -> Result<(), Error> {
 }
 
 /// Downloads `tag` of `repo` into `dest` (atomically).
+/// hf-hub's download progress, on a bar counting all the files' bytes.
+struct BarProgress(indicatif::ProgressBar);
+
+impl hf_hub::api::Progress for BarProgress {
+    fn init(&mut self, _size: usize, _filename: &str) {}
+    fn update(&mut self, size: usize) {
+        self.0.inc(size as u64);
+    }
+    fn finish(&mut self) {}
+}
+
 pub fn pull(client: &HubClient, repo: &str, tag: &str, dest: &Path) -> Result<PullSummary, Error> {
     let t0 = Instant::now();
     if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -629,8 +640,22 @@ pub fn pull(client: &HubClient, repo: &str, tag: &str, dest: &Path) -> Result<Pu
         }
         let mut bytes = 0;
         let mut n = 0;
-        for e in tree.iter().filter(|e| e.kind == "file") {
-            let cached = r.get(&e.path).map_err(|err| match err {
+        let files = tree.iter().filter(|e| e.kind == "file");
+        let bar = crate::progress::bytes_bar(files.clone().map(|e| e.size).sum(), "download");
+        let cache = hf_hub::Cache::new(client.env.hub_cache()).repo(hf_hub::Repo::with_revision(
+            repo.to_string(),
+            hf_hub::RepoType::Model,
+            commit.clone(),
+        ));
+        for e in files {
+            let fetched = match cache.get(&e.path) {
+                Some(path) => {
+                    bar.inc(e.size);
+                    Ok(path)
+                }
+                None => r.download_with_progress(&e.path, BarProgress(bar.clone())),
+            };
+            let cached = fetched.map_err(|err| match err {
                 hf_hub::api::sync::ApiError::RequestError(ref re)
                     if re.to_string().contains("401") || re.to_string().contains("403") =>
                 {

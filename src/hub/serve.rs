@@ -44,7 +44,6 @@ pub struct Options {
     /// Writers' tokens, each allowed to write only its own repositories.
     pub writers: Vec<Writer>,
     pub faults: Faults,
-    pub quiet: bool,
     pub limits: Limits,
 }
 
@@ -301,9 +300,7 @@ fn handle_connection(state: &State, stream: TcpStream) -> io::Result<()> {
             Ok(who) => route(state, &req, &segs, &who, &mut conn),
             Err(denied) => denied,
         };
-        if !state.opts.quiet {
-            eprintln!("{} {} {}", req.method, req.raw_path, resp.status);
-        }
+        tracing::info!(target: "dtrain::hub::access", "{} {} {}", req.method, req.raw_path, resp.status);
         let close = req.wants_close() || !conn.body_done() || cut;
         let cut_after = cut.then(|| resp.body.len() / 2);
         let sent = write_response(&mut conn.writer, resp, head, close, cut_after)?;

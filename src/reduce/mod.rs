@@ -721,8 +721,6 @@ struct Coordinator {
     chunk: usize,
     allow_nonfinite: bool,
     clip: Option<f64>,
-    debug: bool,
-    started: Instant,
     /// When this peer's connect window closes (the others' closes about then too).
     connect_until: Instant,
 }
@@ -749,10 +747,12 @@ impl Coordinator {
             attempt,
             reason: reason.into(),
         };
-        self.debug(&format!(
-            "attempt {attempt}: {} failed: {}",
-            f.peer, f.reason
-        ));
+        tracing::warn!(
+            me = %self.name(self.me),
+            "attempt {attempt}: dropped {}: {}",
+            f.peer,
+            f.reason
+        );
         self.failed.insert(peer, f);
         // stop talking to it: its reader and writer threads end on the closed sockets
         self.writers.remove(&peer);
@@ -761,17 +761,6 @@ impl Coordinator {
         }
         if let Some(c) = self.credits.get(&peer) {
             c.cv.notify_all();
-        }
-    }
-
-    /// Diagnostics on stderr when DTRAIN_REDUCE_DEBUG is set.
-    fn debug(&self, msg: &str) {
-        if self.debug {
-            eprintln!(
-                "[reduce {} +{:.3}s] {msg}",
-                self.name(self.me),
-                self.started.elapsed().as_secs_f64()
-            );
         }
     }
 
@@ -1433,8 +1422,6 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         chunk: cfg.chunk.max(wire::Q8_BLOCK) / wire::Q8_BLOCK * wire::Q8_BLOCK,
         allow_nonfinite: cfg.allow_nonfinite,
         clip: cfg.clip,
-        debug: std::env::var_os("DTRAIN_REDUCE_DEBUG").is_some(),
-        started: t_start,
         connect_until: t_start + connect_for + Duration::from_secs(5),
     };
 
@@ -1677,6 +1664,11 @@ type RoundResult = (
 );
 
 /// plan, contribution hashes, Σw, Σtokens, result hash
+/// "1 peer", "3 peers".
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
 type AttemptResult = (Plan, HashMap<(usize, usize), String>, u64, u64, [u8; 32]);
 
 impl Coordinator {
@@ -1687,10 +1679,11 @@ impl Coordinator {
         loop {
             self.check_deadline("starting an attempt")?;
             let members = self.agree(attempt, &candidates)?;
-            self.debug(&format!(
-                "attempt {attempt}: members {:?}",
-                members.iter().map(|&r| self.name(r)).collect::<Vec<_>>()
-            ));
+            tracing::info!(
+                me = %self.name(self.me),
+                "attempt {attempt}: members {}",
+                members.iter().map(|&r| self.name(r)).collect::<Vec<_>>().join(" ")
+            );
             if members.len() < min_peers {
                 let failed: String = self
                     .failed
@@ -1745,7 +1738,7 @@ impl Coordinator {
 
     /// Tells everyone attempt `a` is aborted and why.
     fn abort(&mut self, a: u32, members: &[usize]) -> Stop {
-        self.debug(&format!("aborting attempt {a}"));
+        tracing::warn!(me = %self.name(self.me), "aborting attempt {a}");
         // writers drop the aborted attempt's queued data from now on, so the
         // control frames behind it go out at once
         self.sh.attempt.fetch_max(a + 1, Ordering::AcqRel);
@@ -1858,20 +1851,39 @@ impl Coordinator {
         let mut scratch: Vec<Vec<f32>> = vec![Vec::new(); contributors.len()];
         let mut encoded: Vec<u8> = Vec::new();
         let mut last_progress = Instant::now();
+        // bars (a terminal only): the contributions to my span, then the others' results
+        let span_bytes = |len: usize| -> u64 {
+            (0..chunks_of(len))
+                .map(|c| self.wire.encoded_len(chunk.min(len - c * chunk)) as u64)
+                .sum()
+        };
+        let phase1 = crate::progress::bytes_bar(
+            pending.len() as u64 * span_bytes(my_len),
+            &format!("phase 1: from {}", count(pending.len(), "peer")),
+        );
+        let phase2 = crate::progress::bytes_bar(
+            plan.owners
+                .iter()
+                .zip(&plan.spans)
+                .filter(|(&o, _)| o != self.me)
+                .map(|(_, &(_, len))| span_bytes(len))
+                .sum(),
+            &format!("phase 2: from {}", count(missing.len(), "owner")),
+        );
 
         loop {
             if Instant::now() >= self.deadline {
-                self.debug("deadline reached during the attempt");
+                tracing::warn!(me = %self.name(self.me), "attempt {a}: the deadline passed");
                 let _ = self.abort(a, members);
                 return Err(Stop::Abort);
             }
             // an abort from anyone ends this attempt
             if let Some(from) = self.aborts.get(&a).and_then(|s| s.iter().next().copied()) {
-                self.debug(&format!("{} aborted attempt {a}", self.name(from)));
+                tracing::info!(me = %self.name(self.me), "{} aborted attempt {a}", self.name(from));
                 return Err(self.abort(a, members));
             }
             if let Some(r) = members.iter().find(|r| self.failed.contains_key(r)) {
-                self.debug(&format!("member {} has failed", self.name(*r)));
+                tracing::info!(me = %self.name(self.me), "attempt {a}: member {} has failed", self.name(*r));
                 return Err(self.abort(a, members));
             }
             // reduce every chunk of my span whose contributions are all here
@@ -1975,7 +1987,7 @@ impl Coordinator {
                     self.wire.round_trip(res);
                     // writers read it from the mapping
                     if let Err(e) = self.sh.store(s, res) {
-                        self.debug(&format!("writing the output failed: {e}"));
+                        tracing::error!(me = %self.name(self.me), "writing the output failed: {e}");
                         return Err(Stop::Io(e.to_string()));
                     }
                 }
@@ -2049,6 +2061,7 @@ impl Coordinator {
                 match phase {
                     1 if owner == self.me && pending.contains_key(&from) => {
                         // the credit is released when the chunk is consumed
+                        phase1.inc(frame.payload.len().saturating_sub(DATA_HDR) as u64);
                         pending
                             .get_mut(&from)
                             .unwrap()
@@ -2059,6 +2072,7 @@ impl Coordinator {
                         let Some(&(start, len)) = plan.span_of(from).as_ref() else {
                             continue;
                         };
+                        phase2.inc(frame.payload.len().saturating_sub(DATA_HDR) as u64);
                         if c >= chunks_of(len) || got_chunk.contains_key(&(from, c)) {
                             self.fail(
                                 from,

@@ -24,7 +24,6 @@ fn server() -> SocketAddr {
             token: None,
             writers: Vec::new(),
             faults: Faults::default(),
-            quiet: true,
             limits: Limits {
                 head_timeout: Duration::from_millis(200),
                 ..Limits::default()
