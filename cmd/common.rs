@@ -1,11 +1,12 @@
 //! Argument groups shared by several subcommands.
 
 use dtrain::device::DeviceSpec;
-use dtrain::model::gpt::Precision;
+use dtrain::model::Precision;
 use dtrain::ranges::RangeList;
 
 /// Which sequences of a shard, how long, in what batches, where.
 #[derive(clap::Args, Debug, Clone)]
+#[cfg_attr(not(dtrain_torch), allow(dead_code))]
 pub struct BatchArgs {
     /// Sequence length T (sequence k is tokens [k·T, k·T+T+1))
     #[arg(long, default_value_t = 1024)]
@@ -27,13 +28,14 @@ pub struct BatchArgs {
     pub sketch_k: usize,
 }
 
+#[cfg(dtrain_torch)]
 impl BatchArgs {
-    pub fn options(&self) -> anyhow::Result<dtrain::train::StepOptions> {
-        Ok(dtrain::train::StepOptions {
+    pub fn options(&self) -> anyhow::Result<dtrain_torch::train::StepOptions> {
+        Ok(dtrain_torch::train::StepOptions {
             seq_len: self.seq_len,
             micro_batch: self.micro_batch,
             sequences: self.sequences.clone(),
-            device: dtrain::device::resolve(self.device)?,
+            device: dtrain_torch::device::resolve(self.device)?,
             precision: self.precision,
             sketch_k: self.sketch_k,
             miner: None,

@@ -1,6 +1,12 @@
 //! The `dtrain` command line: argument parsing and printing only; the work is in
-//! the `dtrain` library. Each subcommand lives in its own file with its `Args`
-//! struct and a `run` function.
+//! the libraries. Each subcommand lives in its own file with its `Args` struct
+//! and a `run` function.
+//!
+//! These sources build two binaries: `dtrain` (no libtorch) and `dtrain-torch`
+//! (cmd/torch, with `cfg(dtrain_torch)`). Both parse the same command line, so
+//! help, man pages and completions describe one `dtrain`; `dtrain` runs every
+//! command that needs no model itself and hands info, train-step, eval and
+//! verify to `dtrain-torch`.
 
 use clap::{Parser, Subcommand};
 
@@ -141,15 +147,23 @@ fn main() {
         );
     }
     let result = match cli.command {
+        #[cfg(dtrain_torch)]
         Command::Info(a) => info::run(a),
+        #[cfg(dtrain_torch)]
+        Command::TrainStep(a) => train_step::run(a),
+        #[cfg(dtrain_torch)]
+        Command::Eval(a) => eval::run(a),
+        #[cfg(dtrain_torch)]
+        Command::Verify(a) => verify::run(*a),
+        #[cfg(not(dtrain_torch))]
+        Command::Info(_) | Command::TrainStep(_) | Command::Eval(_) | Command::Verify(_) => {
+            hand_to_torch()
+        }
         Command::Hash(a) => hash::run(a),
         Command::FetchShard(a) => fetch_shard::run(a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Init(a) => init::run(a),
-        Command::TrainStep(a) => train_step::run(a),
         Command::Apply(a) => apply::run(a),
-        Command::Eval(a) => eval::run(a),
-        Command::Verify(a) => verify::run(*a),
         Command::Score(a) => score::run(a),
         Command::Ledger(a) => ledger::run(a),
         Command::Keygen(a) => keygen::run(a),
@@ -162,8 +176,35 @@ fn main() {
     };
     if let Err(err) = result {
         eprintln!("dtrain: {}", dtrain::exit::message(&err));
-        std::process::exit(dtrain::exit::code_of(&err) as i32);
+        std::process::exit(code_of(&err) as i32);
     }
+}
+
+#[cfg(not(dtrain_torch))]
+use dtrain::exit::code_of;
+#[cfg(dtrain_torch)]
+use dtrain_torch::exit::code_of;
+
+/// The commands that touch a model run in `dtrain-torch`, beside this binary
+/// (libtorch costs ~0.3 s and ~120 MB before `main`; the other commands do not
+/// pay it): exec'd with the same arguments, so its output and exit code are
+/// the command's. The arguments were checked here already.
+#[cfg(not(dtrain_torch))]
+fn hand_to_torch() -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let me = std::env::current_exe()?;
+    let torch = me.with_file_name("dtrain-torch");
+    let err = std::process::Command::new(&torch)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(dtrain::exit::Coded::new(
+        dtrain::exit::Code::Io,
+        format!(
+            "this command runs in dtrain-torch, which is not beside {} ({err}); scripts/setup.sh builds both",
+            me.display()
+        ),
+    )
+    .into())
 }
 
 #[cfg(test)]

@@ -1,13 +1,8 @@
+use crate::common::BatchArgs;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use dtrain::model::Checkpoint;
-use dtrain::tokens::Shard;
-
-use crate::common::BatchArgs;
-use crate::common::ForFlag;
-
 #[derive(clap::Args, Debug)]
+#[cfg_attr(not(dtrain_torch), allow(dead_code))]
 #[command(after_long_help = "Example:
   dtrain train-step --model model-12 --tokens shard.bin --seq-len 1024 --micro-batch 8 --device cuda \\
       --precision bf16 --key miner.key --miner miner-0 -o grad.safetensors --receipt receipt.json")]
@@ -48,60 +43,74 @@ pub struct TrainStepArgs {
     peak_flops: Option<f64>,
 }
 
-pub fn run(args: TrainStepArgs) -> Result<()> {
-    let ckpt = Checkpoint::open(&args.model).for_flag("--model", &args.model)?;
-    let shard = Shard::open(&args.tokens).for_flag("--tokens", &args.tokens)?;
-    let mut opts = args.batch.options()?;
-    opts.miner = args.miner.clone();
-    opts.round = args.round.clone();
-    let key = args
-        .key
-        .as_deref()
-        .map(dtrain::keys::Key::load)
-        .transpose()?;
-    if let Some(iters) = args.benchmark {
-        let r = dtrain::train::bench(&ckpt, &shard, &opts, 3, iters, args.peak_flops)?;
+#[cfg(dtrain_torch)]
+pub use with_torch::run;
+
+/// The command itself: built into `dtrain-torch` only.
+#[cfg(dtrain_torch)]
+mod with_torch {
+    use super::*;
+    use crate::common::ForFlag;
+    use anyhow::{Context, Result};
+    use dtrain::model::Checkpoint;
+    use dtrain::tokens::Shard;
+
+    pub fn run(args: TrainStepArgs) -> Result<()> {
+        let ckpt = Checkpoint::open(&args.model).for_flag("--model", &args.model)?;
+        let shard = Shard::open(&args.tokens).for_flag("--tokens", &args.tokens)?;
+        let mut opts = args.batch.options()?;
+        opts.miner = args.miner.clone();
+        opts.round = args.round.clone();
+        let key = args
+            .key
+            .as_deref()
+            .map(dtrain::keys::Key::load)
+            .transpose()?;
+        if let Some(iters) = args.benchmark {
+            let r = dtrain_torch::train::bench(&ckpt, &shard, &opts, 3, iters, args.peak_flops)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "tokens/s {:.0}  ms/iter {:.1}  tokens/iter {}  peak-mem {:.0} MiB{}",
+                    r.tokens_per_s,
+                    r.ms_per_iter,
+                    r.tokens_per_iter,
+                    r.peak_memory_bytes as f64 / (1 << 20) as f64,
+                    r.mfu
+                        .map(|m| format!("  mfu {:.1}%", m * 100.0))
+                        .unwrap_or_default()
+                );
+            }
+            return Ok(());
+        }
+        let (out, receipt_path) = (args.output.unwrap(), args.receipt.unwrap());
+        let shard_hash = dtrain::fsio::hash_file(&args.tokens)
+            .with_context(|| args.tokens.display().to_string())?;
+        let mut receipt =
+            dtrain_torch::train::train_step(&ckpt, &shard, &shard_hash.to_hex(), &opts, &out)?;
+        if let Some(k) = &key {
+            receipt.sign(k);
+        }
+        if let Err(e) = dtrain::fsio::write_atomic(&receipt_path, receipt.to_json().as_bytes()) {
+            let _ = std::fs::remove_file(&out);
+            return Err(e).with_context(|| format!("writing {}", receipt_path.display()));
+        }
+        let tps = receipt.tokens as f64 / receipt.seconds;
         if args.json {
-            println!("{}", serde_json::to_string(&r)?);
+            println!(
+                "{}",
+                serde_json::json!({"loss": receipt.loss, "tokens_per_s": tps, "seconds": receipt.seconds, "grad": receipt.grad, "grad_norm": receipt.grad_norm})
+            );
         } else {
             println!(
-                "tokens/s {:.0}  ms/iter {:.1}  tokens/iter {}  peak-mem {:.0} MiB{}",
-                r.tokens_per_s,
-                r.ms_per_iter,
-                r.tokens_per_iter,
-                r.peak_memory_bytes as f64 / (1 << 20) as f64,
-                r.mfu
-                    .map(|m| format!("  mfu {:.1}%", m * 100.0))
-                    .unwrap_or_default()
+                "loss {:.4}  tokens/s {:.0}  seconds {:.2}  grad {}",
+                receipt.loss,
+                tps,
+                receipt.seconds,
+                &receipt.grad[..16]
             );
         }
-        return Ok(());
+        Ok(())
     }
-    let (out, receipt_path) = (args.output.unwrap(), args.receipt.unwrap());
-    let shard_hash =
-        dtrain::fsio::hash_file(&args.tokens).with_context(|| args.tokens.display().to_string())?;
-    let mut receipt = dtrain::train::train_step(&ckpt, &shard, &shard_hash.to_hex(), &opts, &out)?;
-    if let Some(k) = &key {
-        receipt.sign(k);
-    }
-    if let Err(e) = dtrain::fsio::write_atomic(&receipt_path, receipt.to_json().as_bytes()) {
-        let _ = std::fs::remove_file(&out);
-        return Err(e).with_context(|| format!("writing {}", receipt_path.display()));
-    }
-    let tps = receipt.tokens as f64 / receipt.seconds;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({"loss": receipt.loss, "tokens_per_s": tps, "seconds": receipt.seconds, "grad": receipt.grad, "grad_norm": receipt.grad_norm})
-        );
-    } else {
-        println!(
-            "loss {:.4}  tokens/s {:.0}  seconds {:.2}  grad {}",
-            receipt.loss,
-            tps,
-            receipt.seconds,
-            &receipt.grad[..16]
-        );
-    }
-    Ok(())
 }

@@ -1,19 +1,10 @@
 use std::path::PathBuf;
 
-use crate::common::ForFlag;
-use anyhow::Result;
-use dtrain::data::{Assignment, DataSpec, Source};
 use dtrain::device::DeviceSpec;
-use dtrain::exit::{Code, Coded};
-use dtrain::hub::client::HubClient;
 use dtrain::keys::PublicKey;
-use dtrain::model::Checkpoint;
-use dtrain::receipt::Receipt;
-use dtrain::reduce::peers::Peers;
-use dtrain::reduce::transcript::Transcript;
-use dtrain::verify::{self, Expected, Inputs};
 
 #[derive(clap::Args, Debug)]
+#[cfg_attr(not(dtrain_torch), allow(dead_code))]
 #[command(after_long_help = "Example:
   dtrain verify --receipt receipt.json --grad grad.safetensors --model model-12 --tokens shard.bin \\
       --pubkey HEX --spec spec.json --transcript t.json --sample 4
@@ -91,129 +82,148 @@ pub struct VerifyArgs {
     json: bool,
 }
 
-/// The subnet's own idea of the miner's data, from the validator's flags.
-fn expected(args: &VerifyArgs) -> Option<Expected> {
-    Some(Expected {
-        repo: args.data_repo.clone(),
-        config: args.data_config.clone(),
-        revision: args.data_revision.clone(),
-        assignment: Assignment {
-            seed: args.seed?,
-            epoch: args.epoch?,
-            uid: args.uid?,
-            rows: args.rows?,
-            held_out: args.held_out,
-        },
-    })
-}
+#[cfg(dtrain_torch)]
+pub use with_torch::run;
 
-/// A miner's transcripts that parse; the others are noted and left out.
-fn read_transcripts(paths: &[PathBuf]) -> (Vec<Transcript>, Vec<String>) {
-    let mut good = Vec::new();
-    let mut notes = Vec::new();
-    for p in paths {
-        match Transcript::read(p) {
-            Ok(t) => good.push(t),
-            Err(e) => notes.push(e),
-        }
-    }
-    (good, notes)
-}
+/// The command itself: built into `dtrain-torch` only.
+#[cfg(dtrain_torch)]
+mod with_torch {
+    use super::*;
+    use crate::common::ForFlag;
+    use anyhow::Result;
+    use dtrain::data::{Assignment, DataSpec, Source};
+    use dtrain::exit::{Code, Coded};
+    use dtrain::hub::client::HubClient;
+    use dtrain::model::Checkpoint;
+    use dtrain::receipt::Receipt;
+    use dtrain::reduce::peers::Peers;
+    use dtrain::reduce::transcript::Transcript;
+    use dtrain_torch::verify::{self, Expected, Inputs};
 
-pub fn run(args: VerifyArgs) -> Result<()> {
-    let miner = args.miner.as_deref();
-    // what the miner published: a defect in it is a FAIL verdict, not a usage error
-    let text = std::fs::read_to_string(&args.receipt).map_err(|e| {
-        Coded::new(
-            Code::BadInput,
-            format!("--receipt {}: {e}", args.receipt.display()),
-        )
-    })?;
-    let receipt = match Receipt::from_json(&text) {
-        Ok(r) => r,
-        Err(e) => {
-            let why = format!("{}: not a receipt: {e}", args.receipt.display());
-            return report(&verify::rejected(miner, "receipt", why), args.json);
-        }
-    };
-    let spec = match args.spec.as_deref().map(DataSpec::read).transpose() {
-        Ok(s) => s,
-        Err(e) => return report(&verify::rejected(miner, "shard", e.to_string()), args.json),
-    };
-    // the validator's own inputs
-    let ckpt = Checkpoint::open(&args.model).for_flag("--model", &args.model)?;
-    let peers = args.peers.as_deref().map(Peers::read).transpose()?;
-    let (transcripts, unreadable) = read_transcripts(&args.transcript);
-    let expected = expected(&args);
-    // the corpus is the subnet's when the assignment is the validator's, else the spec's
-    let (repo, revision) = match (&expected, &spec) {
-        (Some(e), _) => (e.repo.clone(), e.revision.clone()),
-        (None, Some(s)) => (s.repo.clone(), s.revision.clone()),
-        (None, None) => (String::new(), String::new()),
-    };
-    let source = spec
-        .as_ref()
-        .map(|_| match &args.source {
-            Some(dir) => Ok(Source::local(dir, &repo)),
-            None => Source::hub(HubClient::from_env(5), &repo, &revision),
+    /// The subnet's own idea of the miner's data, from the validator's flags.
+    fn expected(args: &VerifyArgs) -> Option<Expected> {
+        Some(Expected {
+            repo: args.data_repo.clone(),
+            config: args.data_config.clone(),
+            revision: args.data_revision.clone(),
+            assignment: Assignment {
+                seed: args.seed?,
+                epoch: args.epoch?,
+                uid: args.uid?,
+                rows: args.rows?,
+                held_out: args.held_out,
+            },
         })
-        .transpose()?;
-    let inputs = Inputs {
-        receipt: &receipt,
-        grad: &args.grad,
-        ckpt: &ckpt,
-        shard: &args.tokens,
-        pubkey: args.pubkey,
-        spec: spec.clone().zip(source.as_ref()),
-        transcripts: &transcripts,
-        peers: peers.as_ref(),
-        expected,
-        miner,
-        round: args.round.as_deref(),
-        validator: args.validator.as_deref(),
-        sample: args.sample,
-        device: dtrain::device::resolve(args.device)?,
-    };
-    let mut v = verify::verify(&inputs)?;
-    for why in unreadable {
-        v.checks.push(verify::Check {
-            name: "transcript ignored".into(),
-            pass: true,
-            detail: why,
-        });
     }
-    report(&v, args.json)
-}
 
-/// Prints the verdict; a failed one is exit 1 with its first failed check.
-fn report(v: &verify::Verdict, json: bool) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string(&v)?);
-    } else {
-        for c in &v.checks {
+    /// A miner's transcripts that parse; the others are noted and left out.
+    fn read_transcripts(paths: &[PathBuf]) -> (Vec<Transcript>, Vec<String>) {
+        let mut good = Vec::new();
+        let mut notes = Vec::new();
+        for p in paths {
+            match Transcript::read(p) {
+                Ok(t) => good.push(t),
+                Err(e) => notes.push(e),
+            }
+        }
+        (good, notes)
+    }
+
+    pub fn run(args: VerifyArgs) -> Result<()> {
+        let miner = args.miner.as_deref();
+        // what the miner published: a defect in it is a FAIL verdict, not a usage error
+        let text = std::fs::read_to_string(&args.receipt).map_err(|e| {
+            Coded::new(
+                Code::BadInput,
+                format!("--receipt {}: {e}", args.receipt.display()),
+            )
+        })?;
+        let receipt = match Receipt::from_json(&text) {
+            Ok(r) => r,
+            Err(e) => {
+                let why = format!("{}: not a receipt: {e}", args.receipt.display());
+                return report(&verify::rejected(miner, "receipt", why), args.json);
+            }
+        };
+        let spec = match args.spec.as_deref().map(DataSpec::read).transpose() {
+            Ok(s) => s,
+            Err(e) => return report(&verify::rejected(miner, "shard", e.to_string()), args.json),
+        };
+        // the validator's own inputs
+        let ckpt = Checkpoint::open(&args.model).for_flag("--model", &args.model)?;
+        let peers = args.peers.as_deref().map(Peers::read).transpose()?;
+        let (transcripts, unreadable) = read_transcripts(&args.transcript);
+        let expected = expected(&args);
+        // the corpus is the subnet's when the assignment is the validator's, else the spec's
+        let (repo, revision) = match (&expected, &spec) {
+            (Some(e), _) => (e.repo.clone(), e.revision.clone()),
+            (None, Some(s)) => (s.repo.clone(), s.revision.clone()),
+            (None, None) => (String::new(), String::new()),
+        };
+        let source = spec
+            .as_ref()
+            .map(|_| match &args.source {
+                Some(dir) => Ok(Source::local(dir, &repo)),
+                None => Source::hub(HubClient::from_env(5), &repo, &revision),
+            })
+            .transpose()?;
+        let inputs = Inputs {
+            receipt: &receipt,
+            grad: &args.grad,
+            ckpt: &ckpt,
+            shard: &args.tokens,
+            pubkey: args.pubkey,
+            spec: spec.clone().zip(source.as_ref()),
+            transcripts: &transcripts,
+            peers: peers.as_ref(),
+            expected,
+            miner,
+            round: args.round.as_deref(),
+            validator: args.validator.as_deref(),
+            sample: args.sample,
+            device: dtrain_torch::device::resolve(args.device)?,
+        };
+        let mut v = verify::verify(&inputs)?;
+        for why in unreadable {
+            v.checks.push(verify::Check {
+                name: "transcript ignored".into(),
+                pass: true,
+                detail: why,
+            });
+        }
+        report(&v, args.json)
+    }
+
+    /// Prints the verdict; a failed one is exit 1 with its first failed check.
+    fn report(v: &verify::Verdict, json: bool) -> Result<()> {
+        if json {
+            println!("{}", serde_json::to_string(&v)?);
+        } else {
+            for c in &v.checks {
+                println!(
+                    "{:<5} {:<15} {}",
+                    if c.pass { "ok" } else { "FAIL" },
+                    c.name,
+                    c.detail
+                );
+            }
             println!(
-                "{:<5} {:<15} {}",
-                if c.pass { "ok" } else { "FAIL" },
-                c.name,
-                c.detail
+                "{}  miner {}  {} sequences verified  {:.2}s",
+                if v.pass { "PASS" } else { "FAIL" },
+                v.miner.as_deref().unwrap_or("?"),
+                v.sequences,
+                v.seconds
             );
         }
-        println!(
-            "{}  miner {}  {} sequences verified  {:.2}s",
-            if v.pass { "PASS" } else { "FAIL" },
-            v.miner.as_deref().unwrap_or("?"),
-            v.sequences,
-            v.seconds
-        );
+        if !v.pass {
+            let first = v
+                .checks
+                .iter()
+                .find(|c| !c.pass)
+                .map(|c| format!("{}: {}", c.name, c.detail))
+                .unwrap_or_default();
+            return Err(Coded::new(Code::Rejected, format!("verification failed: {first}")).into());
+        }
+        Ok(())
     }
-    if !v.pass {
-        let first = v
-            .checks
-            .iter()
-            .find(|c| !c.pass)
-            .map(|c| format!("{}: {}", c.name, c.detail))
-            .unwrap_or_default();
-        return Err(Coded::new(Code::Rejected, format!("verification failed: {first}")).into());
-    }
-    Ok(())
 }

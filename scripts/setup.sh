@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # One-time (and idempotent) set-up on a fresh clone:
-#   1. .venv with torch==2.11.0 (libtorch for tch) and the oracle/peer packages
-#   2. target/release/dtrain, built against that libtorch (rpath baked in)
+#   1. .venv with torch==2.11.0 (libtorch for dtrain-torch) and, unless
+#      DTRAIN_RUNTIME_ONLY=1, the test oracles, benchmark peers and linters
+#      (scripts/requirements-test.txt)
+#   2. target/release/dtrain and dtrain-torch (built against that libtorch,
+#      rpath baked in; dtrain execs dtrain-torch beside it for the torch commands)
 # A second run with nothing to do takes seconds. Set DTRAIN_SKIP_BUILD=1 to only
 # prepare the venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-req=scripts/requirements.txt
+req=scripts/requirements-test.txt
+[ "${DTRAIN_RUNTIME_ONLY:-0}" = 1 ] && req=scripts/requirements.txt
 stamp=.venv/.dtrain-requirements
 # the loops (scripts/*.sh) read JSON with jq
 if ! command -v jq > /dev/null; then
@@ -22,10 +26,11 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv" >&2
   python3 -m venv .venv
 fi
-if ! cmp -s "$req" "$stamp" 2>/dev/null; then
+want=$(cat scripts/requirements.txt "$req")
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python packages (torch is ~4.6 GB; first time only)" >&2
   .venv/bin/python -m pip install -q --disable-pip-version-check -r "$req"
-  cp "$req" "$stamp"
+  printf '%s' "$want" > "$stamp"
 fi
 if [ "${DTRAIN_SKIP_BUILD:-0}" != 1 ]; then
   # shellcheck disable=SC1091

@@ -96,18 +96,6 @@ impl Classify for crate::model::Error {
     }
 }
 
-impl Classify for crate::train::Error {
-    fn code(&self) -> Code {
-        use crate::train::Error as E;
-        match self {
-            E::NonFinite(_) | E::NonFiniteGrad => Code::Numeric,
-            E::Io(..) | E::OutOfMemory { .. } | E::TorchPanic(_) => Code::Io,
-            E::Model(e) => e.code(),
-            _ => Code::BadInput,
-        }
-    }
-}
-
 impl Classify for crate::optim::Error {
     fn code(&self) -> Code {
         use crate::optim::Error as E;
@@ -215,18 +203,6 @@ impl Classify for crate::hub::store::StoreError {
     }
 }
 
-impl Classify for crate::verify::Error {
-    fn code(&self) -> Code {
-        match self {
-            crate::verify::Error::Data(e) => match e.code() {
-                Code::Io => Code::Io,
-                _ => Code::BadInput,
-            },
-            _ => Code::BadInput,
-        }
-    }
-}
-
 impl Classify for crate::ledger::Error {
     fn code(&self) -> Code {
         match self {
@@ -260,6 +236,15 @@ macro_rules! classify_chain {
 /// The exit code for an error: the first dtrain error in its chain decides;
 /// a bare I/O error is [`Code::Io`]; anything else is [`Code::BadInput`].
 pub fn code_of(err: &anyhow::Error) -> Code {
+    code_of_with(err, |_| None)
+}
+
+/// [`code_of`], with `more` asked first about each link of the chain: the
+/// torch crate classifies its own error types this way.
+pub fn code_of_with(
+    err: &anyhow::Error,
+    more: impl Fn(&(dyn std::error::Error + 'static)) -> Option<Code>,
+) -> Code {
     // a full disk is an I/O failure whichever writer met it
     if err.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
@@ -269,6 +254,9 @@ pub fn code_of(err: &anyhow::Error) -> Code {
         return Code::Io;
     }
     for cause in err.chain() {
+        if let Some(code) = more(cause) {
+            return code;
+        }
         classify_chain!(
             cause,
             Coded,
@@ -278,7 +266,6 @@ pub fn code_of(err: &anyhow::Error) -> Code {
             crate::tokenize::Error,
             crate::device::Error,
             crate::model::Error,
-            crate::train::Error,
             crate::optim::Error,
             crate::ranges::ParseError,
             crate::data::Error,
@@ -288,7 +275,6 @@ pub fn code_of(err: &anyhow::Error) -> Code {
             crate::keys::Error,
             crate::hub::publish::Error,
             crate::hub::store::StoreError,
-            crate::verify::Error,
             crate::ledger::Error,
             crate::plot::Error,
             crate::status::Error,

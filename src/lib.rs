@@ -1,6 +1,11 @@
 //! dtrain: decentralized GPT-2 training (Bittensor subnet 38's system) as small
-//! Unix commands. This crate is the library; the `dtrain` binary in `cmd/` only
-//! parses arguments, calls into it and prints.
+//! Unix commands. This crate is the core library, and it does not link
+//! libtorch: formats, files, keys, data, tokenizer, reduce, the hub, receipts,
+//! sketches, scores, the ledger and the optimizers. What touches a model in
+//! torch (the GPT, training, verify's recomputation, CUDA) is the torch crate
+//! (`src/torch/`, `dtrain_torch`). The `dtrain` binary in `cmd/` only parses
+//! arguments, calls into the libraries and prints; it hands the commands that
+//! need libtorch to its companion `dtrain-torch`.
 //!
 //! Data flow of one epoch (every arrow is a file or stdout):
 //!
@@ -14,7 +19,6 @@ pub mod device;
 pub mod exit;
 pub mod fsio;
 pub mod hub;
-pub mod info;
 pub mod keys;
 pub mod ledger;
 pub mod log;
@@ -34,5 +38,3 @@ pub mod tensors;
 pub mod tokenize;
 pub mod tokenizer;
 pub mod tokens;
-pub mod train;
-pub mod verify;

@@ -20,8 +20,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{self, Checkpoint, MODEL_FILE, OPTIMIZER_FILE, PROVENANCE_FILE};
+use crate::tensors::sum_sq;
 use crate::tensors::{DType, GradMeta, TensorFile, TensorSpec, TensorWriter};
-use crate::train::sum_sq;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

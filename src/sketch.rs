@@ -17,7 +17,6 @@
 //! micro-batch's sketch, which a (sampled) recomputation then catches.
 
 use rayon::prelude::*;
-use tch::{Device, Kind, Tensor};
 
 pub const BLOCK: usize = 1024;
 pub const DEFAULT_K: usize = 32;
@@ -60,7 +59,7 @@ impl Sketcher {
     }
 
     /// σ for elements [start, start + out.len()) (start a multiple of BLOCK).
-    fn sigma_into(&self, start: usize, out: &mut [f32]) {
+    pub fn sigma_into(&self, start: usize, out: &mut [f32]) {
         debug_assert_eq!(start % BLOCK, 0);
         for (b, chunk) in out.chunks_mut(BLOCK).enumerate() {
             let block = (start / BLOCK + b) as u64;
@@ -113,58 +112,6 @@ impl Sketcher {
             })
             .collect()
     }
-
-    /// σ and R on a device, for sketching gradients where they are computed.
-    pub fn on_device(&self, n: usize, device: Device) -> DeviceSketcher {
-        let padded = n.next_multiple_of(BLOCK);
-        let mut sigma = vec![0f32; padded];
-        sigma
-            .par_chunks_mut(BLOCK * 256)
-            .enumerate()
-            .for_each(|(c, part)| self.sigma_into(c * BLOCK * 256, part));
-        let sigma = Tensor::from_slice(&sigma).to_device(device);
-        let r = Tensor::from_slice(&self.r_matrix())
-            .view([self.k as i64, BLOCK as i64])
-            .to_device(device);
-        DeviceSketcher {
-            sigma,
-            r,
-            n,
-            padded,
-        }
-    }
-}
-
-/// σ and R resident on the training device.
-pub struct DeviceSketcher {
-    sigma: Tensor,
-    r: Tensor,
-    n: usize,
-    padded: usize,
-}
-
-impl DeviceSketcher {
-    /// The sketch of a flat f32 gradient tensor of n elements, as f64 on the CPU.
-    pub fn sketch(&self, flat: &Tensor) -> Vec<f64> {
-        let _g = tch::no_grad_guard();
-        let pad = (self.padded - self.n) as i64;
-        let x = if pad > 0 {
-            flat.constant_pad_nd([0, pad])
-        } else {
-            flat.shallow_clone()
-        };
-        let folded = (x * &self.sigma).view([-1, BLOCK as i64]).sum_dim_intlist(
-            [0i64].as_slice(),
-            false,
-            Kind::Float,
-        );
-        let s = self
-            .r
-            .mv(&folded)
-            .to_kind(Kind::Double)
-            .to_device(Device::Cpu);
-        Vec::<f64>::try_from(s).expect("a 1-D tensor")
-    }
 }
 
 /// ‖a − b‖ / max(‖b‖, tiny): how far apart two sketches are.
@@ -184,7 +131,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cpu_and_device_sketches_agree_and_are_linear() {
+    fn sketches_are_linear_and_keyed_by_the_shard() {
         let s = Sketcher::new("m", "s", 8);
         let n = 5000;
         let a: Vec<f32> = (0..n)
@@ -203,9 +150,6 @@ mod tests {
             .map(|(x, y)| 0.25 * x + 0.75 * y)
             .collect();
         assert!(rel_distance(&sm, &lin) < 1e-6);
-        let dev = s.on_device(n, Device::Cpu);
-        let sd = dev.sketch(&Tensor::from_slice(&a));
-        assert!(rel_distance(&sd, &sa) < 1e-5, "{sd:?} vs {sa:?}");
         // another shard, another projection
         assert!(rel_distance(&Sketcher::new("m", "t", 8).sketch_cpu(&a), &sa) > 0.5);
     }

@@ -15,6 +15,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapMut};
+use rayon::prelude::*;
 use safetensors::tensor::Dtype as StDtype;
 
 use crate::fsio::AtomicFile;
@@ -333,7 +334,7 @@ fn cast_f32(bytes: &[u8]) -> Option<&[f32]> {
     if bytes.is_empty() {
         return Some(&[]);
     }
-    if bytes.as_ptr() as usize % 4 != 0 || bytes.len() % 4 != 0 {
+    if !(bytes.as_ptr() as usize).is_multiple_of(4) || !bytes.len().is_multiple_of(4) {
         return None;
     }
     // SAFETY: aligned, length a multiple of 4, every bit pattern is a valid f32,
@@ -680,6 +681,21 @@ impl GradMeta {
         map.insert(Self::SEQUENCES.into(), self.sequences.to_string());
         map.insert(Self::TOKENS.into(), self.tokens.to_string());
     }
+}
+
+/// Global L2 norm of a flat vector, summed in f64 over fixed blocks in order:
+/// the same bits whatever the thread count.
+pub fn l2_norm(x: &[f32]) -> f64 {
+    sum_sq(x).sqrt()
+}
+
+pub fn sum_sq(x: &[f32]) -> f64 {
+    const BLOCK: usize = 1 << 16;
+    let partial: Vec<f64> = x
+        .par_chunks(BLOCK)
+        .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum())
+        .collect();
+    partial.iter().sum()
 }
 
 #[cfg(test)]

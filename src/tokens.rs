@@ -110,7 +110,7 @@ fn check_header(bytes: &[u8], size: u64, path: &Path) -> Result<usize, Error> {
     }
     let count = int(2) as i64;
     let body = size - HEADER_BYTES as u64;
-    if count < 0 || body % 2 != 0 || body / 2 != count as u64 {
+    if count < 0 || !body.is_multiple_of(2) || body / 2 != count as u64 {
         return Err(Error::CountMismatch {
             path,
             header: count,

@@ -86,7 +86,7 @@ fn train_step_writes_gradient_and_receipt_that_agree() {
     let meta = dtrain::tensors::GradMeta::read(&f).unwrap();
     assert_eq!((meta.sequences, meta.tokens), (5, 160));
     assert_eq!(meta.model, receipt.model);
-    let norm = dtrain::train::l2_norm(f.flat_f32().unwrap());
+    let norm = dtrain::tensors::l2_norm(f.flat_f32().unwrap());
     assert!((norm - receipt.grad_norm).abs() < 1e-9 * norm);
 }
 

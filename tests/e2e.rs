@@ -320,14 +320,16 @@ fn prometheus_samples(path: &Path) -> std::collections::BTreeMap<String, f64> {
     } else {
         "python3".into()
     };
-    let script = "import sys, json\n\
-from prometheus_client.parser import text_string_to_metric_families as parse\n\
-out = {}\n\
-for fam in parse(open(sys.argv[1]).read()):\n\
-    for s in fam.samples:\n\
-        labels = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items()))\n\
-        out[s.name + '{' + labels + '}'] = s.value\n\
-print(json.dumps(out))\n";
+    let script = r#"
+import sys, json
+from prometheus_client.parser import text_string_to_metric_families as parse
+out = {}
+for fam in parse(open(sys.argv[1]).read()):
+    for s in fam.samples:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+        out[s.name + "{" + labels + "}"] = s.value
+print(json.dumps(out))
+"#;
     let o = Command::new(python)
         .args(["-c", script, s(path)])
         .output()

@@ -28,8 +28,9 @@ fn readme_block() -> Vec<String> {
 fn instrument(block: &[String]) -> (String, Vec<Vec<String>>) {
     // background processes (the hub) must not outlive a failed step: they
     // would hold the output pipe open
-    let mut script =
-        String::from("set -euo pipefail\nexec 2>&1\ntrap 'kill $(jobs -p) 2>/dev/null' EXIT\n");
+    let mut script = String::from(
+        "set -euo pipefail\nexec 2>&1\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n",
+    );
     let mut expected: Vec<Vec<String>> = Vec::new();
     let mut in_run = false;
     for line in block {

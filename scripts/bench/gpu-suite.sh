@@ -12,7 +12,7 @@
 #      spread (worst loss, sketch, whole-gradient deviation) and whether x1.01,
 #      x1.04, a random gradient and a stale model are caught
 #
-# On the H200 (no Rust there: bring target/release/dtrain and dtrain-redteam):
+# On the H200 (no Rust there: bring target/release/dtrain, dtrain-torch and dtrain-redteam):
 #   export LD_LIBRARY_PATH=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib
 #   OUT=/tmp/gpu scripts/bench/gpu-suite.sh
 # Smoke test on a CPU machine (the same steps, small):

@@ -88,7 +88,7 @@ impl Config {
                 .and_then(Value::as_f64)
                 .unwrap_or(1e-5),
         };
-        if c.n_head == 0 || c.n_embd % c.n_head != 0 {
+        if c.n_head == 0 || !c.n_embd.is_multiple_of(c.n_head) {
             return Err(format!(
                 "n_embd {} is not a multiple of n_head {}",
                 c.n_embd, c.n_head

@@ -1,5 +1,5 @@
-//! GPT-2: configurations, checkpoints in Hugging Face layout, initialisation,
-//! and the model itself in tch ([`gpt`]).
+//! GPT-2: configurations, checkpoints in Hugging Face layout, initialisation.
+//! The model itself, in tch, is the torch crate's (`dtrain_torch::gpt`).
 //!
 //! A checkpoint is a folder: `config.json` (transformers' GPT2Config fields) and
 //! `model.safetensors` with transformers' parameter names (Conv1D weights stored
@@ -10,7 +10,6 @@
 //! `model.safetensors`.
 
 pub mod config;
-pub mod gpt;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -37,8 +36,25 @@ pub enum Error {
     Checkpoint { dir: PathBuf, what: String },
     #[error(transparent)]
     Tensors(#[from] crate::tensors::Error),
-    #[error("torch: {}", crate::panics::torch_message(&.0.to_string()))]
-    Torch(#[from] tch::TchError),
+}
+
+/// Compute precision of the matmuls and attention.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
 }
 
 /// An opened checkpoint folder (the weights stay memory-mapped).
@@ -107,21 +123,6 @@ impl Checkpoint {
     /// The specs of the parameters in canonical order, as f32.
     pub fn specs(&self) -> Vec<TensorSpec> {
         specs(&self.config)
-    }
-
-    /// The parameters as tch tensors on `device` (f32, requiring grad).
-    pub fn to_tensors(&self, device: tch::Device) -> Result<Vec<tch::Tensor>, Error> {
-        let shapes = self.config.param_shapes();
-        (0..shapes.len())
-            .map(|i| {
-                let data = self.param(i)?;
-                let shape: Vec<i64> = shapes[i].iter().map(|&d| d as i64).collect();
-                let t = tch::Tensor::f_from_slice(&data)?
-                    .f_reshape(&shape)?
-                    .f_to_device(device)?;
-                Ok(t.set_requires_grad(true))
-            })
-            .collect()
     }
 
     /// The provenance record, if this checkpoint came out of `apply`.

@@ -22,7 +22,8 @@ use super::wire::{read_plain, write_plain, MacKey};
 use crate::keys::Key;
 
 pub const MAGIC: &[u8; 4] = b"DTRD";
-pub const VERSION: u16 = 1;
+/// 2: postcard messages (1 was bincode).
+pub const VERSION: u16 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -137,18 +138,20 @@ pub struct Session {
     pub recv: MacKey,
 }
 
-fn cfg() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<4096>()
-}
-
+/// Handshake messages are postcard (a stable, specified serde format); a
+/// message is at most `MAX_HELLO` bytes, and one with bytes left over is malformed.
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(v, cfg()).expect("small message")
+    postcard::to_allocvec(v).expect("small message")
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, Error> {
-    bincode::serde::decode_from_slice(b, cfg())
-        .map(|(v, _)| v)
-        .map_err(|_| Error::Malformed)
+    if b.len() > super::wire::MAX_HELLO {
+        return Err(Error::Malformed);
+    }
+    match postcard::take_from_bytes(b) {
+        Ok((v, [])) => Ok(v),
+        _ => Err(Error::Malformed),
+    }
 }
 
 fn random32() -> [u8; 32] {
@@ -158,7 +161,7 @@ fn random32() -> [u8; 32] {
 }
 
 fn transcript(h: &Hello, a: &Ack) -> [u8; 32] {
-    let mut t = blake3::Hasher::new_derive_key("dtrain reduce handshake v1");
+    let mut t = blake3::Hasher::new_derive_key("dtrain reduce handshake v2");
     t.update(&encode(h));
     let unsigned = Ack {
         sig: vec![],

@@ -334,7 +334,7 @@ fn chunk_values<'a>(
     n: usize,
     scratch: &'a mut Vec<f32>,
 ) -> Result<&'a [f32], String> {
-    if wire == Wire::F32 && body.len() == 4 * n && body.as_ptr() as usize % 4 == 0 {
+    if wire == Wire::F32 && body.len() == 4 * n && (body.as_ptr() as usize).is_multiple_of(4) {
         // SAFETY: aligned, exactly n values, every bit pattern is an f32; little-endian machine.
         return Ok(unsafe { std::slice::from_raw_parts(body.as_ptr() as *const f32, n) });
     }
@@ -354,7 +354,7 @@ crate::simd_fn! {
 /// Elements per accumulation tile: a 32 KiB f64 block that stays in L1.
 const TILE: usize = 4096;
 const _: () = assert!(
-    TILE % wire::Q8_BLOCK == 0,
+    TILE.is_multiple_of(wire::Q8_BLOCK),
     "q8 blocks must not straddle tiles"
 );
 
@@ -490,14 +490,18 @@ enum Event {
     Lost { peer: usize, why: String },
 }
 
-/// bincode for small control payloads.
+/// Control payloads are postcard; at most 64 KiB, nothing left over.
 fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("encode")
+    postcard::to_allocvec(v).expect("encode")
 }
 fn dec<T: for<'de> serde::Deserialize<'de>>(b: &[u8]) -> Option<T> {
-    bincode::serde::decode_from_slice(b, bincode::config::standard().with_limit::<65536>())
-        .ok()
-        .map(|(v, _)| v)
+    if b.len() > 65536 {
+        return None;
+    }
+    match postcard::take_from_bytes(b) {
+        Ok((v, [])) => Some(v),
+        _ => None,
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

@@ -1,5 +1,5 @@
 //! Puts an rpath to libtorch's folder into every binary of the crate, so that
-//! `target/release/dtrain` runs without LD_LIBRARY_PATH. torch-sys tells us the
+//! `target/release/dtrain-torch` runs without LD_LIBRARY_PATH. torch-sys tells us the
 //! folder it linked against through the `links = "tch"` metadata channel.
 //! The entry is a RUNPATH, so LD_LIBRARY_PATH (as on the CUDA machine) still
 //! takes precedence, and `dlopen("libtorch_cuda.so")` from the binary finds the
@@ -7,6 +7,8 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    // the shared cmd/ sources build the torch commands' `run` only here
+    println!("cargo:rustc-cfg=dtrain_torch");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     if let Ok(dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");

@@ -15,12 +15,12 @@ use std::time::Instant;
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
-use crate::model::gpt::{Gpt, Precision};
-use crate::model::Checkpoint;
-use crate::ranges::RangeList;
-use crate::receipt::{MicroBatch, Receipt};
-use crate::tensors::{GradMeta, TensorWriter};
-use crate::tokens::Shard;
+use crate::gpt::{Gpt, Precision};
+use dtrain::model::Checkpoint;
+use dtrain::ranges::RangeList;
+use dtrain::receipt::{MicroBatch, Receipt};
+use dtrain::tensors::{GradMeta, TensorWriter};
+use dtrain::tokens::Shard;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -49,10 +49,10 @@ pub enum Error {
     #[error("the gradient is not finite; nothing was written")]
     NonFiniteGrad,
     #[error(transparent)]
-    Model(#[from] crate::model::Error),
+    Model(#[from] dtrain::model::Error),
     #[error(transparent)]
-    Tensors(#[from] crate::tensors::Error),
-    #[error("torch: {}", crate::panics::torch_message(&.0.to_string()))]
+    Tensors(#[from] dtrain::tensors::Error),
+    #[error("torch: {}", dtrain::panics::torch_message(&.0.to_string()))]
     Torch(#[from] tch::TchError),
     #[error("torch: {0}")]
     TorchPanic(String),
@@ -137,20 +137,7 @@ fn batch(tokens: &[u16], seqs: &[u64], seq_len: usize, device: Device) -> (Tenso
     )
 }
 
-/// Global L2 norm of a flat vector, summed in f64 over fixed blocks in order:
-/// the same bits whatever the thread count.
-pub fn l2_norm(x: &[f32]) -> f64 {
-    sum_sq(x).sqrt()
-}
-
-pub fn sum_sq(x: &[f32]) -> f64 {
-    const BLOCK: usize = 1 << 16;
-    let partial: Vec<f64> = x
-        .par_chunks(BLOCK)
-        .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum())
-        .collect();
-    partial.iter().sum()
-}
+pub use dtrain::tensors::{l2_norm, sum_sq};
 
 /// The loaded model and the micro-batch loop, shared by train-step, eval and verify.
 pub struct Engine {
@@ -160,7 +147,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn load(ckpt: &Checkpoint, device: Device, precision: Precision) -> Result<Self, Error> {
-        let params = ckpt.to_tensors(device)?;
+        let params = crate::gpt::to_tensors(ckpt, device)?;
         Ok(Self {
             gpt: Gpt::new(ckpt.config.clone(), params, precision),
             device,
@@ -237,9 +224,9 @@ impl Engine {
 
 /// Runs a compute section, turning libtorch panics (out of memory, …) into errors.
 pub fn guarded<T>(device: Device, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
-    match crate::panics::catch_torch(f) {
+    match dtrain::panics::catch_torch(f) {
         Ok(r) => r,
-        Err(msg) if crate::panics::is_oom(&msg) => Err(Error::OutOfMemory {
+        Err(msg) if dtrain::panics::is_oom(&msg) => Err(Error::OutOfMemory {
             device: crate::device::kind_name(device).into(),
             msg,
         }),
@@ -251,7 +238,7 @@ pub fn guarded<T>(device: Device, f: impl FnOnce() -> Result<T, Error>) -> Resul
 pub fn peak_memory(device: Device) -> u64 {
     match device {
         Device::Cuda(i) => crate::device::cuda_mem_used(i).unwrap_or(0),
-        _ => crate::panics::peak_rss_bytes(),
+        _ => dtrain::panics::peak_rss_bytes(),
     }
 }
 
@@ -282,10 +269,10 @@ fn train_step_inner(
     t0: Instant,
 ) -> Result<Receipt, Error> {
     let mut engine = Engine::load(ckpt, opts.device, opts.precision)?;
-    let sketcher = crate::sketch::Sketcher::new(&ckpt.hash, shard_hash, opts.sketch_k);
-    let dev_sketch =
-        (opts.sketch_k > 0).then(|| sketcher.on_device(ckpt.config.num_params(), opts.device));
-    let bar = crate::progress::steps_bar(
+    let sketcher = dtrain::sketch::Sketcher::new(&ckpt.hash, shard_hash, opts.sketch_k);
+    let dev_sketch = (opts.sketch_k > 0)
+        .then(|| crate::sketch::on_device(&sketcher, ckpt.config.num_params(), opts.device));
+    let bar = dtrain::progress::steps_bar(
         seqs.len().div_ceil(opts.micro_batch) as u64,
         "micro-batches",
     );
@@ -329,11 +316,11 @@ fn train_step_inner(
         return Err(Error::NonFiniteGrad);
     }
     w.commit()?;
-    let grad = crate::fsio::hash_file(grad_out)
+    let grad = dtrain::fsio::hash_file(grad_out)
         .map_err(|e| Error::Io(grad_out.display().to_string(), e))?;
 
     Ok(Receipt {
-        version: crate::receipt::VERSION,
+        version: dtrain::receipt::VERSION,
         miner: opts.miner.clone(),
         round: opts.round.clone(),
         model: ckpt.hash.clone(),
@@ -404,9 +391,9 @@ fn bench_inner(
             tch::Cuda::synchronize(i as i64);
         }
     };
-    let sketcher = crate::sketch::Sketcher::new(&ckpt.hash, "benchmark", opts.sketch_k);
-    let dev_sketch =
-        (opts.sketch_k > 0).then(|| sketcher.on_device(ckpt.config.num_params(), opts.device));
+    let sketcher = dtrain::sketch::Sketcher::new(&ckpt.hash, "benchmark", opts.sketch_k);
+    let dev_sketch = (opts.sketch_k > 0)
+        .then(|| crate::sketch::on_device(&sketcher, ckpt.config.num_params(), opts.device));
     let run = |engine: &mut Engine| {
         let hidden = indicatif::ProgressBar::hidden();
         let (mbs, sum) = engine.step(shard.tokens(), seqs, opts, dev_sketch.as_ref(), &hidden);
@@ -469,9 +456,9 @@ pub fn eval(
     let v = ckpt.config.vocab_size;
     let mut writer = match logits_out {
         Some(p) => {
-            let spec = crate::tensors::TensorSpec::new(
+            let spec = dtrain::tensors::TensorSpec::new(
                 "logits",
-                crate::tensors::DType::F32,
+                dtrain::tensors::DType::F32,
                 &[seqs.len(), opts.seq_len, v],
             );
             Some(TensorWriter::create(p, &[spec], &BTreeMap::new())?)
@@ -480,7 +467,7 @@ pub fn eval(
     };
     let mut sum = 0.0;
     let mut done = 0usize;
-    let bar = crate::progress::steps_bar(
+    let bar = dtrain::progress::steps_bar(
         seqs.len().div_ceil(opts.micro_batch) as u64,
         "eval micro-batches",
     );

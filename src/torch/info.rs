@@ -94,7 +94,7 @@ pub fn collect() -> Info {
         },
         torch_threads,
         rayon_threads: rayon::current_num_threads(),
-        simd: crate::simd::name(),
+        simd: dtrain::simd::name(),
         features,
     }
 }

@@ -17,7 +17,7 @@
 //! 4. **gradient file** — its blake3, sequence count and token count are the
 //!    receipt's;
 //! 5. **linearity** — the sequence-weighted sum of the micro-batch sketches is
-//!    the sketch of the gradient file ([`crate::sketch`]);
+//!    the sketch of the gradient file ([`dtrain::sketch`]);
 //! 6. **recomputation** — every micro-batch, or K chosen with the validator's
 //!    own randomness (`--sample K`), is recomputed: its loss and sketch must
 //!    match; a full recomputation also compares the whole gradient (per-tensor
@@ -43,18 +43,18 @@ use rand_like::pick;
 use serde::Serialize;
 use tch::{Device, Kind};
 
-use crate::data::{Assignment, Corpus, DataSpec, Source};
-use crate::keys::PublicKey;
-use crate::model::gpt::Precision;
-use crate::model::Checkpoint;
-use crate::receipt::Receipt;
-use crate::reduce::peers::Peers;
-use crate::reduce::transcript::Transcript;
-use crate::reduce::wire::Wire;
-use crate::sketch::{rel_distance, Sketcher};
-use crate::tensors::{GradMeta, TensorFile};
-use crate::tokens::Shard;
+use crate::gpt::Precision;
 use crate::train::{Engine, StepOptions};
+use dtrain::data::{Assignment, Corpus, DataSpec, Source};
+use dtrain::keys::PublicKey;
+use dtrain::model::Checkpoint;
+use dtrain::receipt::Receipt;
+use dtrain::reduce::peers::Peers;
+use dtrain::reduce::transcript::Transcript;
+use dtrain::reduce::wire::Wire;
+use dtrain::sketch::{rel_distance, Sketcher};
+use dtrain::tensors::{GradMeta, TensorFile};
+use dtrain::tokens::Shard;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -63,11 +63,11 @@ pub enum Error {
     #[error(transparent)]
     Train(#[from] crate::train::Error),
     #[error(transparent)]
-    Data(#[from] crate::data::Error),
+    Data(#[from] dtrain::data::Error),
     #[error(transparent)]
-    Tensors(#[from] crate::tensors::Error),
+    Tensors(#[from] dtrain::tensors::Error),
     #[error(transparent)]
-    Tokens(#[from] crate::tokens::Error),
+    Tokens(#[from] dtrain::tokens::Error),
 }
 
 /// How far an honest recomputation may stray.
@@ -293,7 +293,7 @@ fn open_grad(path: &Path) -> Result<(TensorFile, GradMeta), String> {
 fn check_assignment(spec: &DataSpec, exp: &Expected, corpus: &Corpus) -> Result<(), String> {
     spec_names_the_assignment(spec, exp)?;
     let files = corpus.spec_files();
-    let rows = crate::data::assign(
+    let rows = dtrain::data::assign(
         &exp.repo,
         &exp.config,
         &exp.revision,
@@ -330,8 +330,8 @@ fn spec_names_the_assignment(spec: &DataSpec, exp: &Expected) -> Result<(), Stri
 
 /// A data error: the miner's (its spec does not fit the corpus) or the
 /// validator's own (the corpus could not be read).
-fn miners_data_fault(e: crate::data::Error) -> Result<String, Error> {
-    use crate::data::Error as D;
+fn miners_data_fault(e: dtrain::data::Error) -> Result<String, Error> {
+    use dtrain::data::Error as D;
     match e {
         D::Hub(_) | D::Io { .. } | D::Footer { .. } | D::Parquet { .. } | D::NoFiles(_) => {
             Err(Error::Data(e))
@@ -351,7 +351,7 @@ fn shard_content(
     if let Some(Err(why)) = expected.map(|exp| spec_names_the_assignment(spec, exp)) {
         return Ok(Err(why));
     }
-    let corpus = match Corpus::open(src, &crate::data::config_dir(&spec.config)) {
+    let corpus = match Corpus::open(src, &dtrain::data::config_dir(&spec.config)) {
         Ok(c) => c,
         Err(e) => return miners_data_fault(e).map(Err),
     };
@@ -370,10 +370,10 @@ fn shard_content(
     }) {
         return miners_data_fault(e).map(Err);
     }
-    let toks = crate::tokenizer::Tokenizer::gpt2()
+    let toks = dtrain::tokenizer::Tokenizer::gpt2()
         .encode_docs(&docs)
         .map_err(|e| Error::Input(e.to_string()))?;
-    let want = crate::tokens::hash_of(&toks)?.to_hex().to_string();
+    let want = dtrain::tokens::hash_of(&toks)?.to_hex().to_string();
     Ok(if want == shard_hash {
         Ok(format!(
             "{} = the tokenization of rows {}",
@@ -468,7 +468,7 @@ pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
 
     // 3. shard (the validator's own tokenization of the rows)
     let shard = Shard::open(inp.shard)?;
-    let shard_hash = crate::fsio::hash_file(inp.shard)
+    let shard_hash = dtrain::fsio::hash_file(inp.shard)
         .map_err(|e| Error::Input(format!("{}: {e}", inp.shard.display())))?
         .to_hex()
         .to_string();
@@ -490,7 +490,7 @@ pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
     ok &= check(&mut checks, "shard", shard_ok, detail);
 
     // 4. gradient file
-    let grad_hash = crate::fsio::hash_file(inp.grad)
+    let grad_hash = dtrain::fsio::hash_file(inp.grad)
         .map_err(|e| Error::Input(format!("{}: {e}", inp.grad.display())))?
         .to_hex()
         .to_string();
@@ -515,7 +515,7 @@ pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
         },
     );
     // a file that is not this model's gradient cannot be checked further
-    let model_file = TensorFile::open(inp.ckpt.dir.join(crate::model::MODEL_FILE))?;
+    let model_file = TensorFile::open(inp.ckpt.dir.join(dtrain::model::MODEL_FILE))?;
     let readable = grad
         .check_same_layout(&model_file)
         .map_err(|e| e.to_string())
@@ -610,7 +610,7 @@ pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
                 ));
             }
         };
-        let dev = sketcher.on_device(inp.ckpt.config.num_params(), inp.device);
+        let dev = crate::sketch::on_device(&sketcher, inp.ckpt.config.num_params(), inp.device);
         let mut engine =
             crate::train::guarded(inp.device, || Engine::load(inp.ckpt, inp.device, precision))?;
         let chosen: Vec<usize> = match inp.sample {
@@ -622,7 +622,7 @@ pub fn verify(inp: &Inputs) -> Result<Verdict, Error> {
         let mut worst_sketch = 0f64;
         let mut bad_mb = None;
         let mut sum: Option<tch::Tensor> = None;
-        let bar = crate::progress::count_bar(chosen.len() as u64, "recomputing micro-batches");
+        let bar = dtrain::progress::count_bar(chosen.len() as u64, "recomputing micro-batches");
         for &i in &chosen {
             bar.inc(1);
             let mb = &mb_seqs[i];
@@ -790,7 +790,7 @@ fn check_reduce(inp: &Inputs, flat: &[f32], n_seq: u64) -> ReduceFindings {
         .map(str::to_string)
         .or_else(|| inp.receipt.miner.clone())
         .unwrap_or_default();
-    let (trusted, ignored) = crate::reduce::transcript::trusted(inp.transcripts, inp.peers);
+    let (trusted, ignored) = dtrain::reduce::transcript::trusted(inp.transcripts, inp.peers);
     let mut f = ReduceFindings {
         miner: miner.clone(),
         seen: 0,
@@ -844,7 +844,7 @@ fn check_reduce(inp: &Inputs, flat: &[f32], n_seq: u64) -> ReduceFindings {
                 .find(|p| p.name == span.owner)
                 .map(|p| p.rank)
                 .unwrap_or(0);
-            let want = crate::reduce::contribution_hash(
+            let want = dtrain::reduce::contribution_hash(
                 flat,
                 owner,
                 span.start,

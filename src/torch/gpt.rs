@@ -11,26 +11,8 @@
 
 use tch::{Kind, Tensor};
 
-use super::config::{Config, LAYER_PARAMS};
-
-/// Compute precision of the matmuls and attention.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    F32,
-    Bf16,
-}
-
-impl Precision {
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::Bf16 => "bf16",
-        }
-    }
-}
+use dtrain::model::config::{Config, LAYER_PARAMS};
+pub use dtrain::model::Precision;
 
 pub struct Gpt {
     pub config: Config,
@@ -178,4 +160,22 @@ impl Gpt {
         });
         loss_sum / n as f64
     }
+}
+
+/// A checkpoint's parameters as tensors on `device` (f32, requiring grad).
+pub fn to_tensors(
+    ckpt: &dtrain::model::Checkpoint,
+    device: tch::Device,
+) -> Result<Vec<Tensor>, crate::train::Error> {
+    let shapes = ckpt.config.param_shapes();
+    (0..shapes.len())
+        .map(|i| {
+            let data = ckpt.param(i)?;
+            let shape: Vec<i64> = shapes[i].iter().map(|&d| d as i64).collect();
+            let t = Tensor::f_from_slice(&data)?
+                .f_reshape(&shape)?
+                .f_to_device(device)?;
+            Ok(t.set_requires_grad(true))
+        })
+        .collect()
 }
