@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by miner.sh, validator.sh and swarm.sh (sourced, not run).
 # Configuration comes from one env file (KEY=VALUE lines), named by --env FILE
 # or $DTRAIN_ENV; every key can also be set in the environment.
@@ -9,6 +10,8 @@ DTRAIN_BIN=${DTRAIN_BIN:-$dtrain_root/target/release/dtrain}
 die() { echo "$(basename "$0"): $*" >&2; exit 2; }
 log() { echo "[$(date +%H:%M:%S) ${DTRAIN_NAME:-$(basename "$0")}] $*" >&2; }
 D() { "$DTRAIN_BIN" "$@"; }
+# fetch-shard's --repo/--config/--source, set by the loop that sources this file
+data_args=()
 
 load_env() { # $1: env file (optional)
   local f=${1:-${DTRAIN_ENV:-}}
@@ -46,10 +49,13 @@ load_env() { # $1: env file (optional)
 # Writes where this node stands (dtrain status) as Prometheus text to
 # $DTRAIN_METRICS_FILE, if set: epoch, losses, reduce, verdicts, weights, lag
 # behind the model repo (left out when the Hub does not answer).
-write_metrics() { # extra status args
+# A validator's $ledger (if set) is read for the ledger head.
+write_metrics() {
   [ -n "${DTRAIN_METRICS_FILE:-}" ] || return 0
-  D status "$DTRAIN_WORK" --repo "$DTRAIN_MODEL_REPO" --prometheus -o "$DTRAIN_METRICS_FILE" "$@" 2>/dev/null \
-    || D status "$DTRAIN_WORK" --prometheus -o "$DTRAIN_METRICS_FILE" "$@" \
+  local extra=()
+  [ -z "${ledger:-}" ] || extra=(--ledger "$ledger")
+  D status "$DTRAIN_WORK" --repo "$DTRAIN_MODEL_REPO" --prometheus -o "$DTRAIN_METRICS_FILE" "${extra[@]}" 2>/dev/null \
+    || D status "$DTRAIN_WORK" --prometheus -o "$DTRAIN_METRICS_FILE" "${extra[@]}" \
     || log "could not write the metrics file $DTRAIN_METRICS_FILE"
 }
 
@@ -114,4 +120,5 @@ model_hash() { D hash "$1" | cut -d' ' -f1; }
 # Runs one epoch ("$@") in a subshell with errexit and leaves its exit status
 # in $rc. Call it as a plain statement: bash ignores `set -e` inside anything
 # called from `if`, `||` or `&&`, so a failing step would not stop the epoch.
+# shellcheck disable=SC2034 # rc is the caller's to read
 run_guarded() { set +e; ( set -e; "$@" ); rc=$?; set -e; }

@@ -32,6 +32,7 @@
 #   DTRAIN_METRICS_FILE (or --metrics-file PATH): Prometheus text written after
 #     each epoch (dtrain status --prometheus; node_exporter's textfile collector)
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 once=0 env_file=""

@@ -52,8 +52,9 @@ pending=()
 for d in "${drills[@]}"; do
   read -r action spec <<< "$d"
   name=${spec%@*} at=${spec##*@}
-  [[ $spec == *@* && $at =~ ^[0-9]+$ ]] && [ "$at" -lt "$epochs" ] \
-    || { echo "swarm.sh: --$action $spec: want NAME@EPOCH with EPOCH below $epochs" >&2; exit 2; }
+  if ! [[ $spec == *@* && $at =~ ^[0-9]+$ && $at -lt $epochs ]]; then
+    echo "swarm.sh: --$action $spec: want NAME@EPOCH with EPOCH below $epochs" >&2; exit 2
+  fi
   [[ " ${names[*]} " == *" $name "* ]] || { echo "swarm.sh: --$action $spec: no process $name (${names[*]})" >&2; exit 2; }
   [ "$name@$action" != validator@kill ] || { echo "swarm.sh: the validator is the swarm's clock; restart it (--restart validator@E)" >&2; exit 2; }
   pending+=("$action $name $at")
@@ -66,6 +67,7 @@ rm -rf "$work" && mkdir -p "$work"
 work=$(cd "$work" && pwd)
 pids=()
 declare -A pid_of=()
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() { for p in "${pids[@]}" "${pid_of[@]}"; do kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 

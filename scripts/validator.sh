@@ -25,6 +25,7 @@
 # every other peer in the peers file), DTRAIN_METRICS_FILE (or --metrics-file
 # PATH: Prometheus text written after each epoch).
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 once=0 init=0 env_file=""
@@ -71,7 +72,7 @@ collect_miners() { # epoch dir
     still=()
     for m in "${pending[@]}"; do [ -d "$dir/$m" ] || still+=("$m"); done
     pending=("${still[@]}")
-    [ ${#pending[@]} -gt 0 ] && [ "$(date +%s)" -lt "$until" ] || break
+    if [ ${#pending[@]} -eq 0 ] || [ "$(date +%s)" -ge "$until" ]; then break; fi
     sleep 2
   done
   for m in "${pending[@]}"; do log "epoch $e: nothing from $m"; done
@@ -153,9 +154,11 @@ run_epoch() {
     done | jq -s -r 'map(select((.loss | type) == "number" and (.tokens | type) == "number" and .tokens > 0))
       | if length == 0 then empty else (map(.loss * .tokens) | add) / (map(.tokens) | add) end' 2>/dev/null || true)
   [ -n "$loss" ] && losses+=(--loss "$loss")
-  local state=$DTRAIN_WORK/state.json
-  D score --verdicts "$dir/verdicts.jsonl" "${receipts[@]}" --peers "$DTRAIN_PEERS" "${transcripts[@]}" ${DTRAIN_SCORE_ARGS:-} \
-    $( [ -f "$state" ] && echo --state "$state" ) --state-out "$state" --weights-out "$dir/weights.json" --epoch "$e"
+  local state=$DTRAIN_WORK/state.json score_args=()
+  read -r -a score_args <<< "${DTRAIN_SCORE_ARGS:-}"
+  [ ! -f "$state" ] || score_args+=(--state "$state")
+  D score --verdicts "$dir/verdicts.jsonl" "${receipts[@]}" --peers "$DTRAIN_PEERS" "${transcripts[@]}" "${score_args[@]}" \
+    --state-out "$state" --weights-out "$dir/weights.json" --epoch "$e"
   cp "$dir/weights.json" "$DTRAIN_WORK/weights.json"
   # the ledger and the new model
   local prev_tokens; prev_tokens=$(D ledger show --ledger "$ledger" --last --json 2>/dev/null | jq -r .tokens || echo 0)
@@ -178,8 +181,10 @@ run_epoch() {
 publish_next() { # epoch
   local e=$1 dir=$DTRAIN_WORK/epoch-$1 last
   last=$(D ledger show --ledger "$ledger" --last --json)
-  [ "$(jq -r .epoch <<< "$last")" = "$e" ] && [ -d "$dir/next" ] && [ "$(model_hash "$dir/next")" = "$(jq -r .model <<< "$last")" ] \
-    || die "the ledger's last entry is not epoch $e with the model in $dir/next; not publishing"
+  if ! { [ "$(jq -r .epoch <<< "$last")" = "$e" ] && [ -d "$dir/next" ] \
+    && [ "$(model_hash "$dir/next")" = "$(jq -r .model <<< "$last")" ]; }; then
+    die "the ledger's last entry is not epoch $e with the model in $dir/next; not publishing"
+  fi
   jq -e --argjson e "$e" 'select(.epoch == $e)' "$DTRAIN_WORK/epochs.jsonl" > /dev/null 2>&1 \
     || epoch_line "$e" >> "$DTRAIN_WORK/epochs.jsonl"
   cp "$ledger" "$dir/next/ledger.jsonl"
@@ -214,12 +219,12 @@ while :; do
   if [ "$(D ledger show --ledger "$ledger" --last --json 2>/dev/null | jq -r .epoch)" = "$e" ]; then
     log "epoch $e: the ledger records it already (restarted); publishing"
     publish_next "$e"
-    write_metrics --ledger "$ledger"
+    write_metrics
     [ "$once" = 1 ] && exit 0
     continue
   fi
   run_guarded run_epoch "$e"
-  write_metrics --ledger "$ledger"
+  write_metrics
   if [ "$rc" != 0 ]; then
     # the epoch ends without an update: the same model is tagged E+1, so the
     # miners (who may have applied something) all follow the round's model

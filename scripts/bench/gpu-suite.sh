@@ -60,11 +60,13 @@ for arch in "${archs[@]}"; do
     || r='{"error": "dtrain train-step failed"}'
   record "{\"part\": \"speed\", \"arch\": \"$arch\", \"runner\": \"dtrain train-step\", \"r\": $r}"
   for peer in "${peers[@]}"; do
-    # shellcheck disable=SC2086
-    r=$("$PY" scripts/bench/train_peer.py --shard "$work/s.bin" --layers $L --heads $H --embd $C --seq-len $T \
-        --micro-batch $MB --sequences $NSEQ --iters $iters --device "$device" \
-        $( [ $precision = bf16 ] && echo --bf16 ) --threads $threads $peer 2> "$work/err") \
-      || r="{\"error\": \"$(tail -1 "$work/err" | tr -d '"\\')\"}"
+    peer_args=(--layers "$L" --heads "$H" --embd "$C" --seq-len "$T" --micro-batch "$MB" --sequences "$NSEQ"
+      --iters "$iters" --device "$device" --threads "$threads")
+    [ "$precision" != bf16 ] || peer_args+=(--bf16)
+    read -r -a peer_flags <<< "$peer"
+    peer_args+=("${peer_flags[@]}")
+    r=$("$PY" scripts/bench/train_peer.py --shard "$work/s.bin" "${peer_args[@]}" 2> "$work/err") \
+      || r="{\"error\": \"$(tail -1 "$work/err" | tr -d "\"\\\\")\"}"
     record "{\"part\": \"speed\", \"arch\": \"$arch\", \"runner\": \"py ${peer:-hf}\", \"r\": $r}"
   done
 done
@@ -88,7 +90,7 @@ verify_one() { # miner-label validator case grad receipt
   local v
   v=$("$D" verify --receipt "$5" --grad "$4" --model "$work/v-model" --tokens "$work/s.bin" \
       --pubkey "$(cat "$work/m.pub")" --device "$2" --json 2> "$work/verr") \
-    || [ $? = 1 ] || v="{\"error\": \"$(tail -1 "$work/verr" | tr -d '"\\')\"}"
+    || [ $? = 1 ] || v="{\"error\": \"$(tail -1 "$work/verr" | tr -d "\"\\\\")\"}"
   record "{\"part\": \"verify\", \"miner\": \"$1\", \"validator\": \"$2\", \"case\": \"$3\", \"r\": $v}"
 }
 for m in "${miners[@]}"; do

@@ -18,13 +18,13 @@ hub_pids=(); hub dt; hub py
 DT_HUB=$(sed 's/listening on //' "$work/hub-dt.out") PY_HUB=$(sed 's/listening on //' "$work/hub-py.out")
 export HF_HUB_DISABLE_XET=1 HF_TOKEN=
 t() { $PY scripts/bench/timed.py "$@" 2>&1 >/dev/null | tail -1; }
-dpush=$(HF_ENDPOINT=$DT_HUB HF_HOME=$work/h1 t $D push "$work/ck" --repo org/dt --tag 0 --create)
-ppush=$(t $PY -c "
+dpush=$(HF_ENDPOINT=$DT_HUB HF_HOME=$work/h1 t "$D" push "$work/ck" --repo org/dt --tag 0 --create)
+ppush=$(t "$PY" -c "
 from huggingface_hub import HfApi
 a = HfApi(endpoint='$PY_HUB', token=False)
 a.create_repo('org/py'); a.upload_folder(folder_path='$work/ck', repo_id='org/py'); a.create_tag('org/py', tag='0')")
-dpull=$(HF_ENDPOINT=$DT_HUB HF_HOME=$work/h2 t $D pull --repo org/dt --tag 0 -o "$work/got")
-ppull=$(t $PY -c "
+dpull=$(HF_ENDPOINT=$DT_HUB HF_HOME=$work/h2 t "$D" pull --repo org/dt --tag 0 -o "$work/got")
+ppull=$(t "$PY" -c "
 from huggingface_hub import snapshot_download
 snapshot_download('org/py', revision='0', endpoint='$PY_HUB', cache_dir='$work/h3', token=False)")
 cmp "$work/got/model.safetensors" "$work/ck/model.safetensors"

@@ -24,7 +24,7 @@ else
   work=$(mktemp -d)
 fi
 trap 'scripts/netns.sh down dtbench $n 2>/dev/null || true; rm -rf "$work"' EXIT
-.venv/bin/python scripts/bench/reduce_peer.py make "$work" $n "$elements"
+.venv/bin/python scripts/bench/reduce_peer.py make "$work" "$n" "$elements"
 port() { .venv/bin/python scripts/free_port.py; }
 peers() { # $1: address of peer i as a printf pattern
   : > "$work/peers.toml"
@@ -39,7 +39,7 @@ round() { # $1: label, rest: extra reduce args; prefix peers with $NS_PREFIX if 
   rm -f "$work"/p?.out
   for i in $(seq 0 $((n-1))); do
     local pre=(); [ -n "${NS_PREFIX:-}" ] && pre=(ip netns exec "$NS_PREFIX-$i")
-    "${pre[@]}" $D reduce --peers "$work/peers.toml" --me "p$i" --key "$work/p$i.key" --round "$label" \
+    "${pre[@]}" "$D" reduce --peers "$work/peers.toml" --me "p$i" --key "$work/p$i.key" --round "$label" \
       --in "$work/p$i.in" --out "$work/p$i.out" --transcript "$work/$label.$i.json" --deadline 300 "$@" > /dev/null &
   done
   wait
@@ -51,10 +51,10 @@ for k in 1 2 3; do
   round "bf16-$k" --wire bf16
   round "q8-$k" --wire q8
   round "floor-$k" --floor
-  .venv/bin/python scripts/bench/reduce_peer.py gloo "$work" $n > "$work/gloo-$k.json"
+  .venv/bin/python scripts/bench/reduce_peer.py gloo "$work" "$n" > "$work/gloo-$k.json"
 done
 limited=""
-if [ "$(id -u)" = 0 ] && scripts/netns.sh up dtbench $n "$rate" 2>/dev/null; then
+if [ "$(id -u)" = 0 ] && scripts/netns.sh up dtbench "$n" "$rate" 2>/dev/null; then
   peers "10.213.0.%d:7000%.0s"
   NS_PREFIX=dtbench round limited
   limited=$rate

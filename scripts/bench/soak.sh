@@ -49,7 +49,7 @@ EOF
 )
 echo "soak: seed $seed, $miners miners, $epochs epochs, drills: ${drills[*]}" >&2
 args=()
-for d in "${drills[@]}"; do args+=(${d% *} "${d#* }"); done
+for d in "${drills[@]}"; do args+=("${d% *}" "${d#* }"); done
 
 t0=$(date +%s)
 set +e

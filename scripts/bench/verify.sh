@@ -12,10 +12,10 @@ $D tokenize tests/fixtures/tinyshakespeare.txt -o "$work/s.bin"
 $D init --arch tiny -o "$work/m" > /dev/null
 $D keygen -o "$work/k" > "$work/k.pub"
 t() { local t0; t0=$(date +%s.%N); "$@" > /dev/null; echo "$(date +%s.%N) - $t0" | bc; }
-train=$(t $D train-step --model "$work/m" --tokens "$work/s.bin" --seq-len 128 --micro-batch 4 --sequences 0-63 \
+train=$(t "$D" train-step --model "$work/m" --tokens "$work/s.bin" --seq-len 128 --micro-batch 4 --sequences 0-63 \
   --device cpu -o "$work/g" --receipt "$work/r" --key "$work/k")
-full=$(t $D verify --receipt "$work/r" --grad "$work/g" --model "$work/m" --tokens "$work/s.bin" --pubkey "$(cat "$work/k.pub")" --device cpu)
-sampled=$(t $D verify --receipt "$work/r" --grad "$work/g" --model "$work/m" --tokens "$work/s.bin" --pubkey "$(cat "$work/k.pub")" --device cpu --sample 2)
+full=$(t "$D" verify --receipt "$work/r" --grad "$work/g" --model "$work/m" --tokens "$work/s.bin" --pubkey "$(cat "$work/k.pub")" --device cpu)
+sampled=$(t "$D" verify --receipt "$work/r" --grad "$work/g" --model "$work/m" --tokens "$work/s.bin" --pubkey "$(cat "$work/k.pub")" --device cpu --sample 2)
 printf 'verify vs train-step, tiny GPT-2 on CPU, 64 sequences x 128 tokens, 16 micro-batches\n'
 printf '%-28s%9s%10s\n' "" seconds "vs train"
 printf '%-28s%9.2f%10s\n' "train-step" "$train" "1.00x"
