@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: set-up if needed, format check,
-# shellcheck, clippy (warnings are errors), the Rust tests, then the Python
+# shell lint, clippy (warnings are errors), the Rust tests, then the Python
 # oracle tests against the release binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
