@@ -21,6 +21,7 @@ mod info;
 mod init;
 mod keygen;
 mod ledger;
+mod peers;
 mod pull;
 mod push;
 mod reduce;
@@ -93,6 +94,8 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Create an ed25519 key for reduce, receipts and the ledger
     Keygen(keygen::KeygenArgs),
+    /// Read a peers file (checked as reduce reads it): JSON, or a file of some of them
+    Peers(peers::PeersArgs),
     /// Butterfly all-reduce of gradient files with the round's peers
     Reduce(reduce::ReduceArgs),
     /// Check a miner's gradient against its receipt: signature, data, recomputation
@@ -168,6 +171,7 @@ fn main() {
         Command::Ledger(a) => ledger::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Reduce(a) => reduce::run(a),
+        Command::Peers(a) => peers::run(a),
         Command::Hub(a) => hub::run(a),
         Command::Push(a) => push::run(a),
         Command::Pull(a) => pull::run(a),

@@ -49,6 +49,9 @@ _dtrain() {
             dtrain,ledger)
                 cmd="dtrain__subcmd__ledger"
                 ;;
+            dtrain,peers)
+                cmd="dtrain__subcmd__peers"
+                ;;
             dtrain,pull)
                 cmd="dtrain__subcmd__pull"
                 ;;
@@ -105,6 +108,9 @@ _dtrain() {
                 ;;
             dtrain__subcmd__help,ledger)
                 cmd="dtrain__subcmd__help__subcmd__ledger"
+                ;;
+            dtrain__subcmd__help,peers)
+                cmd="dtrain__subcmd__help__subcmd__peers"
                 ;;
             dtrain__subcmd__help,pull)
                 cmd="dtrain__subcmd__help__subcmd__pull"
@@ -194,7 +200,7 @@ _dtrain() {
 
     case "${cmd}" in
         dtrain)
-            opts="-v -q -h -V --verbose --quiet --help --version hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help"
+            opts="-v -q -h -V --verbose --quiet --help --version hash info fetch-shard tokenize init train-step apply keygen peers reduce verify score ledger eval status push pull hub gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -434,7 +440,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__help)
-            opts="hash info fetch-shard tokenize init train-step apply keygen reduce verify score ledger eval status push pull hub gen-docs help"
+            opts="hash info fetch-shard tokenize init train-step apply keygen peers reduce verify score ledger eval status push pull hub gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -660,6 +666,20 @@ _dtrain() {
         dtrain__subcmd__help__subcmd__ledger__subcmd__verify)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__help__subcmd__peers)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1191,6 +1211,32 @@ _dtrain() {
                     return 0
                     ;;
                 --pubkey)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__peers)
+            opts="-o -v -q -h -V --only --toml --output --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --only)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -60,7 +60,9 @@ write_metrics() {
 }
 
 # The latest epoch tag of the model repo (empty if none yet).
-latest_epoch() { D pull --repo "$DTRAIN_MODEL_REPO" --latest-epoch -o "$DTRAIN_WORK/.probe" --json 2>/dev/null | sed -n 's/.*"tag":"\([0-9]*\)".*/\1/p'; }
+latest_epoch() {
+  D pull --repo "$DTRAIN_MODEL_REPO" --latest-epoch -o "$DTRAIN_WORK/.probe" --json 2>/dev/null | jq -r '.tag // empty' || true
+}
 
 # Pulls REPO at TAG into DIR, retrying until it exists or $DTRAIN_WAIT seconds pass.
 pull_wait() { # repo tag dir
@@ -75,9 +77,12 @@ pull_wait() { # repo tag dir
   done
 }
 
+# The peers file as JSON ({max_weight, peers: [{name, addr, pubkey, uid?}]}):
+# the one reader of peers files in the scripts (dtrain checks it as reduce does).
+peers_json() { D peers "$DTRAIN_PEERS"; }
 # The rank-ordered peer names of the peers file.
-peer_names() { sed -n 's/^name *= *"\(.*\)"/\1/p' "$DTRAIN_PEERS"; }
-peer_pubkey() { awk -v n="$1" '/^name/ {m = ($3 == "\"" n "\"")} m && /^pubkey/ {gsub(/"/, "", $3); print $3; exit}' "$DTRAIN_PEERS"; }
+peer_names() { peers_json | jq -r '.peers[].name'; }
+peer_pubkey() { peers_json | jq -r --arg n "$1" '.peers[] | select(.name == $n) | .pubkey'; }
 # A miner's assigned rows for an epoch, fetched and tokenized into SHARD with
 # their data spec in SPEC: DTRAIN_ROWS rows, doubled (at most 3 times) while
 # the shard holds no whole sequence of DTRAIN_SEQ_LEN tokens. Miner and
@@ -97,21 +102,12 @@ fetch_assigned() { # epoch uid spec shard
 # The peers file restricted to the members a round's members.json lists, in
 # the file's order (its top-level rules, such as max_weight, kept).
 members_peers() { # members.json
-  awk -v list="$(jq -r '.members | join(" ")' "$1")" '
-    function flush() { if (block && (name in keep)) printf "%s", buf; block = 0 }
-    BEGIN { n = split(list, a, " "); for (i = 1; i <= n; i++) keep["\"" a[i] "\""] = 1 }
-    /^\[\[peer\]\]/ { flush(); block = 1; buf = $0 "\n"; name = ""; next }
-    block { buf = buf $0 "\n"; if ($1 == "name") name = $3; next }
-    { print }
-    END { flush() }' "$DTRAIN_PEERS"
+  D peers "$DTRAIN_PEERS" --only "$(jq -r '.members | join(",")' "$1")" --toml
 }
 
 # A miner's uid: its `uid = N` in the peers file, else its rank there.
 peer_uid() {
-  local uid
-  uid=$(awk -v n="$1" '/^name/ {m = ($3 == "\"" n "\"")} m && /^uid/ {print $3; exit}' "$DTRAIN_PEERS")
-  [ -n "$uid" ] || uid=$(( $(peer_names | grep -nx "$1" | cut -d: -f1) - 1 ))
-  echo "$uid"
+  peers_json | jq -r --arg n "$1" '.peers | to_entries[] | select(.value.name == $n) | .value.uid // .key'
 }
 
 # The identity of a checkpoint folder: blake3 of its model.safetensors.

@@ -198,7 +198,8 @@ vpid=${pid_of[validator]}
 wait "$vpid" || { echo "swarm: the validator failed; see $work/validator.log" >&2; exit 1; }
 [ "$shown" -ge "$epochs" ] || { echo "swarm: only $shown of $epochs epochs ran; see $work/*.log" >&2; exit 1; }
 final=$(jq -r .model "$work/validator/epochs.jsonl" | tail -1)
-$D ledger verify --ledger "$work/validator/ledger.jsonl" --pubkey "$(sed -n '/name = "validator"/,/pubkey/s/pubkey = "\(.*\)"/\1/p' "$work/peers.toml")" >&2
+validator_pubkey=$($D peers "$work/peers.toml" | jq -r '.peers[] | select(.name == "validator") | .pubkey')
+$D ledger verify --ledger "$work/validator/ledger.jsonl" --pubkey "$validator_pubkey" >&2
 first_loss=$(jq -r 'select(.no_update | not) | .loss' "$work/validator/epochs.jsonl" | head -1)
 last_loss=$(jq -r 'select(.no_update | not) | .loss' "$work/validator/epochs.jsonl" | tail -1)
 echo "summary: $epochs epochs, loss $first_loss -> $last_loss, final model $final, weights $(jq -c .weights "$work/validator/weights.json")"

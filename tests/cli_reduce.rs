@@ -1079,3 +1079,57 @@ impl Write for Recorder {
         self.inner.flush()
     }
 }
+
+/// `dtrain peers`: the scripts' one reader of peers files. JSON of the whole
+/// file, a restricted file in the original order that reduce accepts, and an
+/// unknown member or a broken file refused with one line.
+#[test]
+fn peers_prints_the_file_and_restricts_it_to_a_rounds_members() {
+    let s = Swarm::new(3, 4096, &[1, 2, 3]);
+    let file = s.path("peers.toml");
+    let o = dtrain(&["peers", file.to_str().unwrap()], b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = v["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["p0", "p1", "p2"]);
+    assert_eq!(v["peers"][1]["pubkey"], s.pubs[1].as_str());
+    let round = s.path("round.toml");
+    let o = dtrain(
+        &[
+            "peers",
+            file.to_str().unwrap(),
+            "--only",
+            "p2,p0",
+            "--toml",
+            "-o",
+            round.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let two = dtrain::reduce::peers::Peers::read(&round).unwrap();
+    assert_eq!(
+        two.list.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        ["p0", "p2"]
+    );
+    // the restricted file is a round's peers file: p0 and p2 average without p1
+    std::fs::copy(&round, s.path("peers.toml")).unwrap();
+    let (c0, c2) = (s.spawn(0, "only", &[]), s.spawn(2, "only", &[]));
+    for c in [c0, c2] {
+        let (code, _, err) = finish(c, Duration::from_secs(60));
+        assert_eq!(code, Some(0), "{err}");
+    }
+    let o = dtrain(&["peers", file.to_str().unwrap(), "--only", "p9"], b"");
+    assert_fails(&o, 2, "no peer named 'p9'");
+    std::fs::write(s.path("bad.toml"), "[[peer]]\nname = 3\n").unwrap();
+    assert_fails(
+        &dtrain(&["peers", s.path("bad.toml").to_str().unwrap()], b""),
+        2,
+        "bad.toml",
+    );
+}

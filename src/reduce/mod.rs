@@ -1381,6 +1381,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
                             let mut io = Deadline::new(&s, HANDSHAKE_TIME);
                             match handshake::initiate(&mut io, &local, j) {
                                 Ok(sess) => {
+                                    tracing::debug!("connected to {}", peers.list[j].name);
                                     let _ = s.set_read_timeout(None);
                                     let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
                                     let _ = etx.send(Event::Outgoing(sess, s));
@@ -1392,9 +1393,15 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
                         Err(e) => last = format!("cannot connect to {}: {e}", peers.list[j].addr),
                     }
                 }
+                tracing::debug!(
+                    "dialing {}: {last}; again in {} ms",
+                    peers.list[j].name,
+                    delay.as_millis()
+                );
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_millis(500));
             }
+            tracing::debug!("gave up dialing {}: {last}", peers.list[j].name);
             let _ = etx.send(Event::NoConnection(j, last));
         });
     }

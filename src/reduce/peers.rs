@@ -30,24 +30,39 @@ pub enum Error {
     Invalid { path: String, why: String },
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 pub struct Peer {
     pub name: String,
     pub addr: String,
     pub pubkey: PublicKey,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth: Option<f64>,
     /// A miner's uid (which rows the subnet assigns it): the validator's
     /// record, which verify holds a miner's data spec to.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     max_weight: Option<u64>,
     peer: Vec<Peer>,
+}
+
+/// A TOML error as one line ("line L, column C: what"), not toml's
+/// multi-line snippet: errors are one line on stderr.
+fn one_line(e: &toml::de::Error, text: &str) -> String {
+    let what = e.message().trim();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {what}")
+        }
+        None => what.to_string(),
+    }
 }
 
 /// The weight cap when the peers file sets none: 2^24 sequences, far above
@@ -75,7 +90,7 @@ impl Peers {
     pub fn parse(text: &str, origin: &str) -> Result<Self, Error> {
         let f: File = toml::from_str(text).map_err(|e| Error::Parse {
             path: origin.into(),
-            why: e.to_string(),
+            why: one_line(&e, text),
         })?;
         let bad = |why: String| Error::Invalid {
             path: origin.into(),
@@ -128,6 +143,34 @@ impl Peers {
             list: f.peer,
             max_weight,
         })
+    }
+
+    /// The peers named in `names`, in this file's order, under the same rules.
+    pub fn only(&self, names: &[String]) -> Result<Peers, Error> {
+        if let Some(unknown) = names.iter().find(|n| self.rank(n).is_none()) {
+            return Err(Error::Invalid {
+                path: "--only".into(),
+                why: format!("no peer named '{unknown}' in the peers file"),
+            });
+        }
+        Ok(Peers {
+            list: self
+                .list
+                .iter()
+                .filter(|p| names.contains(&p.name))
+                .cloned()
+                .collect(),
+            max_weight: self.max_weight,
+        })
+    }
+
+    /// The peers file these peers and rules make (`parse` reads it back).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(&File {
+            max_weight: Some(self.max_weight),
+            peer: self.list.clone(),
+        })
+        .expect("peers serialize")
     }
 
     pub fn rank(&self, name: &str) -> Option<usize> {
@@ -208,6 +251,18 @@ mod tests {
             }
         }
         Peers::parse(&t, "test").unwrap()
+    }
+
+    #[test]
+    fn a_restricted_file_keeps_order_rules_and_reads_back() {
+        let all = peers(&[None, Some(2.0), None]);
+        let names = vec!["p2".to_string(), "p0".to_string()];
+        let two = Peers::parse(&all.only(&names).unwrap().to_toml(), "t").unwrap();
+        let got: Vec<&str> = two.list.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(got, ["p0", "p2"]);
+        assert_eq!(two.max_weight, all.max_weight);
+        assert_eq!(two.list[1].pubkey, all.list[2].pubkey);
+        assert!(all.only(&["p9".to_string()]).is_err());
     }
 
     #[test]
