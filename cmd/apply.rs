@@ -2,10 +2,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use dtrain::model::Checkpoint;
-use dtrain::optim::{ApplyOptions, Optim, Schedule};
+use dtrain::optim::{ApplyOptions, Schedule};
 use dtrain::tensors::TensorFile;
 
-use crate::common::{check_new_output, ForFlag};
+use crate::common::{check_new_output, ForFlag, OptimArg};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum ScheduleKind {
@@ -26,8 +26,8 @@ pub struct ApplyArgs {
     #[arg(long)]
     grad: PathBuf,
     /// The optimizer (its state travels in the checkpoint)
-    #[arg(long, value_enum, default_value_t = Optim::Lamb)]
-    optim: Optim,
+    #[arg(long, value_enum, default_value_t = OptimArg::Lamb)]
+    optim: OptimArg,
     /// Peak learning rate
     #[arg(long)]
     lr: f64,
@@ -81,7 +81,7 @@ pub fn run(args: ApplyArgs) -> Result<()> {
         },
     };
     let opts = ApplyOptions {
-        optim: args.optim,
+        optim: args.optim.into(),
         lr: args.lr,
         schedule,
         epoch: args.epoch,

@@ -2,7 +2,10 @@
 
 use dtrain::device::DeviceSpec;
 use dtrain::model::Precision;
+use dtrain::optim::Optim;
 use dtrain::ranges::RangeList;
+use dtrain::reduce::wire::Wire;
+use dtrain::tokenize::Format;
 
 /// Which sequences of a shard, how long, in what batches, where.
 #[derive(clap::Args, Debug, Clone)]
@@ -21,8 +24,8 @@ pub struct BatchArgs {
     #[arg(long, default_value = "auto")]
     pub device: DeviceSpec,
     /// Compute precision of matmuls and attention
-    #[arg(long, value_enum, default_value_t = Precision::F32)]
-    pub precision: Precision,
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
     /// ±1 projections per micro-batch gradient sketch in the receipt (0: none)
     #[arg(long, default_value_t = dtrain::sketch::DEFAULT_K)]
     pub sketch_k: usize,
@@ -36,7 +39,7 @@ impl BatchArgs {
             micro_batch: self.micro_batch,
             sequences: self.sequences.clone(),
             device: dtrain_torch::device::resolve(self.device)?,
-            precision: self.precision,
+            precision: self.precision.into(),
             sketch_k: self.sketch_k,
             miner: None,
             round: None,
@@ -70,3 +73,48 @@ pub fn check_new_output(path: &std::path::Path, force: bool) -> anyhow::Result<(
     }
     Ok(())
 }
+
+/// A clap value enum for a library enum: the libraries carry no clap derives
+/// (they are used without a command line), so each flag's choices are declared
+/// here, once, with the conversion into the library's type.
+macro_rules! value_enum {
+    ($(#[$doc:meta])* $arg:ident => $lib:ident { $($(#[$vdoc:meta])* $v:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+        pub enum $arg {
+            $($(#[$vdoc])* $v),+
+        }
+
+        impl From<$arg> for $lib {
+            fn from(a: $arg) -> Self {
+                match a {
+                    $($arg::$v => $lib::$v),+
+                }
+            }
+        }
+    };
+}
+
+value_enum!(
+    /// `--precision`: compute precision of the matmuls and attention
+    PrecisionArg => Precision { F32, Bf16 }
+);
+value_enum!(
+    /// `--optim`
+    OptimArg => Optim { Adamw, Lamb }
+);
+value_enum!(
+    /// `--wire`: how reduce encodes values on the wire
+    WireArg => Wire { F32, Bf16, Q8 }
+);
+value_enum!(
+    /// `--format`: how input text is cut into documents
+    FormatArg => Format {
+        /// One JSON object per line; its "text" field is a document.
+        Jsonl,
+        /// Paragraphs separated by blank lines are documents.
+        Text,
+        /// Every non-empty line is a document.
+        Lines,
+    }
+);

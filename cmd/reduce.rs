@@ -1,11 +1,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::common::ForFlag;
+use crate::common::{ForFlag, WireArg};
 use anyhow::{bail, Result};
 use dtrain::keys::Key;
 use dtrain::reduce::peers::Peers;
-use dtrain::reduce::wire::Wire;
 use dtrain::reduce::{self, Config};
 
 #[derive(clap::Args, Debug)]
@@ -37,8 +36,8 @@ pub struct ReduceArgs {
     #[arg(long)]
     transcript: Option<PathBuf>,
     /// Number format on the wire
-    #[arg(long, value_enum, default_value_t = Wire::F32)]
-    wire: Wire,
+    #[arg(long, value_enum, default_value_t = WireArg::F32)]
+    wire: WireArg,
     /// Seconds by which the round finishes or fails
     #[arg(long, default_value_t = 120.0)]
     deadline: f64,
@@ -93,7 +92,7 @@ pub fn run(args: ReduceArgs) -> Result<()> {
         round: args.round.clone(),
         input: args.input.clone(),
         output: args.out.clone(),
-        wire: args.wire,
+        wire: args.wire.into(),
         deadline: Duration::from_secs_f64(args.deadline),
         weight: args.weight,
         allow_nonfinite: args.allow_nonfinite,

@@ -3,8 +3,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use crate::common::ForFlag;
-use dtrain::tokenize::{Format, Input};
+use crate::common::{ForFlag, FormatArg};
+use dtrain::tokenize::Input;
 use dtrain::tokenizer::Tokenizer;
 
 #[derive(clap::Args, Debug)]
@@ -15,8 +15,8 @@ pub struct TokenizeArgs {
     /// Input files ("-" or none: standard input)
     files: Vec<PathBuf>,
     /// How the input is cut into documents
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+    format: FormatArg,
     /// Output shard (default: standard output, if it is not a terminal)
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -61,7 +61,7 @@ pub fn run(args: TokenizeArgs) -> Result<()> {
             });
         }
     }
-    let (tokens, summary) = dtrain::tokenize::run(&tok, &inputs, args.format, args.lossy)?;
+    let (tokens, summary) = dtrain::tokenize::run(&tok, &inputs, args.format.into(), args.lossy)?;
     match &args.output {
         Some(p) => dtrain::tokens::write_file(p, &tokens)?,
         None => dtrain::tokens::write_to(std::io::stdout().lock(), &tokens)?,

@@ -41,7 +41,7 @@ pub enum Error {
 }
 
 /// How input text is cut into documents.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// One JSON object per line; its "text" field is a document.
     Jsonl,

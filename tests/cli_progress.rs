@@ -86,6 +86,20 @@ impl Pipeline {
         Pipeline { dir, corpus }
     }
 
+    /// A pipeline with a tiny model ("model") and a miner key ("m.key"), and that key's public half.
+    fn with_model() -> (Pipeline, String) {
+        let w = Pipeline::new();
+        let init = dtrain(
+            &["init", "--arch", "tiny", "--seed", "3", "-o", &w.p("model")],
+            b"",
+        );
+        assert!(init.status.success(), "{}", stderr(&init));
+        let key = dtrain(&["keygen", "-o", &w.p("m.key")], b"");
+        assert!(key.status.success(), "{}", stderr(&key));
+        let pubkey = String::from_utf8(key.stdout).unwrap().trim().to_string();
+        (w, pubkey)
+    }
+
     fn p(&self, f: &str) -> String {
         s(&self.dir.path().join(f)).to_string()
     }
@@ -147,15 +161,7 @@ fn strs(v: &[String]) -> Vec<&str> {
 
 #[test]
 fn the_miners_pipeline_draws_bars_on_a_terminal_and_only_summaries_in_a_pipe() {
-    let w = Pipeline::new();
-    assert!(dtrain(
-        &["init", "--arch", "tiny", "--seed", "3", "-o", &w.p("model")],
-        b""
-    )
-    .status
-    .success());
-    let key = dtrain(&["keygen", "-o", &w.p("m.key")], b"");
-    let pubkey = String::from_utf8(key.stdout).unwrap().trim().to_string();
+    let (w, pubkey) = Pipeline::with_model();
 
     assert_bar(
         &on_terminal(&strs(&w.fetch_args("rows-t.jsonl")), &[]),
@@ -268,16 +274,7 @@ fn push_and_pull_draw_byte_bars_on_a_terminal_only() {
 /// Two reduce peers on gradients from one model: one on a terminal, one in a pipe.
 #[test]
 fn reduce_draws_a_bar_per_phase_and_logs_its_members_when_asked() {
-    let w = Pipeline::new();
-    assert!(dtrain(
-        &["init", "--arch", "tiny", "--seed", "3", "-o", &w.p("model")],
-        b""
-    )
-    .status
-    .success());
-    assert!(dtrain(&["keygen", "-o", &w.p("m.key")], b"")
-        .status
-        .success());
+    let (w, _) = Pipeline::with_model();
     let rows = dtrain_env(&strs(&w.fetch_args("rows.jsonl")), &[]);
     assert!(rows.status.success());
     let t = dtrain(

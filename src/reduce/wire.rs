@@ -20,9 +20,7 @@ pub const MAC_LEN: usize = 16;
 pub const Q8_BLOCK: usize = 64;
 const HEADER: usize = 9;
 
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Wire {
     F32,
