@@ -55,6 +55,9 @@ pub fn directive(v: Verbosity) -> String {
 /// Installs the subscriber: `DTRAIN_LOG` if set, else what `v` asks for.
 pub fn init(v: Verbosity) -> Result<(), BadFilter> {
     QUIET.store(v.quiet, Ordering::Relaxed);
+    if v.quiet {
+        crate::progress::hide();
+    }
     let filter = match std::env::var(ENV) {
         Ok(spec) if !spec.trim().is_empty() => {
             EnvFilter::try_new(&spec).map_err(|e| BadFilter(e.to_string()))?

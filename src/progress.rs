@@ -6,14 +6,21 @@
 //! (reduce's phases) stack instead of overwriting each other.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::LazyLock;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressFinish, ProgressStyle};
 
 static BARS: LazyLock<MultiProgress> = LazyLock::new(MultiProgress::new);
+static HIDDEN: AtomicBool = AtomicBool::new(false);
+
+/// No bars from now on, even on a terminal (`-q`).
+pub fn hide() {
+    HIDDEN.store(true, Ordering::Relaxed);
+}
 
 fn shown() -> bool {
-    std::io::stderr().is_terminal() && !crate::log::quiet()
+    std::io::stderr().is_terminal() && !HIDDEN.load(Ordering::Relaxed)
 }
 
 fn bar(total: u64, what: &str, template: &str) -> ProgressBar {

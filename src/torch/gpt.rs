@@ -161,21 +161,3 @@ impl Gpt {
         loss_sum / n as f64
     }
 }
-
-/// A checkpoint's parameters as tensors on `device` (f32, requiring grad).
-pub fn to_tensors(
-    ckpt: &dtrain::model::Checkpoint,
-    device: tch::Device,
-) -> Result<Vec<Tensor>, crate::train::Error> {
-    let shapes = ckpt.config.param_shapes();
-    (0..shapes.len())
-        .map(|i| {
-            let data = ckpt.param(i)?;
-            let shape: Vec<i64> = shapes[i].iter().map(|&d| d as i64).collect();
-            let t = Tensor::f_from_slice(&data)?
-                .f_reshape(&shape)?
-                .f_to_device(device)?;
-            Ok(t.set_requires_grad(true))
-        })
-        .collect()
-}

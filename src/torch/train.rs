@@ -139,6 +139,24 @@ fn batch(tokens: &[u16], seqs: &[u64], seq_len: usize, device: Device) -> (Tenso
 
 pub use dtrain::tensors::{l2_norm, sum_sq};
 
+/// A checkpoint's parameters as tensors on `device` (f32, requiring grad).
+pub fn to_tensors(
+    ckpt: &dtrain::model::Checkpoint,
+    device: tch::Device,
+) -> Result<Vec<Tensor>, Error> {
+    let shapes = ckpt.config.param_shapes();
+    (0..shapes.len())
+        .map(|i| {
+            let data = ckpt.param(i)?;
+            let shape: Vec<i64> = shapes[i].iter().map(|&d| d as i64).collect();
+            let t = Tensor::f_from_slice(&data)?
+                .f_reshape(&shape)?
+                .f_to_device(device)?;
+            Ok(t.set_requires_grad(true))
+        })
+        .collect()
+}
+
 /// The loaded model and the micro-batch loop, shared by train-step, eval and verify.
 pub struct Engine {
     pub gpt: Gpt,
@@ -147,7 +165,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn load(ckpt: &Checkpoint, device: Device, precision: Precision) -> Result<Self, Error> {
-        let params = crate::gpt::to_tensors(ckpt, device)?;
+        let params = to_tensors(ckpt, device)?;
         Ok(Self {
             gpt: Gpt::new(ckpt.config.clone(), params, precision),
             device,
