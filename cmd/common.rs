@@ -59,6 +59,17 @@ impl<T, E: Into<anyhow::Error>> ForFlag<T> for Result<T, E> {
     }
 }
 
+/// Writes `text` to `-o FILE` (a temporary renamed into place) or to stdout.
+pub fn write_output(path: Option<&std::path::Path>, text: &str) -> anyhow::Result<()> {
+    match path {
+        Some(path) => dtrain::fsio::write_atomic(path, text.as_bytes()).for_flag("-o", path),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
 /// Refuses to write a new folder over an existing one unless `force`.
 pub fn check_new_output(path: &std::path::Path, force: bool) -> anyhow::Result<()> {
     if path.exists() && !force {

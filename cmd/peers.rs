@@ -34,10 +34,5 @@ pub fn run(args: PeersArgs) -> Result<()> {
     } else {
         serde_json::json!({"max_weight": peers.max_weight, "peers": peers.list}).to_string() + "\n"
     };
-    match &args.output {
-        Some(path) => dtrain::fsio::write_atomic(path, text.as_bytes())
-            .map_err(|e| anyhow::Error::from(e).context(format!("-o {}", path.display())))?,
-        None => print!("{text}"),
-    }
-    Ok(())
+    crate::common::write_output(args.output.as_deref(), &text)
 }

@@ -53,12 +53,7 @@ pub fn run(args: StatusArgs) -> Result<()> {
     } else {
         table(&status)
     };
-    match &args.output {
-        Some(path) => dtrain::fsio::write_atomic(path, text.as_bytes())
-            .map_err(|e| anyhow::Error::from(e).context(format!("-o {}", path.display())))?,
-        None => print!("{text}"),
-    }
-    Ok(())
+    crate::common::write_output(args.output.as_deref(), &text)
 }
 
 /// Two columns, one line per fact; absent facts are left out.

@@ -222,9 +222,6 @@ impl Engine {
         let started = Instant::now();
         let mut tokens_done = 0usize;
         for mb in seqs.chunks(opts.micro_batch) {
-            tokens_done += mb.len() * opts.seq_len;
-            bar.set_message(tokens_per_second(tokens_done, started));
-            bar.inc(1);
             let scale = mb.len() as f64 / total;
             let (loss, flat) = self.micro_batch(tokens, mb, opts.seq_len, scale);
             let sketch = sketcher
@@ -235,6 +232,8 @@ impl Engine {
                 Some(a) => a + flat,
             });
             out.push((loss, sketch));
+            tokens_done += mb.len() * opts.seq_len;
+            advance(bar, tokens_done, started);
         }
         (out, acc.expect("at least one micro-batch"))
     }
@@ -491,8 +490,6 @@ pub fn eval(
     );
     let started = Instant::now();
     for mb in seqs.chunks(opts.micro_batch) {
-        bar.set_message(tokens_per_second((done + mb.len()) * opts.seq_len, started));
-        bar.inc(1);
         let (x, y) = batch(shard.tokens(), mb, opts.seq_len, engine.device);
         let logits = engine.gpt.logits(&x);
         let loss = logits.cross_entropy_loss::<Tensor>(
@@ -512,6 +509,7 @@ pub fn eval(
                 .f_copy_data_u8(&mut w.data_mut()[start..start + n * 4], n)?;
         }
         done += mb.len();
+        advance(&bar, done * opts.seq_len, started);
     }
     if let Some(w) = writer {
         w.commit()?;
@@ -519,8 +517,12 @@ pub fn eval(
     Ok((sum / seqs.len() as f64, seqs.len()))
 }
 
-/// "12.3k tokens/s", for a progress bar.
-fn tokens_per_second(tokens: usize, since: Instant) -> String {
-    let rate = tokens as f64 / since.elapsed().as_secs_f64().max(1e-3);
-    format!("{} tokens/s", indicatif::HumanCount(rate as u64))
+/// One micro-batch done: the bar moves on and says the rate so far, "12,300
+/// tokens/s" (nothing is formatted for a hidden bar).
+fn advance(bar: &indicatif::ProgressBar, tokens_done: usize, since: Instant) {
+    if !bar.is_hidden() {
+        let rate = tokens_done as f64 / since.elapsed().as_secs_f64().max(1e-3);
+        bar.set_message(format!("{} tokens/s", indicatif::HumanCount(rate as u64)));
+    }
+    bar.inc(1);
 }
