@@ -99,7 +99,7 @@ pub fn run(args: ReduceArgs) -> Result<()> {
         clip,
         max_rate: args.max_rate.map(|r| r * 1e6),
         chunk: args.chunk,
-        floor: args.floor,
+        transport_only: args.floor,
         min_peers: args.min_peers,
     };
     let outcome = reduce::run(cfg)?;

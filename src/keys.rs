@@ -23,6 +23,7 @@ pub enum Error {
 }
 
 /// A secret key.
+#[derive(Clone)]
 pub struct Key(SigningKey);
 
 impl Key {

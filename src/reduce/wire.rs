@@ -18,7 +18,7 @@ use std::io::{self, IoSlice, Read, Write};
 pub const MAX_FRAME: usize = 8 << 20;
 pub const MAC_LEN: usize = 16;
 pub const Q8_BLOCK: usize = 64;
-const HEADER: usize = 9;
+pub const HEADER: usize = 9;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -293,7 +293,7 @@ pub struct Frame {
     pub kind: u8,
     pub attempt: u32,
     pub payload: Vec<u8>,
-    /// blake3 of the payload (zero in floor mode).
+    /// blake3 of the payload (zero in transport-only mode).
     pub hash: [u8; 32],
 }
 
