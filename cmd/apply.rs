@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use crate::exit::{bad_input, Result};
 use dtrain::model::Checkpoint;
 use dtrain::optim::{ApplyOptions, Schedule};
 use dtrain::tensors::TensorFile;
@@ -77,7 +77,11 @@ pub fn run(args: ApplyArgs) -> Result<()> {
                 warmup: args.warmup,
                 total,
             },
-            _ => bail!("--schedule warmup-cosine needs --total greater than --warmup"),
+            _ => {
+                return Err(bad_input!(
+                    "--schedule warmup-cosine needs --total greater than --warmup"
+                ))
+            }
         },
     };
     let opts = ApplyOptions {

@@ -33,7 +33,7 @@ pub struct BatchArgs {
 
 #[cfg(dtrain_torch)]
 impl BatchArgs {
-    pub fn options(&self) -> anyhow::Result<dtrain_torch::train::StepOptions> {
+    pub fn options(&self) -> crate::exit::Result<dtrain_torch::train::StepOptions> {
         Ok(dtrain_torch::train::StepOptions {
             seq_len: self.seq_len,
             micro_batch: self.micro_batch,
@@ -50,17 +50,17 @@ impl BatchArgs {
 /// Names the flag (and path) an input came from in its error, so a missing
 /// file reads `--tokens nope.bin: No such file or directory`.
 pub trait ForFlag<T> {
-    fn for_flag(self, flag: &str, path: &std::path::Path) -> anyhow::Result<T>;
+    fn for_flag(self, flag: &str, path: &std::path::Path) -> crate::exit::Result<T>;
 }
 
-impl<T, E: Into<anyhow::Error>> ForFlag<T> for Result<T, E> {
-    fn for_flag(self, flag: &str, path: &std::path::Path) -> anyhow::Result<T> {
+impl<T, E: Into<crate::exit::CliError>> ForFlag<T> for Result<T, E> {
+    fn for_flag(self, flag: &str, path: &std::path::Path) -> crate::exit::Result<T> {
         self.map_err(|e| e.into().context(format!("{flag} {}", path.display())))
     }
 }
 
 /// Writes `text` to `-o FILE` (a temporary renamed into place) or to stdout.
-pub fn write_output(path: Option<&std::path::Path>, text: &str) -> anyhow::Result<()> {
+pub fn write_output(path: Option<&std::path::Path>, text: &str) -> crate::exit::Result<()> {
     match path {
         Some(path) => dtrain::fsio::write_atomic(path, text.as_bytes()).for_flag("-o", path),
         None => {
@@ -71,16 +71,15 @@ pub fn write_output(path: Option<&std::path::Path>, text: &str) -> anyhow::Resul
 }
 
 /// Refuses to write a new folder over an existing one unless `force`.
-pub fn check_new_output(path: &std::path::Path, force: bool) -> anyhow::Result<()> {
+pub fn check_new_output(path: &std::path::Path, force: bool) -> crate::exit::Result<()> {
     if path.exists() && !force {
-        return Err(dtrain::exit::Coded::new(
-            dtrain::exit::Code::BadInput,
+        return Err(crate::exit::CliError::new(
+            crate::exit::Code::BadInput,
             format!(
                 "-o {}: exists already; pass --force to replace it",
                 path.display()
             ),
-        )
-        .into());
+        ));
     }
     Ok(())
 }

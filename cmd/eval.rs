@@ -30,7 +30,7 @@ pub use with_torch::run;
 mod with_torch {
     use super::*;
     use crate::common::ForFlag;
-    use anyhow::Result;
+    use crate::exit::Result;
     use dtrain::model::Checkpoint;
     use dtrain::tokens::Shard;
 

@@ -1,7 +1,7 @@
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use crate::exit::{bad_input, Result};
 use dtrain::data::{self, Assignment, Corpus, DataSpec, Source};
 use dtrain::hub::client::HubClient;
 
@@ -72,7 +72,7 @@ pub fn run(args: FetchShardArgs) -> Result<()> {
     let src = match &args.source {
         Some(dir) => {
             if !dir.is_dir() {
-                bail!("--source {}: not a folder", dir.display());
+                return Err(bad_input!("--source {}: not a folder", dir.display()));
             }
             Source::local(dir, &repo)
         }

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::exit::{Context, Result};
 use clap::CommandFactory;
 use clap_complete::Shell;
 

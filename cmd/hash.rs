@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use crate::exit::{Context, Result};
 
 #[derive(clap::Args, Debug)]
 #[command(after_long_help = "Example:

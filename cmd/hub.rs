@@ -1,8 +1,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use dtrain::exit::{Code, Coded};
+use crate::exit::{CliError, Code};
+use crate::exit::{Context, Result};
 use dtrain::hub::serve::{Faults, Limits, Options, Server, WritersFile};
 
 #[derive(clap::Args, Debug)]
@@ -92,23 +92,22 @@ pub fn run(args: HubArgs) -> Result<()> {
 /// The `--tokens` file: every writer's token, and what it may write.
 fn read_writers(path: &std::path::Path) -> Result<Vec<dtrain::hub::serve::Writer>> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| Coded::new(Code::BadInput, format!("--tokens {}: {e}", path.display())))?;
+        .map_err(|e| CliError::new(Code::BadInput, format!("--tokens {}: {e}", path.display())))?;
     let file: WritersFile = toml::from_str(&text).map_err(|e| {
-        Coded::new(
+        CliError::new(
             Code::BadInput,
             format!("--tokens {}: {}", path.display(), e.message()),
         )
     })?;
     if let Some(w) = file.writer.iter().find(|w| w.token.len() < 16) {
-        return Err(Coded::new(
+        return Err(CliError::new(
             Code::BadInput,
             format!(
                 "--tokens {}: {}'s token is shorter than 16 characters",
                 path.display(),
                 w.name
             ),
-        )
-        .into());
+        ));
     }
     Ok(file.writer)
 }

@@ -15,7 +15,7 @@ pub use with_torch::run;
 #[cfg(dtrain_torch)]
 mod with_torch {
     use super::*;
-    use anyhow::Result;
+    use crate::exit::Result;
 
     pub fn run(args: InfoArgs) -> Result<()> {
         let i = dtrain_torch::info::collect();

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use anyhow::Result;
+use crate::exit::Result;
 use dtrain::model::Config;
 
 #[derive(clap::Args, Debug)]

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use anyhow::Result;
+use crate::exit::{bad_input, Result};
 use dtrain::keys::{Key, PublicKey};
 use dtrain::ledger::{self, NewEntry};
 
@@ -176,7 +176,9 @@ pub fn run(args: LedgerArgs) -> Result<()> {
             must_exist(&a.ledger)?;
             let entries = ledger::read(&a.ledger, None)?;
             if !(64..=8192).contains(&a.width) || !(64..=8192).contains(&a.height) {
-                anyhow::bail!("--width and --height must be between 64 and 8192 pixels");
+                return Err(bad_input!(
+                    "--width and --height must be between 64 and 8192 pixels"
+                ));
             }
             dtrain::plot::plot(&entries, &a.output, a.width, a.height)?;
             println!(
@@ -213,11 +215,10 @@ pub fn run(args: LedgerArgs) -> Result<()> {
 /// A ledger to read must exist (`append` alone starts a new one).
 fn must_exist(path: &std::path::Path) -> Result<()> {
     if !path.is_file() {
-        return Err(dtrain::exit::Coded::new(
-            dtrain::exit::Code::BadInput,
+        return Err(crate::exit::CliError::new(
+            crate::exit::Code::BadInput,
             format!("--ledger {}: no such ledger file", path.display()),
-        )
-        .into());
+        ));
     }
     Ok(())
 }
@@ -226,7 +227,7 @@ fn must_exist(path: &std::path::Path) -> Result<()> {
 /// chain and signatures, each entry's model against its tag's checkpoint, and
 /// the newest tag against the last entry.
 fn verify_published(repo: &str, pubkey: &PublicKey) -> Result<()> {
-    use dtrain::exit::{Code, Coded};
+    use crate::exit::{CliError, Code};
     use dtrain::hub::{client::HubClient, publish};
     let client = HubClient::from_env(3);
     let work = std::env::temp_dir().join(format!("dtrain-ledger-verify-{}", std::process::id()));
@@ -241,16 +242,15 @@ fn verify_published(repo: &str, pubkey: &PublicKey) -> Result<()> {
     let (dir, newest_model) = model_of(&newest)?;
     let path = dir.join("ledger.jsonl");
     if !path.is_file() {
-        return Err(Coded::new(
+        return Err(CliError::new(
             Code::Rejected,
             format!("{repo} tag {newest} carries no ledger.jsonl"),
-        )
-        .into());
+        ));
     }
     let entries = ledger::read(&path, Some(pubkey))?;
     let last = entries.last().ok_or(ledger::Error::Empty)?;
     if last.model != newest_model {
-        return Err(Coded::new(
+        return Err(CliError::new(
             Code::Rejected,
             format!(
                 "{repo} tag {newest} holds model {}, the ledger's last entry (epoch {}) records {}: a truncated or rewritten history",
@@ -259,7 +259,7 @@ fn verify_published(repo: &str, pubkey: &PublicKey) -> Result<()> {
                 short(&last.model)
             ),
         )
-        .into());
+        );
     }
     for e in &entries {
         let Some(tag) = &e.tag else { continue };
@@ -269,11 +269,11 @@ fn verify_published(repo: &str, pubkey: &PublicKey) -> Result<()> {
                 "ledger entry {} names tag {tag:?}, not an epoch tag",
                 e.index
             );
-            return Err(Coded::new(Code::Rejected, why).into());
+            return Err(CliError::new(Code::Rejected, why));
         }
         let (_, model) = model_of(tag)?;
         if model != e.model {
-            return Err(Coded::new(
+            return Err(CliError::new(
                 Code::Rejected,
                 format!(
                     "ledger entry {} (epoch {}): tag {tag} holds model {}, the entry records {}",
@@ -282,8 +282,7 @@ fn verify_published(repo: &str, pubkey: &PublicKey) -> Result<()> {
                     short(&model),
                     short(&e.model)
                 ),
-            )
-            .into());
+            ));
         }
     }
     println!(

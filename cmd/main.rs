@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 mod apply;
 mod common;
 mod eval;
+mod exit;
 mod fetch_shard;
 mod gen_docs;
 mod hash;
@@ -132,7 +133,7 @@ fn main() {
     };
     if let Err(err) = dtrain::log::init(verbosity) {
         eprintln!("dtrain: {err}");
-        std::process::exit(dtrain::exit::Code::BadInput as i32);
+        std::process::exit(crate::exit::Code::BadInput as i32);
     }
     // Filters behave like Unix filters: a closed stdout pipe ends the process
     // quietly. Network commands must instead see a dead peer's socket as an
@@ -179,36 +180,30 @@ fn main() {
         Command::GenDocs(a) => gen_docs::run(a),
     };
     if let Err(err) = result {
-        eprintln!("dtrain: {}", dtrain::exit::message(&err));
-        std::process::exit(code_of(&err) as i32);
+        eprintln!("dtrain: {}", err.message());
+        std::process::exit(err.code as i32);
     }
 }
-
-#[cfg(not(dtrain_torch))]
-use dtrain::exit::code_of;
-#[cfg(dtrain_torch)]
-use dtrain_torch::exit::code_of;
 
 /// The commands that touch a model run in `dtrain-torch`, beside this binary
 /// (libtorch costs ~0.3 s and ~120 MB before `main`; the other commands do not
 /// pay it): exec'd with the same arguments, so its output and exit code are
 /// the command's. The arguments were checked here already.
 #[cfg(not(dtrain_torch))]
-fn hand_to_torch() -> anyhow::Result<()> {
+fn hand_to_torch() -> exit::Result<()> {
     use std::os::unix::process::CommandExt;
     let me = std::env::current_exe()?;
     let torch = me.with_file_name("dtrain-torch");
     let err = std::process::Command::new(&torch)
         .args(std::env::args_os().skip(1))
         .exec();
-    Err(dtrain::exit::Coded::new(
-        dtrain::exit::Code::Io,
+    Err(exit::CliError::new(
+        exit::Code::Io,
         format!(
             "this command runs in dtrain-torch, which is not beside {} ({err}); scripts/setup.sh builds both",
             me.display()
         ),
-    )
-    .into())
+    ))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use anyhow::Result;
+use crate::exit::Result;
 use dtrain::hub::client::HubClient;
 use dtrain::hub::publish::{self, PushOptions};
 
@@ -58,9 +58,9 @@ pub fn run(args: PushArgs) -> Result<()> {
                 "{}: no such repository (pass --create to make it)",
                 args.repo
             );
-            dtrain::exit::Coded::new(dtrain::exit::Code::BadInput, why).into()
+            crate::exit::CliError::bad_input(why)
         } else {
-            anyhow::Error::from(e)
+            e.into()
         }
     })?;
     if args.json {

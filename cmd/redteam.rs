@@ -11,11 +11,15 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+#[path = "exit.rs"]
+#[allow(dead_code, unused_macros, unused_imports)]
+mod exit;
+
 use clap::Parser;
 use dtrain::keys::Key;
 use dtrain::receipt::Receipt;
 use dtrain::tensors::TensorFile;
+use exit::{Context, Result};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -82,7 +86,7 @@ fn main() {
         Cli::Forge(a) => forge(a),
     };
     if let Err(err) = result {
-        eprintln!("dtrain-redteam: {}", dtrain::exit::message(&err));
-        std::process::exit(dtrain::exit::code_of(&err) as i32);
+        eprintln!("dtrain-redteam: {}", err.message());
+        std::process::exit(err.code as i32);
     }
 }

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::common::{ForFlag, WireArg};
-use anyhow::{bail, Result};
+use crate::exit::{bad_input, Result};
 use dtrain::keys::Key;
 use dtrain::reduce::peers::Peers;
 use dtrain::reduce::{self, Config};
@@ -75,15 +75,23 @@ pub fn run(args: ReduceArgs) -> Result<()> {
             .and_then(|t| t.parse::<f64>().ok())
         {
             Some(t) if t > 0.0 => Some(t),
-            _ => bail!("--clip takes centered:TAU with TAU > 0, got '{s}'"),
+            _ => {
+                return Err(bad_input!(
+                    "--clip takes centered:TAU with TAU > 0, got '{s}'"
+                ))
+            }
         },
     };
     // Duration::from_secs_f64 panics past u64 seconds: a week is more than any round
     if !(args.deadline > 0.0 && args.deadline <= 7.0 * 86_400.0) {
-        bail!("--deadline must be between 0 and 604800 seconds (a week)");
+        return Err(bad_input!(
+            "--deadline must be between 0 and 604800 seconds (a week)"
+        ));
     }
     if let Some(r) = args.max_rate.filter(|r| !(*r >= 1e-3 && r.is_finite())) {
-        bail!("--max-rate must be at least 0.001 MB/s, got {r}");
+        return Err(bad_input!(
+            "--max-rate must be at least 0.001 MB/s, got {r}"
+        ));
     }
     let cfg = Config {
         peers: Peers::read(&args.peers).for_flag("--peers", &args.peers)?,

@@ -1,8 +1,8 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 
-use anyhow::Result;
-use dtrain::exit::{Code, Coded};
+use crate::exit::Result;
+use crate::exit::{CliError, Code};
 use dtrain::receipt::Receipt;
 use dtrain::reduce::transcript::Transcript;
 use dtrain::score::{self, Config, State, VerdictIn};
@@ -67,7 +67,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
             continue;
         }
         let v: VerdictIn = serde_json::from_str(&line).map_err(|e| {
-            Coded::new(
+            CliError::new(
                 Code::BadInput,
                 format!(
                     "{} line {}: not a verdict: {e}",
@@ -109,7 +109,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     let transcripts: Vec<Transcript> = trusted.into_iter().cloned().collect();
     let prev: State = match &args.state {
         Some(p) if p.exists() => serde_json::from_str(&std::fs::read_to_string(p)?)
-            .map_err(|e| Coded::new(Code::BadInput, format!("{}: {e}", p.display())))?,
+            .map_err(|e| CliError::new(Code::BadInput, format!("{}: {e}", p.display())))?,
         _ => State::default(),
     };
     let cfg = Config {

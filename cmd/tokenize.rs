@@ -1,7 +1,7 @@
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use crate::exit::{bad_input, Context, Result};
 
 use crate::common::{ForFlag, FormatArg};
 use dtrain::tokenize::Input;
@@ -34,7 +34,9 @@ pub struct TokenizeArgs {
 
 pub fn run(args: TokenizeArgs) -> Result<()> {
     if args.output.is_none() && std::io::stdout().is_terminal() {
-        bail!("refusing to write a binary shard to a terminal; use -o FILE or a pipe");
+        return Err(bad_input!(
+            "refusing to write a binary shard to a terminal; use -o FILE or a pipe"
+        ));
     }
     let tok = match &args.tokenizer {
         Some(spec) => Tokenizer::load(spec)?,

@@ -51,7 +51,7 @@ pub use with_torch::run;
 mod with_torch {
     use super::*;
     use crate::common::ForFlag;
-    use anyhow::{Context, Result};
+    use crate::exit::{Context, Result};
     use dtrain::model::Checkpoint;
     use dtrain::tokens::Shard;
 

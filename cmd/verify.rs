@@ -90,9 +90,9 @@ pub use with_torch::run;
 mod with_torch {
     use super::*;
     use crate::common::ForFlag;
-    use anyhow::Result;
+    use crate::exit::Result;
+    use crate::exit::{CliError, Code};
     use dtrain::data::{Assignment, DataSpec, Source};
-    use dtrain::exit::{Code, Coded};
     use dtrain::hub::client::HubClient;
     use dtrain::model::Checkpoint;
     use dtrain::receipt::Receipt;
@@ -133,7 +133,7 @@ mod with_torch {
         let miner = args.miner.as_deref();
         // what the miner published: a defect in it is a FAIL verdict, not a usage error
         let text = std::fs::read_to_string(&args.receipt).map_err(|e| {
-            Coded::new(
+            CliError::new(
                 Code::BadInput,
                 format!("--receipt {}: {e}", args.receipt.display()),
             )
@@ -222,7 +222,10 @@ mod with_torch {
                 .find(|c| !c.pass)
                 .map(|c| format!("{}: {}", c.name, c.detail))
                 .unwrap_or_default();
-            return Err(Coded::new(Code::Rejected, format!("verification failed: {first}")).into());
+            return Err(CliError::new(
+                Code::Rejected,
+                format!("verification failed: {first}"),
+            ));
         }
         Ok(())
     }

@@ -16,7 +16,6 @@
 
 pub mod data;
 pub mod device;
-pub mod exit;
 pub mod fsio;
 pub mod hub;
 pub mod keys;

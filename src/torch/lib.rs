@@ -9,7 +9,6 @@
 //! to, links it.
 
 pub mod device;
-pub mod exit;
 pub mod gpt;
 pub mod info;
 pub mod sketch;
