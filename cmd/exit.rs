@@ -320,12 +320,53 @@ impl Classify for dtrain_torch::train::Error {
 #[cfg(dtrain_torch)]
 impl Classify for dtrain_torch::verify::Error {
     fn code(&self) -> Code {
+        use dtrain_torch::verify::Error as E;
         match self {
-            dtrain_torch::verify::Error::Data(e) => match e.code() {
+            E::Verify(e) => e.code(),
+            E::Train(e) => e.code(),
+            E::Tokens(e) => e.code(),
+            E::Torch(_) => Code::Io,
+        }
+    }
+}
+
+impl Classify for dtrain::reduce::BadClip {
+    fn code(&self) -> Code {
+        Code::BadInput
+    }
+}
+
+impl Classify for dtrain::score::Error {
+    fn code(&self) -> Code {
+        match self {
+            dtrain::score::Error::Io { source, .. } => io_code(source),
+            _ => Code::BadInput,
+        }
+    }
+}
+
+impl Classify for dtrain::receipt::ReadError {
+    fn code(&self) -> Code {
+        match self {
+            dtrain::receipt::ReadError::Io { source, .. } => io_code(source),
+            _ => Code::BadInput,
+        }
+    }
+}
+
+/// Only the validator's own inputs fail verify (a miner's defect is a FAIL verdict).
+impl Classify for dtrain::verify::Error {
+    fn code(&self) -> Code {
+        use dtrain::verify::Error as E;
+        match self {
+            E::Io { source, .. } => io_code(source),
+            E::Data(e) => match e.code() {
                 Code::Io => Code::Io,
                 _ => Code::BadInput,
             },
-            _ => Code::BadInput,
+            E::Tensors(e) => e.code(),
+            E::Tokens(e) => e.code(),
+            E::Tokenizer(e) => e.code(),
         }
     }
 }

@@ -19,7 +19,7 @@ use clap::Parser;
 use dtrain::keys::Key;
 use dtrain::receipt::Receipt;
 use dtrain::tensors::TensorFile;
-use exit::{Context, Result};
+use exit::Result;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -72,9 +72,7 @@ fn forge(a: ForgeArgs) -> Result<()> {
         .collect();
     drop(g);
     dtrain::tensors::write_flat_f32(&a.grad, &specs, &forged, &meta)?;
-    let text =
-        std::fs::read_to_string(&a.receipt).with_context(|| a.receipt.display().to_string())?;
-    let mut r = Receipt::from_json(&text)?;
+    let mut r = Receipt::read(&a.receipt)?;
     r.grad = dtrain::fsio::hash_file(&a.grad)?.to_hex().to_string();
     r.sign(&Key::load(&a.key)?);
     dtrain::fsio::write_atomic(&a.receipt, r.to_json().as_bytes())?;

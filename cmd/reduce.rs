@@ -68,20 +68,7 @@ pub struct ReduceArgs {
 }
 
 pub fn run(args: ReduceArgs) -> Result<()> {
-    let clip = match &args.clip {
-        None => None,
-        Some(s) => match s
-            .strip_prefix("centered:")
-            .and_then(|t| t.parse::<f64>().ok())
-        {
-            Some(t) if t > 0.0 => Some(t),
-            _ => {
-                return Err(bad_input!(
-                    "--clip takes centered:TAU with TAU > 0, got '{s}'"
-                ))
-            }
-        },
-    };
+    let clip = args.clip.as_deref().map(reduce::parse_clip).transpose()?;
     // Duration::from_secs_f64 panics past u64 seconds: a week is more than any round
     if !(args.deadline > 0.0 && args.deadline <= 7.0 * 86_400.0) {
         return Err(bad_input!(

@@ -2,10 +2,9 @@ use std::io::BufRead;
 use std::path::PathBuf;
 
 use crate::exit::Result;
-use crate::exit::{CliError, Code};
-use dtrain::receipt::Receipt;
+use dtrain::receipt::{ReadError, Receipt};
 use dtrain::reduce::transcript::Transcript;
-use dtrain::score::{self, Config, State, VerdictIn};
+use dtrain::score::{self, Config, State};
 
 use crate::common::ForFlag;
 
@@ -60,32 +59,16 @@ pub fn run(args: ScoreArgs) -> Result<()> {
             std::fs::File::open(&args.verdicts).for_flag("--verdicts", &args.verdicts)?,
         ))
     };
-    let mut verdicts = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: VerdictIn = serde_json::from_str(&line).map_err(|e| {
-            CliError::new(
-                Code::BadInput,
-                format!(
-                    "{} line {}: not a verdict: {e}",
-                    args.verdicts.display(),
-                    i + 1
-                ),
-            )
-        })?;
-        verdicts.push(v);
-    }
+    let name = args.verdicts.display().to_string();
+    let verdicts = score::read_verdicts(reader, &name)?;
     let mut miners = Vec::new();
     for p in &args.receipt {
-        let text = std::fs::read_to_string(p).for_flag("--receipt", p)?;
         // a miner's receipt is its word: one that does not parse names nobody
         // (its miner still counts through its FAIL verdict), it stops no one
-        match Receipt::from_json(&text) {
+        match Receipt::read(p) {
             Ok(r) => miners.extend(r.miner),
-            Err(e) => eprintln!("dtrain: ignoring {}: not a receipt: {e}", p.display()),
+            Err(ReadError::Io { source, .. }) => return Err(source).for_flag("--receipt", p),
+            Err(e) => eprintln!("dtrain: ignoring {e}"),
         }
     }
     let peers = args
@@ -95,22 +78,18 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         .transpose()?;
     // miners' transcripts are their word: one that does not parse, or is not
     // signed by its writer's pinned key, is left out (and said so), never believed
-    let mut transcripts = Vec::new();
-    for p in &args.transcript {
-        match Transcript::read(p) {
-            Ok(t) => transcripts.push(t),
-            Err(e) => eprintln!("dtrain: ignoring transcript {e}"),
-        }
+    let (transcripts, unreadable) = Transcript::read_all(&args.transcript);
+    for e in unreadable {
+        eprintln!("dtrain: ignoring transcript {e}");
     }
     let (trusted, ignored) = dtrain::reduce::transcript::trusted(&transcripts, peers.as_ref());
     for note in ignored {
         eprintln!("dtrain: ignoring {note}");
     }
     let transcripts: Vec<Transcript> = trusted.into_iter().cloned().collect();
-    let prev: State = match &args.state {
-        Some(p) if p.exists() => serde_json::from_str(&std::fs::read_to_string(p)?)
-            .map_err(|e| CliError::new(Code::BadInput, format!("{}: {e}", p.display())))?,
-        _ => State::default(),
+    let prev = match &args.state {
+        Some(p) => State::read_or_default(p)?,
+        None => State::default(),
     };
     let cfg = Config {
         w_gradient_steps: args.w_gradient_steps,

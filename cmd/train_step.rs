@@ -51,7 +51,7 @@ pub use with_torch::run;
 mod with_torch {
     use super::*;
     use crate::common::ForFlag;
-    use crate::exit::{Context, Result};
+    use crate::exit::Result;
     use dtrain::model::Checkpoint;
     use dtrain::tokens::Shard;
 
@@ -85,17 +85,18 @@ mod with_torch {
             return Ok(());
         }
         let (out, receipt_path) = (args.output.unwrap(), args.receipt.unwrap());
-        let shard_hash = dtrain::fsio::hash_file(&args.tokens)
-            .with_context(|| args.tokens.display().to_string())?;
-        let mut receipt =
-            dtrain_torch::train::train_step(&ckpt, &shard, &shard_hash.to_hex(), &opts, &out)?;
-        if let Some(k) = &key {
-            receipt.sign(k);
-        }
-        if let Err(e) = dtrain::fsio::write_atomic(&receipt_path, receipt.to_json().as_bytes()) {
-            let _ = std::fs::remove_file(&out);
-            return Err(e).with_context(|| format!("writing {}", receipt_path.display()));
-        }
+        let files = dtrain_torch::train::StepFiles {
+            grad: &out,
+            receipt: &receipt_path,
+        };
+        let receipt = dtrain_torch::train::train_step_to_files(
+            &ckpt,
+            &shard,
+            &args.tokens,
+            &opts,
+            &files,
+            key.as_ref(),
+        )?;
         let tps = receipt.tokens as f64 / receipt.seconds;
         if args.json {
             println!(

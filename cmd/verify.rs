@@ -95,10 +95,10 @@ mod with_torch {
     use dtrain::data::{Assignment, DataSpec, Source};
     use dtrain::hub::client::HubClient;
     use dtrain::model::Checkpoint;
-    use dtrain::receipt::Receipt;
+    use dtrain::receipt::{ReadError, Receipt};
     use dtrain::reduce::peers::Peers;
     use dtrain::reduce::transcript::Transcript;
-    use dtrain_torch::verify::{self, Expected, Inputs};
+    use dtrain::verify::{self, Expected, Inputs};
 
     /// The subnet's own idea of the miner's data, from the validator's flags.
     fn expected(args: &VerifyArgs) -> Option<Expected> {
@@ -116,33 +116,21 @@ mod with_torch {
         })
     }
 
-    /// A miner's transcripts that parse; the others are noted and left out.
-    fn read_transcripts(paths: &[PathBuf]) -> (Vec<Transcript>, Vec<String>) {
-        let mut good = Vec::new();
-        let mut notes = Vec::new();
-        for p in paths {
-            match Transcript::read(p) {
-                Ok(t) => good.push(t),
-                Err(e) => notes.push(e),
-            }
-        }
-        (good, notes)
-    }
-
     pub fn run(args: VerifyArgs) -> Result<()> {
         let miner = args.miner.as_deref();
         // what the miner published: a defect in it is a FAIL verdict, not a usage error
-        let text = std::fs::read_to_string(&args.receipt).map_err(|e| {
-            CliError::new(
-                Code::BadInput,
-                format!("--receipt {}: {e}", args.receipt.display()),
-            )
-        })?;
-        let receipt = match Receipt::from_json(&text) {
+        let receipt = match Receipt::read(&args.receipt) {
             Ok(r) => r,
+            Err(ReadError::Io { source, .. }) => {
+                return Err(
+                    CliError::from(source).context(format!("--receipt {}", args.receipt.display()))
+                )
+            }
             Err(e) => {
-                let why = format!("{}: not a receipt: {e}", args.receipt.display());
-                return report(&verify::rejected(miner, "receipt", why), args.json);
+                return report(
+                    &verify::rejected(miner, "receipt", e.to_string()),
+                    args.json,
+                )
             }
         };
         let spec = match args.spec.as_deref().map(DataSpec::read).transpose() {
@@ -152,7 +140,7 @@ mod with_torch {
         // the validator's own inputs
         let ckpt = Checkpoint::open(&args.model).for_flag("--model", &args.model)?;
         let peers = args.peers.as_deref().map(Peers::read).transpose()?;
-        let (transcripts, unreadable) = read_transcripts(&args.transcript);
+        let (transcripts, unreadable) = Transcript::read_all(&args.transcript);
         let expected = expected(&args);
         // the corpus is the subnet's when the assignment is the validator's, else the spec's
         let (repo, revision) = match (&expected, &spec) {
@@ -181,14 +169,14 @@ mod with_torch {
             round: args.round.as_deref(),
             validator: args.validator.as_deref(),
             sample: args.sample,
-            device: dtrain_torch::device::resolve(args.device)?,
         };
-        let mut v = verify::verify(&inputs)?;
+        let device = dtrain_torch::device::resolve(args.device)?;
+        let mut v = dtrain_torch::verify::verify(&inputs, device)?;
         for why in unreadable {
             v.checks.push(verify::Check {
                 name: "transcript ignored".into(),
                 pass: true,
-                detail: why,
+                detail: why.to_string(),
             });
         }
         report(&v, args.json)

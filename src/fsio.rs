@@ -343,3 +343,24 @@ mod tests {
         );
     }
 }
+
+/// Why [`read_bounded`] failed.
+#[derive(Debug)]
+pub enum Bounded {
+    Io(io::Error),
+    TooLarge,
+}
+
+/// Reads a text file another party wrote, refusing one over `max` bytes
+/// before holding more than that in memory.
+pub fn read_bounded(path: &Path, max: u64) -> Result<String, Bounded> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max + 1).read_to_string(&mut text))
+        .map_err(Bounded::Io)?;
+    if text.len() as u64 > max {
+        return Err(Bounded::TooLarge);
+    }
+    Ok(text)
+}

@@ -37,3 +37,4 @@ pub mod tensors;
 pub mod tokenize;
 pub mod tokenizer;
 pub mod tokens;
+pub mod verify;

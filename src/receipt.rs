@@ -6,6 +6,8 @@
 //! its canonical bytes (the JSON of the receipt with `signature` empty), so a
 //! validator can hold the miner to every number in it and recompute any part.
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{Key, PublicKey};
@@ -69,6 +71,21 @@ impl Receipt {
         serde_json::from_str(text)
     }
 
+    /// Reads a receipt file (at most [`MAX_FILE`] bytes: it is a miner's).
+    pub fn read(path: &Path) -> Result<Self, ReadError> {
+        let text = crate::fsio::read_bounded(path, MAX_FILE).map_err(|e| match e {
+            crate::fsio::Bounded::Io(source) => ReadError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            crate::fsio::Bounded::TooLarge => ReadError::TooLarge(path.to_path_buf()),
+        })?;
+        Self::from_json(&text).map_err(|source| ReadError::Malformed {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
     /// The bytes a signature covers: the receipt with no signature.
     pub fn signing_bytes(&self) -> Vec<u8> {
         let unsigned = Receipt {
@@ -85,24 +102,56 @@ impl Receipt {
     }
 
     /// Checks the signature, against `expected` when the miner's key is known.
-    pub fn check_signature(&self, expected: Option<&PublicKey>) -> Result<PublicKey, String> {
+    pub fn check_signature(&self, expected: Option<&PublicKey>) -> Result<PublicKey, Unsigned> {
         let (Some(pk), Some(sig)) = (&self.pubkey, &self.signature) else {
-            return Err("the receipt is not signed".into());
+            return Err(Unsigned::NoSignature);
         };
-        let pk = PublicKey::from_hex(pk).map_err(|e| e.to_string())?;
+        let pk = PublicKey::from_hex(pk)?;
         if let Some(want) = expected {
             if want != &pk {
-                return Err(format!(
-                    "signed by {}, not by the miner's key {}",
-                    pk.to_hex(),
-                    want.to_hex()
-                ));
+                return Err(Unsigned::OtherKey {
+                    signer: pk.to_hex(),
+                    miner: want.to_hex(),
+                });
             }
         }
         pk.verify_hex(&self.signing_bytes(), sig)
-            .map_err(|_| "the signature does not match the receipt".to_string())?;
+            .map_err(|_| Unsigned::Mismatch)?;
         Ok(pk)
     }
+}
+
+/// A receipt is at most this large (a miner's file: bounded before it is read).
+pub const MAX_FILE: u64 = 64 << 20;
+
+/// Why a receipt file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: larger than {MAX_FILE} bytes", .0.display())]
+    TooLarge(PathBuf),
+    #[error("{}: not a receipt: {source}", path.display())]
+    Malformed {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// Why a receipt's signature is not the miner's.
+#[derive(Debug, thiserror::Error)]
+pub enum Unsigned {
+    #[error("the receipt is not signed")]
+    NoSignature,
+    #[error(transparent)]
+    Key(#[from] crate::keys::Error),
+    #[error("signed by {signer}, not by the miner's key {miner}")]
+    OtherKey { signer: String, miner: String },
+    #[error("the signature does not match the receipt")]
+    Mismatch,
 }
 
 #[cfg(test)]

@@ -22,6 +22,72 @@ use serde::{Deserialize, Serialize};
 
 use crate::reduce::transcript::Transcript;
 
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{source_name}: {source}")]
+    Io {
+        source_name: String,
+        source: std::io::Error,
+    },
+    #[error("{source_name} line {line}: not a verdict: {source}")]
+    NotAVerdict {
+        source_name: String,
+        line: usize,
+        source: serde_json::Error,
+    },
+    #[error("{}: not a score state: {source}", path.display())]
+    State {
+        path: std::path::PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// Reads verdicts, one `verify --json` object per line (blank lines
+/// skipped), from `reader`; `source_name` names it in errors.
+pub fn read_verdicts(
+    reader: impl std::io::BufRead,
+    source_name: &str,
+) -> Result<Vec<VerdictIn>, Error> {
+    let mut verdicts = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(|source| Error::Io {
+            source_name: source_name.to_string(),
+            source,
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v = serde_json::from_str(&line).map_err(|source| Error::NotAVerdict {
+            source_name: source_name.to_string(),
+            line: i + 1,
+            source,
+        })?;
+        verdicts.push(v);
+    }
+    Ok(verdicts)
+}
+
+impl State {
+    /// The state in `path`, or a fresh one when there is no such file.
+    pub fn read_or_default(path: &std::path::Path) -> Result<State, Error> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(source) => {
+                let source_name = path.display().to_string();
+                return Err(Error::Io {
+                    source_name,
+                    source,
+                });
+            }
+        };
+        serde_json::from_str(&text).map_err(|source| Error::State {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Config {
     pub w_gradient_steps: f64,

@@ -143,6 +143,22 @@ pub fn weighted_mean(views: &[(u64, &[f32])], sum_w: u64, out: &mut [f32]) {
     weighted_mean_of(&v, sum_w, out);
 }
 
+/// `--clip`'s value is not `centered:TAU` with TAU > 0.
+#[derive(Debug, thiserror::Error)]
+#[error("--clip takes centered:TAU with TAU > 0, got '{0}'")]
+pub struct BadClip(pub String);
+
+/// Parses a clipping rule, `centered:TAU`: TAU is the RMS clip radius per element.
+pub fn parse_clip(s: &str) -> Result<f64, BadClip> {
+    match s
+        .strip_prefix("centered:")
+        .and_then(|t| t.parse::<f64>().ok())
+    {
+        Some(t) if t > 0.0 && t.is_finite() => Ok(t),
+        _ => Err(BadClip(s.to_string())),
+    }
+}
+
 /// Centered clipping (Karimireddy et al., 2021) of weighted contributions,
 /// starting from the coordinate-wise weighted median and iterating three times:
 /// v ← v + Σ wᵢ·clip(gᵢ − v) / Σ wᵢ, clip scaling a difference down to an RMS

@@ -95,7 +95,9 @@ use transcript::{Body, Contribution, PeerEntry, SpanRecord, Traffic, Transcript}
 use wire::Wire;
 
 pub use chunks::{contribution_hash, result_hash};
-pub use mean::{all_finite, centered_clip, weighted_mean, weighted_mean_of, Values};
+pub use mean::{
+    all_finite, centered_clip, parse_clip, weighted_mean, weighted_mean_of, BadClip, Values,
+};
 pub use membership::who_leaves;
 
 /// Unconsumed data chunks a sender may have in flight to one receiver.

@@ -1,6 +1,8 @@
 //! The signed record of a reduce round, for validators' participation and
 //! bandwidth scores.
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{Key, PublicKey};
@@ -125,19 +127,18 @@ impl Transcript {
 
     /// Checks that the transcript is signed by the key `peers` pins for the
     /// peer it says wrote it (`signer` = `me` = a peer of the file).
-    pub fn check_signer(&self, peers: &crate::reduce::peers::Peers) -> Result<(), String> {
+    pub fn check_signer(&self, peers: &crate::reduce::peers::Peers) -> Result<(), Untrusted> {
         if self.signer != self.body.me {
-            return Err(format!(
-                "signed as '{}' but written by '{}'",
-                self.signer.chars().take(64).collect::<String>(),
-                self.body.me.chars().take(64).collect::<String>()
-            ));
+            return Err(Untrusted::OtherSigner {
+                signer: self.signer.chars().take(64).collect(),
+                writer: self.body.me.chars().take(64).collect(),
+            });
         }
         let Some(rank) = peers.rank(&self.body.me) else {
-            return Err("its writer is not in the peers file".into());
+            return Err(Untrusted::NotAPeer);
         };
         self.verify(Some(&peers.list[rank].pubkey))
-            .map_err(|_| "not signed by its writer's key in the peers file".to_string())
+            .map_err(|_| Untrusted::WrongKey)
     }
 
     pub fn to_json(&self) -> String {
@@ -145,17 +146,61 @@ impl Transcript {
     }
 
     /// Reads a transcript file (at most [`MAX_FILE`] bytes: it is another party's).
-    pub fn read(path: &std::path::Path) -> Result<Self, String> {
-        use std::io::Read as _;
-        let mut t = String::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_FILE + 1).read_to_string(&mut t))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        if t.len() as u64 > MAX_FILE {
-            return Err(format!("{}: larger than {MAX_FILE} bytes", path.display()));
-        }
-        serde_json::from_str(&t).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn read(path: &Path) -> Result<Self, ReadError> {
+        let text = crate::fsio::read_bounded(path, MAX_FILE).map_err(|e| match e {
+            crate::fsio::Bounded::Io(source) => ReadError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            crate::fsio::Bounded::TooLarge => ReadError::TooLarge(path.to_path_buf()),
+        })?;
+        serde_json::from_str(&text).map_err(|source| ReadError::Malformed {
+            path: path.to_path_buf(),
+            source,
+        })
     }
+
+    /// Reads every file of `paths`: the transcripts that parse, and why each
+    /// other one does not (another party's files: one bad file stops nothing).
+    pub fn read_all(paths: &[PathBuf]) -> (Vec<Transcript>, Vec<ReadError>) {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for p in paths {
+            match Transcript::read(p) {
+                Ok(t) => good.push(t),
+                Err(e) => bad.push(e),
+            }
+        }
+        (good, bad)
+    }
+}
+
+/// Why a transcript file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: larger than {MAX_FILE} bytes", .0.display())]
+    TooLarge(PathBuf),
+    #[error("{}: {source}", path.display())]
+    Malformed {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// Why a transcript is not believed.
+#[derive(Debug, thiserror::Error)]
+pub enum Untrusted {
+    #[error("signed as '{signer}' but written by '{writer}'")]
+    OtherSigner { signer: String, writer: String },
+    #[error("its writer is not in the peers file")]
+    NotAPeer,
+    #[error("not signed by its writer's key in the peers file")]
+    WrongKey,
 }
 
 /// The transcripts worth believing: signed by the key the peers file pins for
@@ -169,7 +214,7 @@ pub fn trusted<'a>(
     for t in transcripts {
         let why = match peers {
             None => Some("no peers file to check its signer against".to_string()),
-            Some(peers) => t.check_signer(peers).err(),
+            Some(peers) => t.check_signer(peers).err().map(|e| e.to_string()),
         };
         match why {
             None => good.push(t),

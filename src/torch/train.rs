@@ -259,6 +259,41 @@ pub fn peak_memory(device: Device) -> u64 {
     }
 }
 
+/// Where a step's two outputs go: they are written together or not at all.
+pub struct StepFiles<'a> {
+    pub grad: &'a Path,
+    pub receipt: &'a Path,
+}
+
+/// A whole `train-step`: hashes the shard file (the identity the receipt
+/// records), computes the gradient into `files.grad`, signs the receipt with
+/// `key` when given and writes it to `files.receipt`. Both are written
+/// atomically, and a receipt that cannot be written takes its gradient with it.
+pub fn train_step_to_files(
+    ckpt: &Checkpoint,
+    shard: &Shard,
+    shard_path: &Path,
+    opts: &StepOptions,
+    files: &StepFiles,
+    key: Option<&dtrain::keys::Key>,
+) -> Result<Receipt, Error> {
+    let io_err = |p: &Path| {
+        let p = p.display().to_string();
+        move |e| Error::Io(p, e)
+    };
+    let shard_hash = dtrain::fsio::hash_file(shard_path).map_err(io_err(shard_path))?;
+    let mut receipt = train_step(ckpt, shard, &shard_hash.to_hex(), opts, files.grad)?;
+    if let Some(k) = key {
+        receipt.sign(k);
+    }
+    let written = dtrain::fsio::write_atomic(files.receipt, receipt.to_json().as_bytes());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(files.grad);
+        return Err(io_err(files.receipt)(e));
+    }
+    Ok(receipt)
+}
+
 /// Computes the gradient of `ckpt` on the shard's sequences and writes it to
 /// `grad_out` (atomically); returns the receipt (not yet written).
 pub fn train_step(
