@@ -185,7 +185,7 @@ pub fn apply(
         crate::tensors::Error::Layout {
             path: grad.path().to_path_buf(),
             other: ckpt.dir.join(MODEL_FILE).display().to_string(),
-            what,
+            what: Box::new(what),
         }
     })?;
     let g_all = grad.to_f32()?;
@@ -222,7 +222,7 @@ pub fn apply(
             crate::tensors::Error::Layout {
                 path: state_path.clone(),
                 other: "the model".into(),
-                what,
+                what: Box::new(what),
             }
         })?;
         Some(f)

@@ -13,8 +13,13 @@ thread_local! {
     static GUARDED: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Runs `f`; a panic inside becomes `Err(message)`.
-pub fn catch_torch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+/// A panic caught in a compute section: libtorch's message, cleaned.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TorchPanic(pub String);
+
+/// Runs `f`; a panic inside becomes `Err` with its message.
+pub fn catch_torch<T>(f: impl FnOnce() -> T) -> Result<T, TorchPanic> {
     GUARDED.with(|g| g.set(g.get() + 1));
     let r = panic::catch_unwind(AssertUnwindSafe(f));
     GUARDED.with(|g| g.set(g.get() - 1));
@@ -24,7 +29,7 @@ pub fn catch_torch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             .cloned()
             .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "unknown panic".into());
-        torch_message(&msg)
+        TorchPanic(torch_message(&msg))
     })
 }
 

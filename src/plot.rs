@@ -23,7 +23,7 @@ pub enum Error {
     #[error("{0}: the plot must be a .png or .svg file")]
     Format(String),
     #[error("drawing {0}: {1}")]
-    Draw(String, String),
+    Draw(String, DrawError),
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
 }
@@ -45,6 +45,11 @@ struct Curve {
     points: Vec<(f64, f64)>,
 }
 
+/// What plotters said when a chart could not be drawn.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DrawError(String);
+
 /// Draws the ledger's curves into `out` (PNG or SVG by extension), `width`×`height` pixels.
 pub fn plot(entries: &[Entry], out: &Path, width: u32, height: u32) -> Result<(), Error> {
     if entries.is_empty() {
@@ -64,7 +69,7 @@ pub fn plot(entries: &[Entry], out: &Path, width: u32, height: u32) -> Result<()
             let mut png = Vec::new();
             image::codecs::png::PngEncoder::new(&mut png)
                 .write_image(&rgb, width, height, image::ColorType::Rgb8)
-                .map_err(|e| Error::Draw(name.clone(), e.to_string()))?;
+                .map_err(|e| Error::Draw(name.clone(), DrawError(e.to_string())))?;
             png
         }
         Some("svg") => {
@@ -81,8 +86,11 @@ pub fn plot(entries: &[Entry], out: &Path, width: u32, height: u32) -> Result<()
     crate::fsio::write_atomic(out, &bytes).map_err(|e| Error::Io(name, e))
 }
 
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, entries: &[Entry]) -> Result<(), String> {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    entries: &[Entry],
+) -> Result<(), DrawError> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| DrawError(e.to_string());
     root.fill(&WHITE).map_err(err)?;
     let (w, h) = root.dim_in_pixel();
     let (top, bottom) = root.split_vertically(h * 64 / 100);
@@ -145,7 +153,7 @@ fn panel<DB: DrawingBackend>(
     title: &str,
     x: &Axis,
     curves: &[Curve],
-) -> Result<(), String> {
+) -> Result<(), DrawError> {
     let all: Vec<(f64, f64)> = curves.iter().flat_map(|c| c.points.clone()).collect();
     let (x0, x1) = bounds(all.iter().map(|p| p.0));
     let (y0, y1) = bounds(all.iter().map(|p| p.1));
@@ -156,7 +164,7 @@ fn panel<DB: DrawingBackend>(
         .x_label_area_size(36)
         .y_label_area_size(52)
         .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| DrawError(e.to_string()))?;
     chart
         .configure_mesh()
         .x_desc(x.label)
@@ -165,19 +173,19 @@ fn panel<DB: DrawingBackend>(
         .y_labels(6)
         .label_style(("sans-serif", 13))
         .draw()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| DrawError(e.to_string()))?;
     for c in curves.iter().filter(|c| !c.points.is_empty()) {
         let color = c.color;
         chart
             .draw_series(LineSeries::new(c.points.clone(), color.stroke_width(2)))
-            .map_err(|e| e.to_string())?
+            .map_err(|e| DrawError(e.to_string()))?
             .label(c.name)
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
             });
         chart
             .draw_series(c.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| DrawError(e.to_string()))?;
     }
     if curves.len() < 2 {
         return Ok(());
@@ -189,7 +197,7 @@ fn panel<DB: DrawingBackend>(
         .border_style(BLACK)
         .label_font(("sans-serif", 13))
         .draw()
-        .map_err(|e| e.to_string())
+        .map_err(|e| DrawError(e.to_string()))
 }
 
 /// A range that holds every value with a margin (and is never empty).

@@ -30,6 +30,8 @@ pub enum Error {
     Io { path: PathBuf, source: io::Error },
     #[error("{path}: not a valid safetensors file: {reason}")]
     Format { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Header { path: PathBuf, source: HeaderError },
     #[error("{path}: tensor {name} has dtype {dtype}; dtrain reads F32 and BF16")]
     Dtype {
         path: PathBuf,
@@ -50,7 +52,7 @@ pub enum Error {
     Layout {
         path: PathBuf,
         other: String,
-        what: String,
+        what: Box<LayoutDiff>,
     },
     #[error("no tensor named {0}")]
     NoTensor(String),
@@ -78,13 +80,18 @@ impl DType {
     }
 }
 
+/// A dtype name that is neither f32 nor bf16.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown dtype '{0}' (f32 or bf16)")]
+pub struct UnknownDType(pub String);
+
 impl std::str::FromStr for DType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownDType;
+    fn from_str(s: &str) -> Result<Self, UnknownDType> {
         match s.to_ascii_lowercase().as_str() {
             "f32" | "float32" => Ok(DType::F32),
             "bf16" | "bfloat16" => Ok(DType::BF16),
-            _ => Err(format!("unknown dtype '{s}' (f32 or bf16)")),
+            _ => Err(UnknownDType(s.to_string())),
         }
     }
 }
@@ -306,25 +313,47 @@ impl TensorFile {
         check_layout(&self.specs(), &other.specs()).map_err(|what| Error::Layout {
             path: self.path.clone(),
             other: other.path.display().to_string(),
-            what,
+            what: Box::new(what),
         })
     }
 }
 
+/// How two tensor layouts differ (the first difference).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutDiff {
+    #[error("{want} tensors against {got}")]
+    Count { want: usize, got: usize },
+    #[error("tensor {got} where {want} was expected")]
+    Name { want: String, got: String },
+    #[error("tensor {name} has shape {got:?} against {want:?}")]
+    Shape {
+        name: String,
+        want: Vec<usize>,
+        got: Vec<usize>,
+    },
+}
+
 /// Compares two layouts by name and shape, in order; says what differs.
-pub fn check_layout(a: &[TensorSpec], b: &[TensorSpec]) -> Result<(), String> {
+pub fn check_layout(a: &[TensorSpec], b: &[TensorSpec]) -> Result<(), LayoutDiff> {
     if a.len() != b.len() {
-        return Err(format!("{} tensors against {}", a.len(), b.len()));
+        return Err(LayoutDiff::Count {
+            want: a.len(),
+            got: b.len(),
+        });
     }
     for (x, y) in a.iter().zip(b) {
         if x.name != y.name {
-            return Err(format!("tensor {} where {} was expected", y.name, x.name));
+            return Err(LayoutDiff::Name {
+                want: x.name.clone(),
+                got: y.name.clone(),
+            });
         }
         if x.shape != y.shape {
-            return Err(format!(
-                "tensor {} has shape {:?} against {:?}",
-                x.name, y.shape, x.shape
-            ));
+            return Err(LayoutDiff::Shape {
+                name: x.name.clone(),
+                want: x.shape.clone(),
+                got: y.shape.clone(),
+            });
         }
     }
     Ok(())
@@ -351,8 +380,17 @@ fn cast_f32(bytes: &[u8]) -> Option<&[f32]> {
 pub fn header_bytes(
     specs: &[TensorSpec],
     metadata: &BTreeMap<String, String>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, HeaderError> {
     header_bytes_sized(specs, metadata, None)
+}
+
+/// Why a safetensors header cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    #[error("duplicate or reserved tensor name {0}")]
+    Name(String),
+    #[error("header of {need} bytes does not fit the {room} reserved")]
+    Room { need: usize, room: usize },
 }
 
 /// As [`header_bytes`], padded to exactly `total` bytes when given (an error if
@@ -361,7 +399,7 @@ pub fn header_bytes_sized(
     specs: &[TensorSpec],
     metadata: &BTreeMap<String, String>,
     total: Option<usize>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, HeaderError> {
     let mut obj = serde_json::Map::new();
     if !metadata.is_empty() {
         obj.insert("__metadata__".into(), serde_json::json!(metadata));
@@ -370,7 +408,7 @@ pub fn header_bytes_sized(
     for s in specs {
         let n = s.nbytes();
         if s.name == "__metadata__" || obj.contains_key(&s.name) {
-            return Err(format!("duplicate or reserved tensor name {}", s.name));
+            return Err(HeaderError::Name(s.name.clone()));
         }
         obj.insert(
             s.name.clone(),
@@ -378,14 +416,14 @@ pub fn header_bytes_sized(
         );
         offset += n;
     }
-    let mut json = serde_json::to_vec(&obj).map_err(|e| e.to_string())?;
+    let mut json = serde_json::to_vec(&obj).expect("a JSON object of strings and numbers");
     let padded = match total {
         Some(t) if 8 + json.len() <= t => t - 8,
         Some(t) => {
-            return Err(format!(
-                "header of {} bytes does not fit the {t} reserved",
-                8 + json.len()
-            ))
+            return Err(HeaderError::Room {
+                need: 8 + json.len(),
+                room: t,
+            })
         }
         None => (8 + json.len()).next_multiple_of(DATA_ALIGN) - 8,
     };
@@ -430,9 +468,9 @@ impl TensorWriter {
             path: dest.to_path_buf(),
             source,
         };
-        let fmt_err = |reason| Error::Format {
+        let fmt_err = |source| Error::Header {
             path: dest.to_path_buf(),
-            reason,
+            source,
         };
         let mut header = header_bytes(specs, metadata).map_err(fmt_err)?;
         if room > 0 {
@@ -487,10 +525,10 @@ impl TensorWriter {
     /// Replaces the metadata in the reserved header space.
     pub fn rewrite_metadata(&mut self, metadata: &BTreeMap<String, String>) -> Result<(), Error> {
         let header =
-            header_bytes_sized(&self.specs, metadata, Some(self.data_start)).map_err(|reason| {
-                Error::Format {
+            header_bytes_sized(&self.specs, metadata, Some(self.data_start)).map_err(|source| {
+                Error::Header {
                     path: self.file.dest().to_path_buf(),
-                    reason,
+                    source,
                 }
             })?;
         match &mut self.map {

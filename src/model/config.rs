@@ -7,6 +7,19 @@ use serde_json::{json, Value};
 use super::Error;
 
 /// The shape of a GPT-2 model.
+/// Why a config.json is not a GPT-2 config dtrain can train.
+#[derive(Debug, thiserror::Error)]
+pub enum NotGpt2 {
+    #[error("model_type is '{0}', dtrain trains gpt2")]
+    ModelType(String),
+    #[error("activation_function '{0}' is not GPT-2's tanh GELU")]
+    Activation(String),
+    #[error("missing '{0}'")]
+    Missing(&'static str),
+    #[error("n_embd {n_embd} is not a multiple of n_head {n_head}")]
+    Heads { n_embd: usize, n_head: usize },
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub n_layer: usize,
@@ -58,23 +71,21 @@ impl Config {
         Self::from_json(&v).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
     }
 
-    pub fn from_json(v: &Value) -> Result<Self, String> {
+    pub fn from_json(v: &Value) -> Result<Self, NotGpt2> {
         if let Some(t) = v.get("model_type").and_then(Value::as_str) {
             if t != "gpt2" {
-                return Err(format!("model_type is '{t}', dtrain trains gpt2"));
+                return Err(NotGpt2::ModelType(t.to_string()));
             }
         }
         if let Some(a) = v.get("activation_function").and_then(Value::as_str) {
             if a != "gelu_new" && a != "gelu_pytorch_tanh" {
-                return Err(format!(
-                    "activation_function '{a}' is not GPT-2's tanh GELU"
-                ));
+                return Err(NotGpt2::Activation(a.to_string()));
             }
         }
-        let get = |k: &str, default: Option<usize>| -> Result<usize, String> {
+        let get = |k: &'static str, default: Option<usize>| -> Result<usize, NotGpt2> {
             match v.get(k).and_then(Value::as_u64) {
                 Some(x) => Ok(x as usize),
-                None => default.ok_or_else(|| format!("missing '{k}'")),
+                None => default.ok_or(NotGpt2::Missing(k)),
             }
         };
         let c = Self {
@@ -89,10 +100,10 @@ impl Config {
                 .unwrap_or(1e-5),
         };
         if c.n_head == 0 || !c.n_embd.is_multiple_of(c.n_head) {
-            return Err(format!(
-                "n_embd {} is not a multiple of n_head {}",
-                c.n_embd, c.n_head
-            ));
+            return Err(NotGpt2::Heads {
+                n_embd: c.n_embd,
+                n_head: c.n_head,
+            });
         }
         Ok(c)
     }

@@ -201,7 +201,7 @@ impl Dialer {
                     let _ = self.events.send(Event::Outgoing(session, s));
                     return;
                 }
-                Err(why) => last = why,
+                Err(why) => last = why.to_string(),
             }
             tracing::debug!(
                 "dialing {}: {last}; again in {} ms",
@@ -216,12 +216,15 @@ impl Dialer {
     }
 
     /// One try at every address the member's name resolves to.
-    fn try_once(&self) -> Result<(Session, TcpStream), String> {
+    fn try_once(&self) -> Result<(Session, TcpStream), DialError> {
         let addr = &self.identity.peers.list[self.peer].addr;
         let addrs = addr
             .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {addr}: {e}"))?;
-        let mut last = format!("{addr} resolves to no address");
+            .map_err(|source| DialError::Resolve {
+                addr: addr.clone(),
+                source,
+            })?;
+        let mut last = DialError::NoAddress(addr.clone());
         for a in addrs {
             match TcpStream::connect_timeout(&a, Duration::from_secs(2)) {
                 Ok(s) => {
@@ -229,30 +232,59 @@ impl Dialer {
                     let mut io = Deadline::new(&s, HANDSHAKE_TIME);
                     match handshake::initiate(&mut io, &self.identity.local(), self.peer) {
                         Ok(session) => return Ok((session, s)),
-                        Err(e) => last = e.to_string(),
+                        Err(e) => last = DialError::Handshake(e),
                     }
                 }
-                Err(e) => last = format!("cannot connect to {addr}: {e}"),
+                Err(source) => {
+                    let addr = addr.clone();
+                    last = DialError::Connect { addr, source }
+                }
             }
         }
         Err(last)
     }
 }
 
+/// Why a dial did not end in a session.
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    #[error("cannot resolve {addr}: {source}")]
+    Resolve {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0} resolves to no address")]
+    NoAddress(String),
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Handshake(handshake::Error),
+}
+
 /// Longest sequence a weight may stand for, in tokens: bounds announced token counts.
 const MAX_TOKENS_PER_WEIGHT: u64 = 1 << 20;
+
+/// An announced weight or token count beyond what the peers file allows.
+#[derive(Debug, thiserror::Error)]
+enum Overweight {
+    #[error("announced weight {weight}, above the peers file's max_weight {max}")]
+    Weight { weight: u64, max: u64 },
+    #[error("announced {tokens} tokens for weight {weight}")]
+    Tokens { tokens: u64, weight: u64 },
+}
 
 /// A peer's announced weight and tokens, checked against the peers file's
 /// cap: a peer announcing more is dropped (it would otherwise dominate the
 /// average, or wrap the sum of weights).
-fn announced_weight_ok(weight: u64, tokens: u64, max_weight: u64) -> Result<(), String> {
-    if weight > max_weight {
-        return Err(format!(
-            "announced weight {weight}, above the peers file's max_weight {max_weight}"
-        ));
+fn announced_weight_ok(weight: u64, tokens: u64, max: u64) -> Result<(), Overweight> {
+    if weight > max {
+        return Err(Overweight::Weight { weight, max });
     }
     if tokens > weight.saturating_mul(MAX_TOKENS_PER_WEIGHT) {
-        return Err(format!("announced {tokens} tokens for weight {weight}"));
+        return Err(Overweight::Tokens { tokens, weight });
     }
     Ok(())
 }
@@ -344,7 +376,7 @@ impl Coordinator {
         }
         let (weight, tokens) = (incoming.0.weight, incoming.0.tokens);
         if let Err(why) = announced_weight_ok(weight, tokens, self.peers.max_weight) {
-            self.fail(j, 0, why);
+            self.fail(j, 0, why.to_string());
             return Ok(());
         }
         self.announced.insert(j, Announced { weight, tokens });

@@ -16,7 +16,7 @@ pub(super) fn chunk_values<'a>(
     body: &'a [u8],
     n: usize,
     scratch: &'a mut Vec<f32>,
-) -> Result<&'a [f32], String> {
+) -> Result<&'a [f32], wire::BadLength> {
     if wire == Wire::F32 && body.len() == 4 * n && (body.as_ptr() as usize).is_multiple_of(4) {
         // SAFETY: aligned, exactly n values, every bit pattern is an f32; little-endian machine.
         return Ok(unsafe { std::slice::from_raw_parts(body.as_ptr() as *const f32, n) });

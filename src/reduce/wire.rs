@@ -76,20 +76,19 @@ impl Wire {
     }
 
     /// Decodes `n` values from `bytes` into `out` (which has length `n`).
-    pub fn decode(self, bytes: &[u8], out: &mut [f32]) -> Result<(), String> {
+    pub fn decode(self, bytes: &[u8], out: &mut [f32]) -> Result<(), BadLength> {
         self.decode_checked(bytes, out).map(|_| ())
     }
 
     /// As [`decode`](Self::decode), and tells in the same pass whether every
     /// decoded value is finite.
-    pub fn decode_checked(self, bytes: &[u8], out: &mut [f32]) -> Result<bool, String> {
+    pub fn decode_checked(self, bytes: &[u8], out: &mut [f32]) -> Result<bool, BadLength> {
         if bytes.len() != self.encoded_len(out.len()) {
-            return Err(format!(
-                "{} bytes for {} {} values",
-                bytes.len(),
-                out.len(),
-                self.name()
-            ));
+            return Err(BadLength {
+                bytes: bytes.len(),
+                values: out.len(),
+                wire: self,
+            });
         }
         Ok(match self {
             Wire::F32 => f32_decode(bytes, out),
@@ -106,6 +105,15 @@ impl Wire {
             Wire::Q8 => q8_round_trip(x),
         }
     }
+}
+
+/// Encoded bytes of the wrong length for the values they should hold.
+#[derive(Debug, thiserror::Error)]
+#[error("{bytes} bytes for {values} {} values", wire.name())]
+pub struct BadLength {
+    pub bytes: usize,
+    pub values: usize,
+    pub wire: Wire,
 }
 
 /// 1 when `x` is an Inf or a NaN (exponent all ones): branch-free, so the

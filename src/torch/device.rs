@@ -12,10 +12,15 @@ use std::sync::OnceLock;
 
 pub use dtrain::device::{DeviceSpec, Error};
 
-static CUDA_LOAD: OnceLock<Result<(), String>> = OnceLock::new();
+/// libtorch_cuda.so could not be loaded: dlopen's reason.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("cannot load libtorch_cuda.so: {0}")]
+pub struct NoCudaLibrary(pub String);
+
+static CUDA_LOAD: OnceLock<Result<(), NoCudaLibrary>> = OnceLock::new();
 
 /// Loads libtorch_cuda.so once; `Err` says why it could not be loaded.
-pub fn load_cuda() -> Result<(), String> {
+pub fn load_cuda() -> Result<(), NoCudaLibrary> {
     CUDA_LOAD
         .get_or_init(|| {
             let name = CString::new("libtorch_cuda.so").unwrap();
@@ -31,7 +36,7 @@ pub fn load_cuda() -> Result<(), String> {
                         .to_string_lossy()
                         .into_owned()
                 };
-                return Err(format!("cannot load libtorch_cuda.so: {why}"));
+                return Err(NoCudaLibrary(why));
             }
             Ok(())
         })
@@ -62,7 +67,7 @@ pub fn resolve(spec: DeviceSpec) -> Result<tch::Device, Error> {
             tch::Device::Cpu
         }),
         DeviceSpec::Cuda(index) => {
-            load_cuda().map_err(Error::NoCuda)?;
+            load_cuda().map_err(|e| Error::NoCuda(e.to_string()))?;
             if !tch::Cuda::is_available() {
                 return Err(Error::NoCuda(
                     "libtorch_cuda.so loaded, but no CUDA device is visible".into(),

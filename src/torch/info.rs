@@ -50,7 +50,7 @@ pub fn collect() -> Info {
     };
     let cuda_load = match crate::device::load_cuda() {
         Ok(()) => "libtorch_cuda.so loaded".to_string(),
-        Err(e) => e,
+        Err(e) => e.to_string(),
     };
     let cuda_available = crate::device::cuda_available();
     let cuda_devices = (0..crate::device::cuda_device_count())

@@ -243,11 +243,13 @@ impl Engine {
 pub fn guarded<T>(device: Device, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
     match dtrain::panics::catch_torch(f) {
         Ok(r) => r,
-        Err(msg) if dtrain::panics::is_oom(&msg) => Err(Error::OutOfMemory {
-            device: crate::device::kind_name(device).into(),
-            msg,
-        }),
-        Err(msg) => Err(Error::TorchPanic(msg)),
+        Err(dtrain::panics::TorchPanic(msg)) if dtrain::panics::is_oom(&msg) => {
+            Err(Error::OutOfMemory {
+                device: crate::device::kind_name(device).into(),
+                msg,
+            })
+        }
+        Err(dtrain::panics::TorchPanic(msg)) => Err(Error::TorchPanic(msg)),
     }
 }
 
