@@ -187,3 +187,17 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap()
 }
+
+/// Swarms hold this alone; tests with deadlines hold it shared (see main.rs).
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// For a swarm: nothing with a deadline runs beside it (two cores).
+pub fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// For a test with deadlines: it may run beside other such tests, never
+/// beside a swarm.
+pub fn beside_others() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,9 +1,8 @@
 //! push and pull against the local hub over real HTTP: round trips, the
 //! idempotent re-push, tag conflicts, injected faults, restarts.
-mod common;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 fn env(hub: &Hub, home: &Path) -> Vec<(&'static str, String)> {
     vec![
@@ -48,6 +47,7 @@ fn same_tree(a: &Path, b: &Path) {
 
 #[test]
 fn round_trip_repush_and_conflicts() {
+    let _machine = beside_others();
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start(&dir.path().join("root"), &[]);
     let e = env(&hub, &dir.path().join("home"));
@@ -178,6 +178,7 @@ fn round_trip_repush_and_conflicts() {
 
 #[test]
 fn pushes_survive_faults_within_their_retries_and_fail_cleanly_beyond() {
+    let _machine = beside_others();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let ck = init(dir.path(), "c", "tiny", "3");
@@ -249,6 +250,7 @@ fn pushes_survive_faults_within_their_retries_and_fail_cleanly_beyond() {
 
 #[test]
 fn a_gpt2_sized_checkpoint_round_trips_and_the_hub_keeps_it_across_restarts() {
+    let _machine = beside_others();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let ck = init(dir.path(), "big", "gpt2", "0");
@@ -295,6 +297,7 @@ fn a_gpt2_sized_checkpoint_round_trips_and_the_hub_keeps_it_across_restarts() {
 
 #[test]
 fn file_urls_publish_into_a_local_hub_folder() {
+    let _machine = beside_others();
     let dir = tempfile::tempdir().unwrap();
     let ck = init(dir.path(), "c", "tiny", "5");
     let url = format!("file://{}/hub/org/local", dir.path().display());

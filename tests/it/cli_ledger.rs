@@ -1,7 +1,6 @@
 //! ledger and score as processes: appends, chain checks, tampering named,
 //! state carried between epochs.
-mod common;
-use common::*;
+use crate::common::*;
 
 /// Appends epoch `e`'s entry (1000·(e+1) tokens, contributors a and b), signed with `key`.
 fn append(ledger: &std::path::Path, key: &std::path::Path, e: u64, scores: &std::path::Path) {

@@ -1,11 +1,10 @@
 //! The systemd units in scripts/systemd/ are valid (systemd-analyze verify),
 //! run the scripts that exist with flags those scripts accept, and the env
 //! examples name only keys the scripts read.
-mod common;
 
 use std::process::Command;
 
-use common::root;
+use crate::common::root;
 
 #[test]
 fn units_verify_and_point_at_real_scripts() {

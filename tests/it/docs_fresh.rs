@@ -1,7 +1,6 @@
 //! The committed man pages and completions must equal what the current clap
 //! definition renders: run `dtrain gen-docs` and commit when this fails.
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn man_pages_and_completions_are_up_to_date() {

@@ -2,11 +2,10 @@
 //! `verify` or `score`, and honest work must pass every time. Real processes,
 //! the bundled corpus (rows assigned by fetch-shard), the tiny model, CPU.
 //! Prints a table of case → verdict.
-mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use dtrain::receipt::Receipt;
 use dtrain::tensors::{GradMeta, TensorFile};
 
@@ -229,6 +228,7 @@ fn failed_checks(v: &serde_json::Value) -> String {
 
 #[test]
 fn every_cheat_is_caught_and_honest_work_always_passes() {
+    let _machine = beside_others();
     let w = World::new();
     let mut table: Vec<(String, String)> = Vec::new();
     fn expect_caught(
@@ -590,6 +590,7 @@ fn reorder_grad(m: &Miner) {
 /// the validator's own assignment; a receipt to its round and miner.
 #[test]
 fn hostile_artefacts_are_fail_verdicts() {
+    let _machine = beside_others();
     let w = World::new();
     let mut table: Vec<(String, String)> = Vec::new();
     let mut caught = |case: &str, (code, v): (i32, serde_json::Value), check: &str| {
@@ -701,6 +702,7 @@ fn hostile_artefacts_are_fail_verdicts() {
 /// announced in the round that is not the receipt's sequence count is a FAIL.
 #[test]
 fn transcripts_are_trusted_only_from_their_pinned_writers() {
+    let _machine = beside_others();
     let w = World::new();
     let peers = w.round(&["ta", "tb", "inflator"], 7);
     let inflated = (receipt(&peers[2]).sequences.len() * 10).to_string();

@@ -1,6 +1,5 @@
 //! `dtrain reduce` as real processes on loopback: results, determinism across
 //! peers, killed peers, hostile connections, deadlines.
-mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -8,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use dtrain::tensors::{DType, GradMeta, TensorFile, TensorSpec};
 
 const MODEL: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
@@ -191,6 +190,7 @@ fn run_all(
 
 #[test]
 fn weighted_mean_for_2_to_8_peers_identical_everywhere() {
+    let _machine = beside_others();
     for (n, n_elem) in [(2, 100_003), (3, 1_000_001), (5, 77_777), (8, 300_007)] {
         let weights: Vec<u64> = (0..n as u64).map(|i| 1 + i * 3 % 7).collect();
         let s = Swarm::new(n, n_elem, &weights);
@@ -253,6 +253,7 @@ fn weighted_mean_for_2_to_8_peers_identical_everywhere() {
 
 #[test]
 fn transcripts_are_signed_and_record_contributions() {
+    let _machine = beside_others();
     let s = Swarm::new(3, 50_000, &[2, 3, 4]);
     for (code, _, err) in run_all(&s, "rt", &["--chunk", "4096"], 30.0) {
         assert_eq!(code, Some(0), "{err}");
@@ -302,6 +303,7 @@ fn transcripts_are_signed_and_record_contributions() {
 
 #[test]
 fn bf16_and_q8_are_identical_on_every_peer_and_close() {
+    let _machine = beside_others();
     let weights = [1, 5, 2, 3];
     let s = Swarm::new(4, 200_003, &weights);
     let want = s.expected(&[0, 1, 2, 3], &weights);
@@ -338,6 +340,7 @@ fn bf16_and_q8_are_identical_on_every_peer_and_close() {
 /// every peer uses AVX-512 or AVX2: results never depend on the hardware.
 #[test]
 fn vector_widths_do_not_change_a_rounds_result() {
+    let _machine = beside_others();
     let weights = [3, 1, 4, 1];
     let s = Swarm::new(4, 150_001, &weights);
     let values = |s: &Swarm| -> Vec<u32> {
@@ -383,6 +386,7 @@ fn vector_widths_do_not_change_a_rounds_result() {
 /// Kills one peer at a random point of a slowed-down round, several times.
 #[test]
 fn survivors_finish_identical_when_a_peer_is_killed() {
+    let _machine = beside_others();
     let weights = [3, 1, 4, 1, 5];
     let s = Swarm::new(5, 1_500_000, &weights);
     let hashes: Vec<_> = (0..5)
@@ -491,6 +495,7 @@ fn survivors_finish_identical_when_a_peer_is_killed() {
 
 #[test]
 fn a_peer_that_never_comes_is_left_out_and_a_minority_cannot_finish() {
+    let _machine = beside_others();
     let s = Swarm::new(3, 10_000, &[1, 1, 1]);
     let kids: Vec<Child> = (0..2)
         .map(|i| s.spawn(i, "absent", &["--deadline", "6"]))
@@ -515,6 +520,7 @@ fn a_peer_that_never_comes_is_left_out_and_a_minority_cannot_finish() {
 
 #[test]
 fn wrong_key_wrong_layout_and_nan_are_refused() {
+    let _machine = beside_others();
     let s = Swarm::new(3, 10_000, &[1, 2, 3]);
     // p2 signs with a key that is not its own
     let rogue = s.path("rogue.key");
@@ -605,6 +611,7 @@ fn wrong_key_wrong_layout_and_nan_are_refused() {
 /// anything; a peer's own weight above the cap is a usage error.
 #[test]
 fn an_inflated_weight_is_dropped_and_the_average_stays_honest() {
+    let _machine = beside_others();
     let weights = [1, 2, 1 << 30];
     let s = Swarm::new(3, 10_000, &weights);
     let lenient = s.path("lenient.toml");
@@ -764,6 +771,7 @@ fn stalled_dialers(
 /// address has its share, and a handshake has one deadline.
 #[test]
 fn stalled_dialers_cannot_keep_the_peers_out() {
+    let _machine = beside_others();
     let s = Swarm::new(3, 10_000, &[1, 2, 3]);
     let peers = dtrain::reduce::peers::Peers::read(&s.path("peers.toml")).unwrap();
     let targets: Vec<std::net::SocketAddrV4> =
@@ -805,6 +813,7 @@ fn stalled_dialers_cannot_keep_the_peers_out() {
 /// and the transcript records who reported whom.
 #[test]
 fn a_false_failure_report_evicts_only_its_maker() {
+    let _machine = beside_others();
     let weights = [1, 2, 3, 4];
     let s = Swarm::new(4, 20_000, &weights);
     let kids: Vec<Child> = (0..4)
@@ -852,6 +861,7 @@ fn a_false_failure_report_evicts_only_its_maker() {
 /// memory: control frames outside a small window of attempts are dropped.
 #[test]
 fn made_up_attempt_numbers_do_not_grow_a_peer() {
+    let _machine = beside_others();
     let s = Swarm::new(3, 20_000, &[1, 2, 3]);
     // p0's peak memory, and the bytes p0 received from p2
     let run = |round: &str, fault: &str| -> (u64, u64) {
@@ -907,6 +917,7 @@ fn made_up_attempt_numbers_do_not_grow_a_peer() {
 /// bytes, connections that send nothing. The round completes; no peer crashes or balloons.
 #[test]
 fn hostile_connections_are_rejected_and_the_round_goes_on() {
+    let _machine = beside_others();
     let s = Swarm::new(3, 2_000_000, &[1, 2, 3]);
     let peers = dtrain::reduce::peers::Peers::read(&s.path("peers.toml")).unwrap();
     let target = peers.list[0].addr.clone();
@@ -970,6 +981,7 @@ fn hostile_connections_are_rejected_and_the_round_goes_on() {
 /// peer that is not in the file cannot join.
 #[test]
 fn replayed_and_unknown_handshakes_are_refused() {
+    let _machine = beside_others();
     let s = Swarm::new(2, 1000, &[1, 1]);
     let peers = dtrain::reduce::peers::Peers::read(&s.path("peers.toml")).unwrap();
     let k0 = dtrain::keys::Key::load(&s.path("p0.key")).unwrap();
@@ -1085,6 +1097,7 @@ impl Write for Recorder {
 /// unknown member or a broken file refused with one line.
 #[test]
 fn peers_prints_the_file_and_restricts_it_to_a_rounds_members() {
+    let _machine = beside_others();
     let s = Swarm::new(3, 4096, &[1, 2, 3]);
     let file = s.path("peers.toml");
     let o = dtrain(&["peers", file.to_str().unwrap()], b"");

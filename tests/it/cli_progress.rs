@@ -2,11 +2,10 @@
 //! draws a progress bar on stderr when stderr is a terminal (run here under
 //! `script`, a real pseudo-terminal) and prints nothing but its summary when
 //! it is not; `-q` silences both; `-v` and `DTRAIN_LOG` raise the log level.
-mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -161,6 +160,7 @@ fn strs(v: &[String]) -> Vec<&str> {
 
 #[test]
 fn the_miners_pipeline_draws_bars_on_a_terminal_and_only_summaries_in_a_pipe() {
+    let _machine = beside_others();
     let (w, pubkey) = Pipeline::with_model();
 
     assert_bar(
@@ -238,6 +238,7 @@ fn the_miners_pipeline_draws_bars_on_a_terminal_and_only_summaries_in_a_pipe() {
 
 #[test]
 fn push_and_pull_draw_byte_bars_on_a_terminal_only() {
+    let _machine = beside_others();
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start(&dir.path().join("hub"), &[]);
     let model = dir.path().join("model");
@@ -274,6 +275,7 @@ fn push_and_pull_draw_byte_bars_on_a_terminal_only() {
 /// Two reduce peers on gradients from one model: one on a terminal, one in a pipe.
 #[test]
 fn reduce_draws_a_bar_per_phase_and_logs_its_members_when_asked() {
+    let _machine = beside_others();
     let (w, _) = Pipeline::with_model();
     let rows = dtrain_env(&strs(&w.fetch_args("rows.jsonl")), &[]);
     assert!(rows.status.success());
@@ -372,6 +374,7 @@ fn finish_ok(c: Child) -> String {
 
 #[test]
 fn a_bad_log_filter_is_one_line_and_exit_2() {
+    let _machine = beside_others();
     let o = dtrain_env(&["info"], &[("DTRAIN_LOG", "dtrain=[")]);
     assert_fails(&o, 2, "DTRAIN_LOG");
     // -v and -q together are a usage error
@@ -381,6 +384,7 @@ fn a_bad_log_filter_is_one_line_and_exit_2() {
 
 #[test]
 fn retries_are_logged_with_v_and_the_hub_logs_requests_unless_q() {
+    let _machine = beside_others();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("hub");
     copy_tree(&fixture("hub"), &root);

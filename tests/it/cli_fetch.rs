@@ -1,10 +1,9 @@
 //! fetch-shard and the local hub as processes over real HTTP on loopback:
 //! determinism, disjoint assignment, specs, and every fault the client must
 //! survive or report.
-mod common;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 fn corpus_root(dir: &Path) -> std::path::PathBuf {
     let root = dir.join("hub");

@@ -1,8 +1,7 @@
 //! The lean `dtrain`: it links no libtorch (ldd lists only the C runtime), runs
 //! the model-free commands itself and hands the torch commands to
 //! `dtrain-torch` beside it, with the same arguments and exit codes.
-mod common;
-use common::*;
+use crate::common::*;
 
 /// The shared libraries a binary asks for, by file name.
 fn needed(bin: &std::path::Path) -> Vec<String> {

@@ -1,8 +1,7 @@
 //! A newcomer's mistakes: each gets one line that names the flag or file and
 //! says what to do, and the exit code of its class (2: bad input, 3: network
 //! after retries, 4: the round) — never a silent success.
-mod common;
-use common::*;
+use crate::common::*;
 
 fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()

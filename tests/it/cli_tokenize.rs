@@ -1,6 +1,5 @@
 //! `dtrain tokenize` as a process: outputs, error lines, exit codes, atomicity.
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn writes_a_shard_file_and_reads_back() {

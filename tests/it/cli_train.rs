@@ -1,9 +1,8 @@
 //! init / train-step / apply / eval as processes: determinism, failure modes,
 //! exit codes, and that failed commands write nothing.
-mod common;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -3,7 +3,6 @@
 //! Each test is an attack that worked before its defence: a real hub process,
 //! raw requests over real sockets, a secret file beside the hub's root that no
 //! request may read, move or delete.
-mod common;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -12,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const SECRET: &[u8] = b"TOP SECRET";
 
@@ -86,6 +85,7 @@ fn commit_body(path: &str) -> String {
 
 #[test]
 fn repo_ids_from_urls_never_reach_outside_the_root() {
+    let _machine = beside_others();
     let site = Site::new();
     let hub = Hub::start(&site.root, &[]);
     let abs = site.dir.path().to_str().unwrap().replace('/', "%2F");
@@ -130,6 +130,7 @@ fn repo_ids_from_urls_never_reach_outside_the_root() {
 
 #[test]
 fn an_lfs_oid_cannot_name_a_file() {
+    let _machine = beside_others();
     let site = Site::new();
     let hub = Hub::start(&site.root, &[]);
     let lfs = |oid: &str, size: &str| {
@@ -159,6 +160,7 @@ fn an_lfs_oid_cannot_name_a_file() {
 
 #[test]
 fn header_values_cannot_carry_new_headers() {
+    let _machine = beside_others();
     let site = Site::new();
     let hub = Hub::start(&site.root, &[]);
     let r = get(
@@ -195,6 +197,7 @@ fn flood(url: &str, prefix: &[u8], fill: u8, total: usize) -> usize {
 
 #[test]
 fn an_endless_head_or_chunk_line_is_not_buffered() {
+    let _machine = beside_others();
     let site = Site::new();
     let hub = Hub::start(&site.root, &[]);
     let _ = get(&hub.url, "/api/models/org/m/refs", None);
@@ -225,6 +228,7 @@ fn an_endless_head_or_chunk_line_is_not_buffered() {
 
 #[test]
 fn a_slow_client_is_cut_at_the_request_deadline() {
+    let _machine = beside_others();
     let site = Site::new();
     let hub = Hub::start(&site.root, &["--head-timeout", "2"]);
     let mut s = TcpStream::connect(addr(&hub.url)).unwrap();
@@ -259,6 +263,7 @@ fn a_slow_client_is_cut_at_the_request_deadline() {
 
 #[test]
 fn one_address_cannot_take_every_slot_and_a_full_server_says_503() {
+    let _machine = beside_others();
     let site = Site::new();
     let hub = Hub::start(&site.root, &["--max-per-ip", "3"]);
     let idle: Vec<TcpStream> = (0..3)
@@ -286,6 +291,7 @@ fn tokens_file(dir: &Path) -> PathBuf {
 
 #[test]
 fn the_counters_route_is_decided_on_parsed_segments() {
+    let _machine = beside_others();
     let site = Site::new();
     let hub = Hub::start(&site.root, &["--token", "admin-token-cccccccc"]);
     assert_eq!(status(&get(&hub.url, "/_dtrain/stats", None)), 200);
@@ -308,6 +314,7 @@ fn the_counters_route_is_decided_on_parsed_segments() {
 
 #[test]
 fn a_writer_token_writes_only_its_own_repos() {
+    let _machine = beside_others();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let tokens = tokens_file(dir.path());
@@ -380,6 +387,7 @@ fn a_writer_token_writes_only_its_own_repos() {
 
 #[test]
 fn concurrent_local_pushes_keep_every_tag() {
+    let _machine = beside_others();
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("ckpt");
     fs::create_dir_all(&ckpt).unwrap();
@@ -493,6 +501,7 @@ const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
 #[test]
 fn pull_refuses_paths_and_commits_that_leave_its_folder() {
+    let _machine = beside_others();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("a/b/out");
     let tree = r#"[{"type":"file","path":"../../evil.txt","oid":"0000000000000000000000000000000000000000","size":3}]"#;
@@ -516,6 +525,7 @@ fn pull_refuses_paths_and_commits_that_leave_its_folder() {
 
 #[test]
 fn pagination_never_takes_the_token_to_another_host() {
+    let _machine = beside_others();
     let dir = tempfile::tempdir().unwrap();
     let elsewhere = FakeHub::start("127.0.0.2", |_| (200, String::new(), "[]".into()));
     let link = format!(

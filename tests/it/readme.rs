@@ -6,8 +6,7 @@
 //! before it. Shapes are compared with hex strings of 7+ digits and numbers
 //! masked, so hashes that depend on the CPU, timings and keys do not matter
 //! but every line, word and column does: README cannot drift from the tool.
-mod common;
-use common::*;
+use crate::common::*;
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -74,6 +73,7 @@ fn shape(line: &str) -> String {
 
 #[test]
 fn readme_commands_run_as_written() {
+    let _machine = beside_others();
     let block = readme_block();
     let (script, expected) = instrument(&block);
     assert!(
@@ -133,6 +133,7 @@ fn readme_commands_run_as_written() {
 
 #[test]
 fn shapes_mask_hashes_and_figures_only() {
+    let _machine = beside_others();
     assert_eq!(
         shape("d17687582deab907…  model-0  (3382080 parameters)"),
         "H…  model-N  (N parameters)"

@@ -1,12 +1,11 @@
 //! reduce between network namespaces joined by a bridge, each peer's uplink
 //! rate-limited with tc tbf: the round completes at close to link rate.
 //! Needs root and iproute2 (as on CI); elsewhere it says so and does nothing.
-mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use dtrain::tensors::{DType, GradMeta, TensorSpec};
 
 struct Net {
@@ -39,6 +38,7 @@ fn can_use_netns() -> bool {
 
 #[test]
 fn four_peers_across_rate_limited_links() {
+    let _machine = beside_others();
     if !can_use_netns() {
         eprintln!("SKIPPED: network namespaces need root and iproute2");
         return;

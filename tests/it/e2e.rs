@@ -5,25 +5,17 @@
 //!
 //! The swarm tests run the real shell loops, so they also catch a script that
 //! drifts from the commands' flags.
-mod common;
 
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// One swarm at a time: two would share two cores and their timeouts.
-static ONE_SWARM: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_swarm() -> std::sync::MutexGuard<'static, ()> {
-    ONE_SWARM.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn swarm_cmd(work: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
@@ -190,7 +182,7 @@ fn assert_decreasing(l: &[f64]) {
 
 #[test]
 fn three_epochs_everyone_ends_with_the_same_model() {
-    let _one = one_swarm();
+    let _one = alone();
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("swarm");
     let o = swarm(&work, &["--epochs", "3"], &[]);
@@ -413,7 +405,7 @@ fn rel_dist(a: &[f32], b: &[f64]) -> f64 {
 /// epochs complete, with exactly the members that published.
 #[test]
 fn a_miner_that_never_publishes_costs_only_itself() {
-    let _one = one_swarm();
+    let _one = alone();
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("swarm");
     let t0 = std::time::Instant::now();
@@ -446,7 +438,7 @@ fn a_miner_that_never_publishes_costs_only_itself() {
 /// chained, and every member applied the round's model.
 #[test]
 fn drills_kill_and_restart_a_miner_and_the_validator_without_a_fork() {
-    let _one = one_swarm();
+    let _one = alone();
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("swarm");
     let args = [
@@ -534,7 +526,7 @@ fn a_bad_drill_is_refused_before_anything_starts() {
 /// the same rule until a sequence fits; every miner takes part and passes.
 #[test]
 fn a_miner_with_too_little_data_still_takes_part() {
-    let _one = one_swarm();
+    let _one = alone();
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("swarm");
     let (_, eps) = swarm_ok(
@@ -558,7 +550,7 @@ fn a_miner_with_too_little_data_still_takes_part() {
 /// the epochs complete, the NaN miner is rejected and scores 0.
 #[test]
 fn a_nan_gradient_from_the_first_miner_costs_only_that_miner() {
-    let _one = one_swarm();
+    let _one = alone();
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("swarm");
     let hook = cheat_hook("--nan");
@@ -574,7 +566,7 @@ fn a_nan_gradient_from_the_first_miner_costs_only_that_miner() {
 
 #[test]
 fn a_cheater_is_rejected_scores_zero_and_clipping_keeps_the_average() {
-    let _one = one_swarm();
+    let _one = alone();
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("swarm");
     let hook = cheat_hook("");
@@ -639,7 +631,7 @@ fn pkill(pattern: &str) {
 
 #[test]
 fn a_miner_killed_mid_reduce_leaves_the_round_and_rejoins_after_restart() {
-    let _one = one_swarm();
+    let _one = alone();
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("swarm");
     // a slow wire (2 MB/s per miner) so that the reduce takes seconds
@@ -768,6 +760,7 @@ fn run_ok(args: &[&str]) -> Value {
 /// sequences per step ends.
 #[test]
 fn distributed_training_equals_centralized_training() {
+    let _machine = beside_others();
     const K: usize = 4;
     const T: usize = 32;
     let dir = tempfile::tempdir().unwrap();
