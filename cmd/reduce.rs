@@ -62,7 +62,7 @@ pub struct ReduceArgs {
     /// Members needed to finish [default: a majority of the peers file]
     #[arg(long)]
     min_peers: Option<usize>,
-    /// Print a JSON summary
+    /// Print a JSON summary (with where the time went: "breakdown")
     #[arg(long)]
     json: bool,
 }
@@ -108,7 +108,8 @@ pub fn run(args: ReduceArgs) -> Result<()> {
             "{}",
             serde_json::json!({"result": b.result, "members": b.members, "sum_weight": b.sum_weight, "tokens": b.tokens,
                 "attempts": b.attempts, "failures": b.failures, "seconds": b.seconds_reduce,
-                "seconds_total": b.seconds_total, "bytes_moved": moved, "peak_anon_rss_bytes": b.peak_anon_rss_bytes})
+                "seconds_total": b.seconds_total, "bytes_moved": moved, "peak_anon_rss_bytes": b.peak_anon_rss_bytes,
+                "breakdown": outcome.timings})
         );
     } else {
         println!(

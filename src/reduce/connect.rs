@@ -10,14 +10,14 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::coordinator::{Announced, Coordinator};
 use super::handshake::{self, Deadline, Local, Session};
-use super::link::{Event, Link, Shared};
+use super::link::{Event, Link};
 use super::peers::Peers;
 use super::Error;
 use crate::keys::Key;
@@ -134,7 +134,8 @@ impl Gate {
 pub(super) struct Listener {
     pub listener: TcpListener,
     pub identity: Arc<Identity>,
-    pub shared: Arc<Shared>,
+    /// Set when the round is over.
+    pub stop: Arc<AtomicBool>,
     pub events: Sender<Event>,
     /// A handshake takes at most this.
     pub within: Duration,
@@ -155,7 +156,7 @@ impl Listener {
 
     pub fn run(self) {
         let gate = Arc::new(Gate::new(&self.identity.peers));
-        while !self.shared.stop.load(Ordering::Relaxed) {
+        while !self.stop.load(Ordering::Relaxed) {
             let Ok((s, from)) = self.listener.accept() else {
                 std::thread::sleep(Duration::from_millis(5));
                 continue;

@@ -107,7 +107,8 @@ pub(super) struct Shared {
     /// region the new one rewrites.
     pub attempt_fence: RwLock<()>,
     pub rate: Option<RateLimit>,
-    pub stop: AtomicBool,
+    /// Set when the round is over: the listener and the links stop.
+    pub stop: Arc<AtomicBool>,
     /// Hashes of the phase-1 chunks this peer sent: (attempt, owner) → (chunk, hash).
     pub sent: Mutex<SentHashes>,
     /// The output's blocks are reserved and its pages mapped in: results go

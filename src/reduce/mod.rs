@@ -178,6 +178,7 @@ pub struct Config {
 /// What a finished round produced.
 pub struct Outcome {
     pub transcript: Transcript,
+    pub timings: Timings,
 }
 
 // ---------------------------------------------------------------------------
@@ -193,8 +194,8 @@ struct Input {
 }
 
 impl Input {
-    /// Opens and checks `--in`: its weight under the peers file's cap, and
-    /// (for a contributor) every value finite.
+    /// Opens `--in` and checks its weight under the peers file's cap (its
+    /// values are checked by [`Input::check_finite`], while the peers connect).
     fn open(cfg: &Config) -> Result<Input, Error> {
         let file = Arc::new(TensorFile::open(&cfg.input)?);
         let meta = match GradMeta::read(&file) {
@@ -211,17 +212,13 @@ impl Input {
             },
             Err(e) => return Err(e.into()),
         };
-        let flat = file.flat_f32()?;
+        file.flat_f32()?;
         let weight = cfg.weight.unwrap_or(meta.sequences);
         if weight > cfg.peers.max_weight {
             return Err(Error::Weight(format!(
                 "this peer's weight {weight} is above the peers file's max_weight {}",
                 cfg.peers.max_weight
             )));
-        }
-        // a receive-only peer's input is a placeholder for the layout: its values are never sent
-        if weight > 0 && !cfg.allow_nonfinite && !flat.par_chunks(1 << 20).all(all_finite) {
-            return Err(Error::NonFinite);
         }
         let tokens = if weight == 0 { 0 } else { meta.tokens };
         let layout = layout_digest(&file, &meta.model);
@@ -232,6 +229,16 @@ impl Input {
             tokens,
             layout,
         })
+    }
+
+    /// A contributor's values are all finite (a receive-only peer's input is
+    /// a placeholder for the layout: its values are never sent).
+    fn check_finite(&self, allow_nonfinite: bool) -> Result<(), Error> {
+        let flat = self.file.flat_f32()?;
+        if self.weight > 0 && !allow_nonfinite && !flat.par_chunks(1 << 20).all(all_finite) {
+            return Err(Error::NonFinite);
+        }
+        Ok(())
     }
 }
 
@@ -253,9 +260,13 @@ fn my_rank(cfg: &Config) -> Result<usize, Error> {
     Ok(me)
 }
 
-/// The output, created at its final size before the peers connect (its
+/// The output, created at its final size while the peers connect (its
 /// metadata is filled in at the end), and what the links share.
-fn create_output(cfg: &Config, input: &Input) -> Result<(TensorWriter, Arc<Shared>), Error> {
+fn create_output(
+    cfg: &Config,
+    input: &Input,
+    stop: Arc<AtomicBool>,
+) -> Result<(TensorWriter, Arc<Shared>), Error> {
     let room: usize = 256
         + cfg
             .peers
@@ -286,7 +297,7 @@ fn create_output(cfg: &Config, input: &Input) -> Result<(TensorWriter, Arc<Share
         attempt: AtomicU32::new(0),
         attempt_fence: RwLock::new(()),
         rate: cfg.max_rate.map(RateLimit::new),
-        stop: AtomicBool::new(false),
+        stop,
         sent: Mutex::new(Default::default()),
         out_file,
         out_data,
@@ -295,15 +306,49 @@ fn create_output(cfg: &Config, input: &Input) -> Result<(TensorWriter, Arc<Share
     Ok((out, Arc::new(shared)))
 }
 
-/// Runs one peer's side of a round.
+/// Where a round's time went, in seconds from the start of [`run`].
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Timings {
+    /// Opening the input and checking the key.
+    pub open: f64,
+    /// Checking the input's values, while the peers connect.
+    pub check: f64,
+    /// Creating the output (blocks reserved, pages mapped in), while the peers connect.
+    pub output: f64,
+    /// Waiting for the connections after that.
+    pub connect: f64,
+    /// Every attempt, from the first membership sync to the confirmed result.
+    pub rounds: f64,
+    /// Writing the output's metadata and renaming it into place.
+    pub finish: f64,
+    pub total: f64,
+}
+
+/// Lap times: each call returns the seconds since the previous one.
+struct Laps(Instant);
+
+impl Laps {
+    fn lap(&mut self) -> f64 {
+        let now = Instant::now();
+        let s = now.duration_since(self.0).as_secs_f64();
+        self.0 = now;
+        s
+    }
+}
+
+/// Runs one peer's side of a round: the listener and dialers start first, so
+/// the connections are made while this peer checks its input and creates its
+/// output; then the attempts; then the output and the transcript.
 pub fn run(cfg: Config) -> Result<Outcome, Error> {
     let t_start = Instant::now();
+    let mut laps = Laps(t_start);
+    let mut timings = Timings::default();
     let me = my_rank(&cfg)?;
     let input = Input::open(&cfg)?;
     let n_elem = input.file.flat_f32()?.len();
     let idle = (cfg.deadline / 6).clamp(Duration::from_millis(500), Duration::from_secs(30));
     let connect_for = (cfg.deadline / 5).clamp(Duration::from_secs(1), Duration::from_secs(30));
-    let (mut out, sh) = create_output(&cfg, &input)?;
+    timings.open = laps.lap();
 
     let identity = Arc::new(Identity {
         round: cfg.round.clone(),
@@ -314,11 +359,12 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         tokens: input.tokens,
         layout: input.layout,
     });
+    let stop = Arc::new(AtomicBool::new(false));
     let (events, events_rx) = channel();
     let listener = Listener {
         listener: Listener::bind(&cfg.peers.list[me].addr)?,
         identity: identity.clone(),
-        shared: sh.clone(),
+        stop: stop.clone(),
         events: events.clone(),
         within: HANDSHAKE_TIME.min(connect_for),
     };
@@ -332,6 +378,16 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         };
         std::thread::spawn(move || dialer.run());
     }
+    // while they connect
+    let checked = input.check_finite(cfg.allow_nonfinite);
+    timings.check = laps.lap();
+    if let Err(e) = checked {
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        return Err(e);
+    }
+    let (mut out, sh) = create_output(&cfg, &input, stop)?;
+    timings.output = laps.lap();
+
     let mine = Announced {
         weight: input.weight,
         tokens: input.tokens,
@@ -350,12 +406,14 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     let peers = cfg.peers.clone();
     let mut co = Coordinator::new(peers, me, sh.clone(), events_rx, mine, timing, settings);
     co.connect(events, input.layout)?;
+    timings.connect = laps.lap();
     let seconds_connect = t_start.elapsed().as_secs_f64();
 
     let min_peers = cfg.min_peers.unwrap_or(cfg.peers.len() / 2 + 1).max(1);
     let result = co.rounds(n_elem, min_peers);
     co.close_links();
     let finished = result?;
+    timings.rounds = laps.lap();
 
     let contributors: Vec<usize> = finished
         .members
@@ -369,13 +427,16 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         let _fence = sh.attempt_fence.write().unwrap();
         out.commit_no_sync()?;
     }
+    timings.finish = laps.lap();
+    timings.total = t_start.elapsed().as_secs_f64();
     let times = Seconds {
         connect: seconds_connect,
-        total: t_start.elapsed().as_secs_f64(),
+        total: timings.total,
     };
     let body = transcript_body(&cfg, &co, n_elem, &finished, &contributors, times);
     Ok(Outcome {
         transcript: Transcript::sign(body, &cfg.key),
+        timings,
     })
 }
 
