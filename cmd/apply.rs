@@ -43,9 +43,9 @@ pub struct ApplyArgs {
     /// Global epoch for the schedule [default: the optimizer's step count]
     #[arg(long)]
     epoch: Option<u64>,
-    /// Weight decay (applied to ≥2-D parameters only)
-    #[arg(long, default_value_t = 0.1)]
-    weight_decay: f64,
+    /// Weight decay (applied to ≥2-D parameters only) [default: 0.1; 0 with nesterov]
+    #[arg(long)]
+    weight_decay: Option<f64>,
     /// First-moment decay
     #[arg(long, default_value_t = 0.9)]
     beta1: f64,
@@ -55,9 +55,12 @@ pub struct ApplyArgs {
     /// Denominator epsilon
     #[arg(long, default_value_t = 1e-8)]
     eps: f64,
-    /// Clip the global gradient norm to this value (0: no clipping)
-    #[arg(long, default_value_t = 1.0)]
-    clip: f64,
+    /// Momentum (nesterov)
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// Clip the global gradient norm to this value (0: no clipping) [default: 1; 0 with nesterov]
+    #[arg(long)]
+    clip: Option<f64>,
     /// The new checkpoint folder
     #[arg(short, long)]
     output: PathBuf,
@@ -84,16 +87,27 @@ pub fn run(args: ApplyArgs) -> Result<()> {
             }
         },
     };
+    // DiLoCo's outer step decays and clips only when asked
+    let outer = args.optim == OptimArg::Nesterov;
+    let weight_decay = args.weight_decay.unwrap_or(if outer { 0.0 } else { 0.1 });
+    let clip = args.clip.unwrap_or(if outer { 0.0 } else { 1.0 });
+    if !(0.0..1.0).contains(&args.momentum) {
+        return Err(bad_input!(
+            "--momentum must be in [0, 1), got {}",
+            args.momentum
+        ));
+    }
     let opts = ApplyOptions {
         optim: args.optim.into(),
         lr: args.lr,
         schedule,
         epoch: args.epoch,
-        weight_decay: args.weight_decay,
+        weight_decay,
         beta1: args.beta1,
         beta2: args.beta2,
         eps: args.eps,
-        clip: (args.clip > 0.0).then_some(args.clip),
+        momentum: args.momentum,
+        clip: (clip > 0.0).then_some(clip),
     };
     check_new_output(&args.output, args.force)?;
     let ckpt = Checkpoint::open(&args.model).for_flag("--model", &args.model)?;

@@ -111,7 +111,14 @@ value_enum!(
 );
 value_enum!(
     /// `--optim`
-    OptimArg => Optim { Adamw, Lamb }
+    OptimArg => Optim {
+        /// AdamW (torch.optim.AdamW)
+        Adamw,
+        /// LAMB (torch_optimizer.Lamb)
+        Lamb,
+        /// SGD with Nesterov momentum (DiLoCo's outer step; torch.optim.SGD(nesterov=True))
+        Nesterov,
+    }
 );
 value_enum!(
     /// `--wire`: how reduce encodes values on the wire

@@ -214,7 +214,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__apply)
-            opts="-o -v -q -h -V --model --grad --optim --lr --schedule --warmup --total --epoch --weight-decay --beta1 --beta2 --eps --clip --output --force --json --verbose --quiet --help --version"
+            opts="-o -v -q -h -V --model --grad --optim --lr --schedule --warmup --total --epoch --weight-decay --beta1 --beta2 --eps --momentum --clip --output --force --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -229,7 +229,7 @@ _dtrain() {
                     return 0
                     ;;
                 --optim)
-                    COMPREPLY=($(compgen -W "adamw lamb" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "adamw lamb nesterov" -- "${cur}"))
                     return 0
                     ;;
                 --lr)
@@ -265,6 +265,10 @@ _dtrain() {
                     return 0
                     ;;
                 --eps)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --momentum)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

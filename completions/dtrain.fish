@@ -117,19 +117,21 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s h -l help -
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s V -l version -d 'Print version'
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l model -d 'Checkpoint folder to step from' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l grad -d 'The (averaged) gradient' -r -F
-complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l optim -d 'The optimizer (its state travels in the checkpoint)' -r -f -a "adamw\t''
-lamb\t''"
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l optim -d 'The optimizer (its state travels in the checkpoint)' -r -f -a "adamw\t'AdamW (torch.optim.AdamW)'
+lamb\t'LAMB (torch_optimizer.Lamb)'
+nesterov\t'SGD with Nesterov momentum (DiLoCo\'s outer step; torch.optim.SGD(nesterov=True))'"
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l lr -d 'Peak learning rate' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l schedule -d 'Learning-rate schedule over epochs' -r -f -a "constant\t''
 warmup-cosine\t''"
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l warmup -d 'Warm-up epochs (warmup-cosine)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l total -d 'Epoch at which the cosine reaches 10% of the peak (warmup-cosine)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l epoch -d 'Global epoch for the schedule [default: the optimizer\'s step count]' -r
-complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l weight-decay -d 'Weight decay (applied to ≥2-D parameters only)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l weight-decay -d 'Weight decay (applied to ≥2-D parameters only) [default: 0.1; 0 with nesterov]' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l beta1 -d 'First-moment decay' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l beta2 -d 'Second-moment decay' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l eps -d 'Denominator epsilon' -r
-complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l clip -d 'Clip the global gradient norm to this value (0: no clipping)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l momentum -d 'Momentum (nesterov)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l clip -d 'Clip the global gradient norm to this value (0: no clipping) [default: 1; 0 with nesterov]' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -s o -l output -d 'The new checkpoint folder' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l force -d 'Replace the output folder if it exists'
 complete -c dtrain -n "__fish_dtrain_using_subcommand apply" -l json -d 'Print the result as one JSON line'
@@ -168,7 +170,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l chunk -d 'Eleme
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l min-peers -d 'Members needed to finish [default: a majority of the peers file]' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l allow-nonfinite -d 'Send and accept contributions containing NaN or Inf'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l floor -d 'Benchmark the transport floor: same bytes and connections, no MAC, no arithmetic'
-complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l json -d 'Print a JSON summary'
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l json -d 'Print a JSON summary (with where the time went: "breakdown")'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -1,4 +1,6 @@
-//! `apply`: AdamW and LAMB steps on memory-mapped checkpoints.
+//! `apply`: AdamW, LAMB and Nesterov-momentum SGD steps on memory-mapped
+//! checkpoints (Nesterov is DiLoCo's outer step: its gradient is the round's
+//! averaged pseudo-gradient).
 //!
 //! Every miner that applies the same averaged gradient to the same checkpoint
 //! must end with the same model hash. So the optimizer is plain Rust on f32
@@ -8,8 +10,10 @@
 //! kernels. Weights, moments and the gradient stay memory-mapped; the new
 //! checkpoint is written through mappings into a temporary folder and swapped in.
 //!
-//! Semantics follow `torch.optim.AdamW` and `torch_optimizer.Lamb` (no
-//! debiasing, trust ratio ‖w‖ clamped to 10 over ‖adam step + wd·w‖); weight
+//! Semantics follow `torch.optim.AdamW`, `torch_optimizer.Lamb` (no
+//! debiasing, trust ratio ‖w‖ clamped to 10 over ‖adam step + wd·w‖) and
+//! `torch.optim.SGD(nesterov=True)` (dampening 0; the first step's buffer is
+//! the gradient; weight decay is added to the gradient, L2 style); weight
 //! decay applies to ≥2-D parameters only; gradient clipping is
 //! `clip_grad_norm_`'s (scale by max/(‖g‖+1e-6) when ‖g‖ exceeds max).
 
@@ -58,6 +62,7 @@ pub enum Error {
 pub enum Optim {
     Adamw,
     Lamb,
+    Nesterov,
 }
 
 impl Optim {
@@ -65,6 +70,15 @@ impl Optim {
         match self {
             Optim::Adamw => "adamw",
             Optim::Lamb => "lamb",
+            Optim::Nesterov => "nesterov",
+        }
+    }
+
+    /// The optimizer state kept per parameter, as tensor name prefixes.
+    fn state_names(self) -> &'static [&'static str] {
+        match self {
+            Optim::Adamw | Optim::Lamb => &["exp_avg", "exp_avg_sq"],
+            Optim::Nesterov => &["momentum_buffer"],
         }
     }
 }
@@ -111,6 +125,8 @@ pub struct ApplyOptions {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
+    /// Nesterov's momentum.
+    pub momentum: f64,
     /// Max global gradient norm (None: no clipping).
     pub clip: Option<f64>,
 }
@@ -126,6 +142,7 @@ impl Default for ApplyOptions {
             beta1: 0.9,
             beta2: 0.95,
             eps: 1e-8,
+            momentum: 0.9,
             clip: Some(1.0),
         }
     }
@@ -147,23 +164,17 @@ pub struct Provenance {
 
 const BLOCK: usize = 1 << 16;
 
-fn moment_specs(specs: &[TensorSpec]) -> Vec<TensorSpec> {
-    let mut v = Vec::with_capacity(specs.len() * 2);
-    for s in specs {
-        v.push(TensorSpec::new(
-            format!("exp_avg.{}", s.name),
-            DType::F32,
-            &s.shape,
-        ));
-    }
-    for s in specs {
-        v.push(TensorSpec::new(
-            format!("exp_avg_sq.{}", s.name),
-            DType::F32,
-            &s.shape,
-        ));
-    }
-    v
+/// The optimizer state file's layout: each state name for every parameter.
+fn state_specs(optim: Optim, specs: &[TensorSpec]) -> Vec<TensorSpec> {
+    optim
+        .state_names()
+        .iter()
+        .flat_map(|state| {
+            specs
+                .iter()
+                .map(move |s| TensorSpec::new(format!("{state}.{}", s.name), DType::F32, &s.shape))
+        })
+        .collect()
 }
 
 /// Applies one optimizer step: `ckpt` + averaged gradient `grad` → new checkpoint at `dest`.
@@ -218,13 +229,13 @@ pub fn apply(
                 wanted: opts.optim.name().into(),
             });
         }
-        crate::tensors::check_layout(&moment_specs(&specs), &f.specs()).map_err(|what| {
-            crate::tensors::Error::Layout {
+        crate::tensors::check_layout(&state_specs(opts.optim, &specs), &f.specs()).map_err(
+            |what| crate::tensors::Error::Layout {
                 path: state_path.clone(),
                 other: "the model".into(),
                 what: Box::new(what),
-            }
-        })?;
+            },
+        )?;
         Some(f)
     } else {
         None
@@ -242,82 +253,42 @@ pub fn apply(
     let model_path = dir.path().join(MODEL_FILE);
     let mut wm = TensorWriter::create(&model_path, &specs, &model::model_metadata())?;
 
-    let mut new_m: Vec<Vec<f32>> = Vec::with_capacity(specs.len());
-    let mut new_v: Vec<Vec<f32>> = Vec::with_capacity(specs.len());
-    let (b1, b2, eps) = (opts.beta1 as f32, opts.beta2 as f32, opts.eps as f32);
+    // per state name, per parameter
+    let names = opts.optim.state_names();
+    let mut new_state: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(specs.len()); names.len()];
     let mut goff = 0;
     for (i, s) in specs.iter().enumerate() {
         let p = ckpt.param(i)?;
         let g = &g_all[goff..goff + s.numel()];
+        let out = &mut wm.flat_f32_mut()[goff..goff + s.numel()];
         goff += s.numel();
-        let (m0, v0) = match &state {
-            Some(f) => (
-                f.tensor_f32(&format!("exp_avg.{}", s.name))?,
-                f.tensor_f32(&format!("exp_avg_sq.{}", s.name))?,
-            ),
-            None => (vec![0f32; s.numel()].into(), vec![0f32; s.numel()].into()),
-        };
+        let old: Vec<Option<std::borrow::Cow<[f32]>>> = names
+            .iter()
+            .map(|n| {
+                state
+                    .as_ref()
+                    .map(|f| f.tensor_f32(&format!("{n}.{}", s.name)))
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()?;
         let wd = if s.shape.len() >= 2 {
             opts.weight_decay as f32
         } else {
             0.0
         };
-        let cs = clip_scale as f32;
-        // moments
-        let mut m = vec![0f32; s.numel()];
-        let mut v = vec![0f32; s.numel()];
-        m.par_chunks_mut(BLOCK)
-            .zip(v.par_chunks_mut(BLOCK))
-            .enumerate()
-            .for_each(|(bi, (mc, vc))| {
-                let o = bi * BLOCK;
-                for j in 0..mc.len() {
-                    let gj = g[o + j] * cs;
-                    mc[j] = b1 * m0[o + j] + (1.0 - b1) * gj;
-                    vc[j] = b2 * v0[o + j] + (1.0 - b2) * gj * gj;
-                }
-            });
-        let out = &mut wm.flat_f32_mut()[goff - s.numel()..goff];
-        match opts.optim {
-            Optim::Adamw => {
-                let bc1 = 1.0 - opts.beta1.powi(step as i32);
-                let bc2 = 1.0 - opts.beta2.powi(step as i32);
-                let step_size = (lr / bc1) as f32;
-                let bc2_sqrt = bc2.sqrt() as f32;
-                let decay = 1.0 - (lr * wd as f64) as f32;
-                out.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, oc)| {
-                    let o = bi * BLOCK;
-                    for j in 0..oc.len() {
-                        let denom = v[o + j].sqrt() / bc2_sqrt + eps;
-                        oc[j] = p[o + j] * decay - step_size * (m[o + j] / denom);
-                    }
-                });
-            }
-            Optim::Lamb => {
-                let adam = |j: usize| m[j] / (v[j].sqrt() + eps) + wd * p[j];
-                let w_norm = sum_sq(&p).sqrt().min(10.0);
-                let a_sq: Vec<f64> = (0..s.numel())
-                    .into_par_iter()
-                    .chunks(BLOCK)
-                    .map(|js| js.into_iter().map(|j| (adam(j) as f64).powi(2)).sum())
-                    .collect();
-                let a_norm = a_sq.iter().sum::<f64>().sqrt();
-                let trust = if w_norm == 0.0 || a_norm == 0.0 {
-                    1.0
-                } else {
-                    w_norm / a_norm
-                };
-                let alpha = (lr * trust) as f32;
-                out.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, oc)| {
-                    let o = bi * BLOCK;
-                    for j in 0..oc.len() {
-                        oc[j] = p[o + j] - alpha * adam(o + j);
-                    }
-                });
-            }
+        let param = Param {
+            p: &p[..],
+            g,
+            clip_scale: clip_scale as f32,
+            wd,
+        };
+        let new = match opts.optim {
+            Optim::Nesterov => nesterov(&param, old[0].as_deref(), opts, lr, out),
+            optim => adam_like(optim, &param, &old, opts, (lr, step), out),
+        };
+        for (k, v) in new.into_iter().enumerate() {
+            new_state[k].push(v);
         }
-        new_m.push(m);
-        new_v.push(v);
     }
     if !wm.flat_f32_mut().iter().all(|x| x.is_finite()) {
         return Err(Error::NonFinite);
@@ -332,12 +303,8 @@ pub fn apply(
     meta.insert("model".to_string(), new_hash.clone());
     meta.insert("optim".to_string(), opts.optim.name().to_string());
     meta.insert("step".to_string(), step.to_string());
-    let mspecs = moment_specs(&specs);
-    let data: Vec<&[f32]> = new_m
-        .iter()
-        .chain(new_v.iter())
-        .map(Vec::as_slice)
-        .collect();
+    let mspecs = state_specs(opts.optim, &specs);
+    let data: Vec<&[f32]> = new_state.iter().flatten().map(Vec::as_slice).collect();
     crate::tensors::write_f32(dir.path().join(OPTIMIZER_FILE), &mspecs, &data, &meta)?;
 
     let grad_hash = crate::fsio::hash_file(grad.path())
@@ -359,6 +326,114 @@ pub fn apply(
     dir.commit()
         .map_err(|e| Error::Io(dest.display().to_string(), e))?;
     Ok(prov)
+}
+
+/// One parameter tensor's step inputs.
+struct Param<'a> {
+    p: &'a [f32],
+    g: &'a [f32],
+    clip_scale: f32,
+    /// Weight decay for this tensor (0 below 2-D).
+    wd: f32,
+}
+
+/// Nesterov-momentum SGD (torch's `SGD(nesterov=True)`, dampening 0):
+/// d = g + wd·p; buf = d on the first step, else μ·buf + d; p ← p − lr·(d + μ·buf).
+/// Writes the new parameter into `out`; returns the new buffer.
+fn nesterov(
+    x: &Param,
+    buf0: Option<&[f32]>,
+    opts: &ApplyOptions,
+    lr: f64,
+    out: &mut [f32],
+) -> Vec<Vec<f32>> {
+    let (mu, lr) = (opts.momentum as f32, lr as f32);
+    let mut buf = vec![0f32; x.p.len()];
+    buf.par_chunks_mut(BLOCK)
+        .zip(out.par_chunks_mut(BLOCK))
+        .enumerate()
+        .for_each(|(bi, (bc, oc))| {
+            let o = bi * BLOCK;
+            for j in 0..bc.len() {
+                let d = x.g[o + j] * x.clip_scale + x.wd * x.p[o + j];
+                bc[j] = match buf0 {
+                    Some(b) => mu * b[o + j] + d,
+                    None => d,
+                };
+                oc[j] = x.p[o + j] - lr * (d + mu * bc[j]);
+            }
+        });
+    vec![buf]
+}
+
+/// AdamW or LAMB: the moments, then the step. Writes the new parameter into
+/// `out`; returns the new first and second moments.
+fn adam_like(
+    optim: Optim,
+    x: &Param,
+    old: &[Option<std::borrow::Cow<[f32]>>],
+    opts: &ApplyOptions,
+    (lr, step): (f64, u64),
+    out: &mut [f32],
+) -> Vec<Vec<f32>> {
+    let (p, g, wd, cs) = (x.p, x.g, x.wd, x.clip_scale);
+    let (b1, b2, eps) = (opts.beta1 as f32, opts.beta2 as f32, opts.eps as f32);
+    let zero = |k: usize| old[k].is_none();
+    let m0 = |j: usize| old[0].as_ref().map_or(0.0, |m| m[j]);
+    let v0 = |j: usize| old[1].as_ref().map_or(0.0, |v| v[j]);
+    debug_assert!(zero(0) == zero(1));
+    let mut m = vec![0f32; p.len()];
+    let mut v = vec![0f32; p.len()];
+    m.par_chunks_mut(BLOCK)
+        .zip(v.par_chunks_mut(BLOCK))
+        .enumerate()
+        .for_each(|(bi, (mc, vc))| {
+            let o = bi * BLOCK;
+            for j in 0..mc.len() {
+                let gj = g[o + j] * cs;
+                mc[j] = b1 * m0(o + j) + (1.0 - b1) * gj;
+                vc[j] = b2 * v0(o + j) + (1.0 - b2) * gj * gj;
+            }
+        });
+    match optim {
+        Optim::Adamw => {
+            let bc1 = 1.0 - opts.beta1.powi(step as i32);
+            let bc2 = 1.0 - opts.beta2.powi(step as i32);
+            let step_size = (lr / bc1) as f32;
+            let bc2_sqrt = bc2.sqrt() as f32;
+            let decay = 1.0 - (lr * wd as f64) as f32;
+            out.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, oc)| {
+                let o = bi * BLOCK;
+                for j in 0..oc.len() {
+                    let denom = v[o + j].sqrt() / bc2_sqrt + eps;
+                    oc[j] = p[o + j] * decay - step_size * (m[o + j] / denom);
+                }
+            });
+        }
+        _ => {
+            let adam = |j: usize| m[j] / (v[j].sqrt() + eps) + wd * p[j];
+            let w_norm = sum_sq(p).sqrt().min(10.0);
+            let a_sq: Vec<f64> = (0..p.len())
+                .into_par_iter()
+                .chunks(BLOCK)
+                .map(|js| js.into_iter().map(|j| (adam(j) as f64).powi(2)).sum())
+                .collect();
+            let a_norm = a_sq.iter().sum::<f64>().sqrt();
+            let trust = if w_norm == 0.0 || a_norm == 0.0 {
+                1.0
+            } else {
+                w_norm / a_norm
+            };
+            let alpha = (lr * trust) as f32;
+            out.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, oc)| {
+                let o = bi * BLOCK;
+                for j in 0..oc.len() {
+                    oc[j] = p[o + j] - alpha * adam(o + j);
+                }
+            });
+        }
+    }
+    vec![m, v]
 }
 
 #[cfg(test)]

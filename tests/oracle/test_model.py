@@ -1,6 +1,7 @@
 """GPT-2 in dtrain against Hugging Face transformers and PyTorch's optimizers:
-checkpoints load both ways, logits/loss/gradients agree, AdamW and LAMB steps
-match torch.optim.AdamW and torch_optimizer.Lamb, gradients are linear."""
+checkpoints load both ways, logits/loss/gradients agree, AdamW, LAMB and Nesterov
+steps match torch.optim.AdamW, torch_optimizer.Lamb and torch.optim.SGD(nesterov=True),
+gradients are linear."""
 import json
 
 import numpy as np
@@ -113,28 +114,34 @@ def torch_params(ckpt):
     return {n: torch.nn.Parameter(t.clone()) for n, t in sd.items()}
 
 
-@pytest.mark.parametrize("optim", ["adamw", "lamb"])
+@pytest.mark.parametrize("optim", ["adamw", "lamb", "nesterov"])
 def test_optimizer_steps_match_pytorch(optim, shard, tmp_path):
     import torch_optimizer
 
-    lr, wd, clip = 3e-3, 0.1, 0.5
+    # nesterov is DiLoCo's outer step: its lr is large, so the reference runs in
+    # f64 (torch's f32 clip_grad_norm_ alone moves an lr-0.7 step by 4e-5)
+    lr, wd, clip = (0.7 if optim == "nesterov" else 3e-3), 0.1, 0.5
     m = tmp_path / "m0"
     run("init", "--arch", "tiny", "--seed", "9", "-o", m)
     params = torch_params(m)
+    if optim == "nesterov":
+        params = {n: torch.nn.Parameter(p.detach().double()) for n, p in params.items()}
     decay = [p for p in params.values() if p.dim() >= 2]
     no_decay = [p for p in params.values() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
     if optim == "adamw":
         opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, foreach=False)
-    else:
+    elif optim == "lamb":
         opt = torch_optimizer.Lamb(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8)
+    else:
+        opt = torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True, foreach=False)
     for step in range(3):
         g = tmp_path / f"g{step}.safetensors"
         run("train-step", "--model", m, "--tokens", shard, "--seq-len", 32, "--sequences", f"{step * 4}-{step * 4 + 3}",
             "--micro-batch", 4, "--device", "cpu", "-o", g, "--receipt", tmp_path / f"r{step}.json")
         grads = load_file(g)
         for n, p in params.items():
-            p.grad = grads[n].clone()
+            p.grad = grads[n].clone().to(p.dtype)
         torch.nn.utils.clip_grad_norm_(list(params.values()), clip)
         opt.step()
         nxt = tmp_path / f"m{step + 1}"
@@ -143,7 +150,9 @@ def test_optimizer_steps_match_pytorch(optim, shard, tmp_path):
         for n, p in params.items():
             # f32 rounding only: measured worst 1.2e-4 relative on the update (AdamW's
             # moments drift by rounding over steps) and 4e-7 absolute on the weights
-            assert rel_l2(ours[n] - prev[n], p.detach() - prev[n]) < 5e-4, (step, n)
+            # (against nesterov's f64 reference our f32 weights' own rounding,
+            # 6e-8 next to 1e-4 updates of LayerNorm gains, is 6e-4 of the update)
+            assert rel_l2(ours[n] - prev[n], p.detach() - prev[n]) < (2e-3 if optim == "nesterov" else 5e-4), (step, n)
             assert float((ours[n] - p.detach()).abs().max()) < 2e-6, (step, n)
             # keep the reference on our weights so the next gradient is for both
             p.data.copy_(ours[n])
