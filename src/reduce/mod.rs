@@ -360,11 +360,13 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         layout: input.layout,
     });
     let stop = Arc::new(AtomicBool::new(false));
+    // the listener stops when the connection phase ends (no link starts later)
+    let stop_listening = Arc::new(AtomicBool::new(false));
     let (events, events_rx) = channel();
     let listener = Listener {
         listener: Listener::bind(&cfg.peers.list[me].addr)?,
         identity: identity.clone(),
-        stop: stop.clone(),
+        stop: stop_listening.clone(),
         events: events.clone(),
         within: HANDSHAKE_TIME.min(connect_for),
     };
@@ -382,7 +384,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     let checked = input.check_finite(cfg.allow_nonfinite);
     timings.check = laps.lap();
     if let Err(e) = checked {
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        stop_listening.store(true, std::sync::atomic::Ordering::Relaxed);
         return Err(e);
     }
     let (mut out, sh) = create_output(&cfg, &input, stop)?;
@@ -405,7 +407,9 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     };
     let peers = cfg.peers.clone();
     let mut co = Coordinator::new(peers, me, sh.clone(), events_rx, mine, timing, settings);
-    co.connect(events, input.layout)?;
+    let connected = co.connect(events, input.layout);
+    stop_listening.store(true, std::sync::atomic::Ordering::Relaxed);
+    connected?;
     timings.connect = laps.lap();
     let seconds_connect = t_start.elapsed().as_secs_f64();
 
