@@ -122,7 +122,16 @@ value_enum!(
 );
 value_enum!(
     /// `--wire`: how reduce encodes values on the wire
-    WireArg => Wire { F32, Bf16, Q8 }
+    WireArg => Wire {
+        /// f32 as is
+        F32,
+        /// bfloat16: half the bytes
+        Bf16,
+        /// 8-bit blocks with an f32 scale: about a quarter
+        Q8,
+        /// {−s, 0, +s} per block of 64 with a bf16 scale: 1.875 bits a value (with --residual)
+        Ternary,
+    }
 );
 value_enum!(
     /// `--format`: how input text is cut into documents

@@ -1355,7 +1355,7 @@ _dtrain() {
                     return 0
                     ;;
                 --wire)
-                    COMPREPLY=($(compgen -W "f32 bf16 q8" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "f32 bf16 q8 ternary" -- "${cur}"))
                     return 0
                     ;;
                 --deadline)

@@ -159,9 +159,10 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l round -d 'Round
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l in -d 'This peer\'s gradient (never modified)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l out -d 'The averaged gradient, written only if the round succeeds' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l transcript -d 'Signed JSON record of the round' -r -F
-complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l wire -d 'Number format on the wire' -r -f -a "f32\t''
-bf16\t''
-q8\t''"
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l wire -d 'Number format on the wire' -r -f -a "f32\t'f32 as is'
+bf16\t'bfloat16: half the bytes'
+q8\t'8-bit blocks with an f32 scale: about a quarter'
+ternary\t'{−s, 0, +s} per block of 64 with a bf16 scale: 1.875 bits a value (with --residual)'"
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l deadline -d 'Seconds by which the round finishes or fails' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l weight -d 'Averaging weight [default: `sequences` in the input\'s metadata; 0 receives without contributing]' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l clip -d 'Byzantine-robust averaging by owners: centered:TAU (TAU = RMS clip radius per element)' -r

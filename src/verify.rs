@@ -764,6 +764,7 @@ impl std::str::FromStr for WireName {
             "f32" => Wire::F32,
             "bf16" => Wire::Bf16,
             "q8" => Wire::Q8,
+            "ternary" => Wire::Ternary,
             _ => return Err(()),
         }))
     }

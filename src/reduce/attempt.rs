@@ -92,6 +92,15 @@ struct Attempt<'m> {
     phase2_bar: indicatif::ProgressBar,
 }
 
+/// Why a chunk of my span could not be reduced.
+enum ChunkFault {
+    /// The mean is not finite: the remote contributor to blame, or None
+    /// (mine, or nobody's).
+    NonFinite(Option<usize>),
+    /// A contributor's bytes do not decode.
+    Malformed(usize, super::wire::Malformed),
+}
+
 /// What goes into one chunk of my span's result.
 struct ChunkParts<'a> {
     /// Members with a positive weight, in rank order.
@@ -344,14 +353,19 @@ impl Coordinator {
         for (_, p) in frames {
             self.sh.recycle(p);
         }
-        if let Err(culprit) = reduced {
-            return Err(match culprit {
-                Some(r) => {
-                    self.fail(r, at.number, "its contribution contains NaN or Inf");
-                    self.abort(at.number, at.members)
-                }
-                None => Stop::Io("the average is not finite".into()),
-            });
+        match reduced {
+            Ok(()) => {}
+            Err(ChunkFault::NonFinite(Some(r))) => {
+                self.fail(r, at.number, "its contribution contains NaN or Inf");
+                return Err(self.abort(at.number, at.members));
+            }
+            Err(ChunkFault::NonFinite(None)) => {
+                return Err(Stop::Io("the average is not finite".into()))
+            }
+            Err(ChunkFault::Malformed(r, e)) => {
+                self.fail(r, at.number, format!("malformed chunk: {e}"));
+                return Err(self.abort(at.number, at.members));
+            }
         }
         if !self.sh.transport_only {
             // the result as every receiver will decode it; writers read it from the mapping
@@ -423,14 +437,14 @@ impl Coordinator {
     }
 
     /// The weighted mean (or the clipped aggregate) of one chunk into `res`.
-    /// Err(culprit) when it is not finite: the remote contributor whose
-    /// values are not, or None when mine are (or none is to blame).
+    /// Err when it is not finite (with the remote contributor whose values
+    /// are not, or None when mine are) or a contribution does not decode.
     fn mean_of_chunk(
         &self,
         parts: &ChunkParts,
         res: &mut [f32],
         scratch: &mut Scratch,
-    ) -> Result<(), Option<usize>> {
+    ) -> Result<(), ChunkFault> {
         let ChunkParts {
             contributors,
             sum_weight,
@@ -450,7 +464,10 @@ impl Coordinator {
             } else {
                 let ((_, payload), sc) = remote.next().unwrap();
                 let body = &payload[DATA_HDR..];
-                views.push((w, Values::of(self.wire, body, l, sc, self.clip.is_some())));
+                match Values::of(self.wire, body, l, sc, self.clip.is_some()) {
+                    Ok(v) => views.push((w, v)),
+                    Err(e) => return Err(ChunkFault::Malformed(r, e)),
+                }
             }
         }
         let finite = match self.clip {
@@ -481,7 +498,7 @@ impl Coordinator {
             .zip(&views)
             .find(|(_, (_, v))| !v.all_finite())
             .map(|(&r, _)| r);
-        Err(culprit.filter(|&r| r != self.me))
+        Err(ChunkFault::NonFinite(culprit.filter(|&r| r != self.me)))
     }
 
     /// Files the buffered data frames of this attempt: contributions to my

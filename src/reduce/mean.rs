@@ -16,7 +16,7 @@ pub(super) fn chunk_values<'a>(
     body: &'a [u8],
     n: usize,
     scratch: &'a mut Vec<f32>,
-) -> Result<&'a [f32], wire::BadLength> {
+) -> Result<&'a [f32], wire::Malformed> {
     if wire == Wire::F32 && body.len() == 4 * n && (body.as_ptr() as usize).is_multiple_of(4) {
         // SAFETY: aligned, exactly n values, every bit pattern is an f32; little-endian machine.
         return Ok(unsafe { std::slice::from_raw_parts(body.as_ptr() as *const f32, n) });
@@ -54,27 +54,28 @@ pub enum Values<'a> {
 impl<'a> Values<'a> {
     /// The values in `body` (`n` of them, its length checked by the caller),
     /// in place where the format and alignment allow, else decoded into
-    /// `scratch`; always f32 when `as_f32`.
+    /// `scratch`; always f32 when `as_f32`. Err: bytes that do not decode (a
+    /// ternary chunk's scale or trits; lengths are checked by the caller).
     pub(super) fn of(
         wire: Wire,
         body: &'a [u8],
         n: usize,
         scratch: &'a mut Vec<f32>,
         as_f32: bool,
-    ) -> Self {
+    ) -> Result<Self, wire::Malformed> {
         if !as_f32 {
             match wire {
-                Wire::Q8 => return Values::Q8(body),
+                Wire::Q8 => return Ok(Values::Q8(body)),
                 Wire::Bf16 => {
                     // SAFETY: any two bytes are a valid u16 (little-endian machine)
                     if let ([], mid, []) = unsafe { body.align_to::<u16>() } {
-                        return Values::Bf16(mid);
+                        return Ok(Values::Bf16(mid));
                     }
                 }
-                Wire::F32 => {}
+                Wire::F32 | Wire::Ternary => {}
             }
         }
-        Values::F32(chunk_values(wire, body, n, scratch).expect("length checked"))
+        chunk_values(wire, body, n, scratch).map(Values::F32)
     }
 
     pub(super) fn all_finite(&self) -> bool {
@@ -239,7 +240,7 @@ mod tests {
             let mut decoded = vec![0f32; x.len()];
             wire.decode(&bytes, &mut decoded).unwrap();
             let mut scratch = Vec::new();
-            let in_place = Values::of(wire, &bytes, x.len(), &mut scratch, false);
+            let in_place = Values::of(wire, &bytes, x.len(), &mut scratch, false).unwrap();
             let (mut got, mut want) = (vec![0f32; x.len()], vec![0f32; x.len()]);
             assert!(weighted_mean_of(
                 &[(2, Values::F32(&mine)), (3, in_place)],

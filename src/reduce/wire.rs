@@ -11,13 +11,23 @@
 //!
 //! Number formats: `f32` as is; `bf16` (round to nearest even) halves the bytes;
 //! `q8` is blockwise 8-bit: per block of [`Q8_BLOCK`] values an f32 scale
-//! (absmax/127) then one i8 per value.
+//! (absmax/127) then one i8 per value; `ternary` is blockwise {−s, 0, +s}: per
+//! block of [`TERNARY_BLOCK`] values a bf16 scale s (the largest |x|), then one
+//! trit t = round(x/s) ∈ {−1, 0, +1} per value, stored as t+1 five to a byte (base 3, first value lowest): 15 bytes
+//! per 64 values, 1.875 bits a value. Made for error feedback, which carries
+//! what quantisation loses into the next round.
 
 use std::io::{self, IoSlice, Read, Write};
 
 pub const MAX_FRAME: usize = 8 << 20;
 pub const MAC_LEN: usize = 16;
 pub const Q8_BLOCK: usize = 64;
+/// Values per ternary block (a chunk is a whole number of them, as of q8 blocks).
+pub const TERNARY_BLOCK: usize = 64;
+const _: () = assert!(
+    TERNARY_BLOCK == Q8_BLOCK,
+    "chunks hold whole blocks of both"
+);
 pub const HEADER: usize = 9;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -26,6 +36,7 @@ pub enum Wire {
     F32,
     Bf16,
     Q8,
+    Ternary,
 }
 
 impl Wire {
@@ -34,6 +45,7 @@ impl Wire {
             Wire::F32 => "f32",
             Wire::Bf16 => "bf16",
             Wire::Q8 => "q8",
+            Wire::Ternary => "ternary",
         }
     }
 
@@ -43,6 +55,11 @@ impl Wire {
             Wire::F32 => 4 * n,
             Wire::Bf16 => 2 * n,
             Wire::Q8 => n.div_ceil(Q8_BLOCK) * 4 + n,
+            Wire::Ternary => {
+                let whole = n / TERNARY_BLOCK * (2 + TERNARY_BLOCK.div_ceil(5));
+                let rest = n % TERNARY_BLOCK;
+                whole + if rest > 0 { 2 + rest.div_ceil(5) } else { 0 }
+            }
         }
     }
 
@@ -72,19 +89,20 @@ impl Wire {
             Wire::F32 => dst.copy_from_slice(f32_bytes(x)),
             Wire::Bf16 => bf16_encode(x, dst),
             Wire::Q8 => q8_encode(x, dst),
+            Wire::Ternary => ternary_encode(x, dst),
         }
     }
 
     /// Decodes `n` values from `bytes` into `out` (which has length `n`).
-    pub fn decode(self, bytes: &[u8], out: &mut [f32]) -> Result<(), BadLength> {
+    pub fn decode(self, bytes: &[u8], out: &mut [f32]) -> Result<(), Malformed> {
         self.decode_checked(bytes, out).map(|_| ())
     }
 
     /// As [`decode`](Self::decode), and tells in the same pass whether every
     /// decoded value is finite.
-    pub fn decode_checked(self, bytes: &[u8], out: &mut [f32]) -> Result<bool, BadLength> {
+    pub fn decode_checked(self, bytes: &[u8], out: &mut [f32]) -> Result<bool, Malformed> {
         if bytes.len() != self.encoded_len(out.len()) {
-            return Err(BadLength {
+            return Err(Malformed::Length {
                 bytes: bytes.len(),
                 values: out.len(),
                 wire: self,
@@ -94,6 +112,8 @@ impl Wire {
             Wire::F32 => f32_decode(bytes, out),
             Wire::Bf16 => bf16_decode(bytes, out),
             Wire::Q8 => q8_decode(bytes, out),
+            // a finite scale and trits give finite values: anything else is malformed
+            Wire::Ternary => ternary_decode(bytes, out).map(|()| true)?,
         })
     }
 
@@ -103,17 +123,24 @@ impl Wire {
             Wire::F32 => {}
             Wire::Bf16 => bf16_round_trip(x),
             Wire::Q8 => q8_round_trip(x),
+            Wire::Ternary => ternary_round_trip(x),
         }
     }
 }
 
-/// Encoded bytes of the wrong length for the values they should hold.
+/// Encoded bytes that do not decode.
 #[derive(Debug, thiserror::Error)]
-#[error("{bytes} bytes for {values} {} values", wire.name())]
-pub struct BadLength {
-    pub bytes: usize,
-    pub values: usize,
-    pub wire: Wire,
+pub enum Malformed {
+    #[error("{bytes} bytes for {values} {} values", wire.name())]
+    Length {
+        bytes: usize,
+        values: usize,
+        wire: Wire,
+    },
+    #[error("ternary block {block}: its scale is not a finite number")]
+    Scale { block: usize },
+    #[error("ternary block {block}: byte {byte} holds a trit code above 2")]
+    Trit { block: usize, byte: u8 },
 }
 
 /// 1 when `x` is an Inf or a NaN (exponent all ones): branch-free, so the
@@ -226,6 +253,93 @@ crate::simd_fn! {
             block
                 .iter_mut()
                 .for_each(|v| *v = q8_value(*v, inv) as f32 * scale);
+        }
+    }
+}
+
+/// A ternary block's quantiser: the scale s is the block's largest |x| (as
+/// the bf16 the wire carries) and each value becomes round(x/s) ∈ {−1, 0, +1}
+/// (ties to even). No value's error exceeds its own size and the largest's is
+/// none, so error feedback's residual stays bounded (a mean-of-magnitudes
+/// scale lets it grow). Quantising what was decoded gives the same bytes (the
+/// owner re-encodes its stored result): decoded values are 0 or ±s.
+struct TernaryBlock {
+    scale_bits: u16,
+}
+
+impl TernaryBlock {
+    fn of(block: &[f32]) -> Self {
+        let max = block.iter().fold(0f32, |m, x| m.max(x.abs()));
+        // a NaN stays a NaN scale (max ignores it): receivers refuse such a chunk
+        let nan = block.iter().any(|x| x.is_nan());
+        TernaryBlock {
+            scale_bits: bf16_bits(if nan { f32::NAN } else { max }),
+        }
+    }
+
+    fn scale(&self) -> f32 {
+        f32::from_bits((self.scale_bits as u32) << 16)
+    }
+
+    /// t + 1 for x.
+    #[inline(always)]
+    fn code(&self, x: f32) -> u8 {
+        let s = self.scale();
+        if s.is_nan() || s <= 0.0 {
+            return 1;
+        }
+        let t = (x / s).round_ties_even();
+        if t >= 1.0 {
+            2
+        } else if t <= -1.0 {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+fn ternary_encode(x: &[f32], dst: &mut [u8]) {
+    let per_block = 2 + TERNARY_BLOCK.div_ceil(5);
+    for (block, o) in x.chunks(TERNARY_BLOCK).zip(dst.chunks_mut(per_block)) {
+        let q = TernaryBlock::of(block);
+        o[..2].copy_from_slice(&q.scale_bits.to_le_bytes());
+        for (byte, five) in o[2..].iter_mut().zip(block.chunks(5)) {
+            *byte = five.iter().rev().fold(0u8, |acc, &v| acc * 3 + q.code(v));
+        }
+    }
+}
+
+fn ternary_decode(bytes: &[u8], out: &mut [f32]) -> Result<(), Malformed> {
+    let per_block = 2 + TERNARY_BLOCK.div_ceil(5);
+    let blocks = bytes.chunks(per_block).zip(out.chunks_mut(TERNARY_BLOCK));
+    for (b, (block, o)) in blocks.enumerate() {
+        let s = f32::from_bits((u16::from_le_bytes([block[0], block[1]]) as u32) << 16);
+        if !s.is_finite() {
+            return Err(Malformed::Scale { block: b });
+        }
+        for (&byte, five) in block[2..].iter().zip(o.chunks_mut(5)) {
+            // the digits beyond this byte's values must be 0 too
+            if u32::from(byte) >= 3u32.pow(five.len() as u32) {
+                return Err(Malformed::Trit { block: b, byte });
+            }
+            let mut code = byte;
+            for v in five.iter_mut() {
+                *v = (f32::from(code % 3) - 1.0) * s;
+                code /= 3;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a receiver decodes from the ternary encoding of `x`, in place.
+fn ternary_round_trip(x: &mut [f32]) {
+    for block in x.chunks_mut(TERNARY_BLOCK) {
+        let q = TernaryBlock::of(block);
+        let s = q.scale();
+        for v in block.iter_mut() {
+            *v = (f32::from(q.code(*v)) - 1.0) * s;
         }
     }
 }
@@ -494,11 +608,91 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ternary_packs_five_trits_a_byte_and_refuses_bad_codes_and_scales() {
+        assert_eq!(Wire::Ternary.encoded_len(64), 15);
+        assert_eq!(Wire::Ternary.encoded_len(64 * 10 + 7), 150 + 2 + 2);
+        let x: Vec<f32> = (0..64).map(|i| [3.0, -3.0, 0.1, -0.2][i % 4]).collect();
+        let mut enc = Vec::new();
+        Wire::Ternary.encode(&x, &mut enc);
+        let mut dec = vec![0f32; 64];
+        Wire::Ternary.decode(&enc, &mut dec).unwrap();
+        assert_eq!(&dec[..4], &[3.0, -3.0, 0.0, 0.0]);
+        // the same bytes again from what was decoded (owners re-encode their result)
+        let mut again = Vec::new();
+        Wire::Ternary.encode(&dec, &mut again);
+        assert_eq!(again, enc);
+        // a byte of five values above 3^5 - 1, or of the last four above 3^4 - 1
+        let mut bad = enc.clone();
+        bad[2] = 243;
+        assert!(matches!(
+            Wire::Ternary.decode(&bad, &mut dec),
+            Err(Malformed::Trit {
+                block: 0,
+                byte: 243
+            })
+        ));
+        let mut bad = enc.clone();
+        bad[14] = 81;
+        assert!(Wire::Ternary.decode(&bad, &mut dec).is_err());
+        for scale in [0x7f80u16, 0xff80, 0x7fc0] {
+            let mut bad = enc.clone();
+            bad[..2].copy_from_slice(&scale.to_le_bytes());
+            assert!(matches!(
+                Wire::Ternary.decode(&bad, &mut dec),
+                Err(Malformed::Scale { block: 0 })
+            ));
+        }
+    }
+
+    /// Error feedback: what quantisation loses is added to the next round's
+    /// values, so the mean of what was sent over many rounds tends to the
+    /// true value, however coarse one round is.
+    #[test]
+    fn ternary_with_error_feedback_converges_to_the_mean() {
+        let x: Vec<f32> = (0..640)
+            .map(|i| ((i as f32) * 0.61).sin() * (1 + i % 5) as f32)
+            .collect();
+        let mut residual = vec![0f32; x.len()];
+        let mut sent_sum = vec![0f64; x.len()];
+        let rounds = 400;
+        for _ in 0..rounds {
+            let mut v: Vec<f32> = x.iter().zip(&residual).map(|(a, r)| a + r).collect();
+            let before = v.clone();
+            Wire::Ternary.round_trip(&mut v);
+            for k in 0..x.len() {
+                residual[k] = before[k] - v[k];
+                sent_sum[k] += v[k] as f64;
+            }
+        }
+        let one_round_err: f64 = {
+            let mut v = x.clone();
+            Wire::Ternary.round_trip(&mut v);
+            x.iter()
+                .zip(&v)
+                .map(|(a, b)| (a - b).abs() as f64)
+                .fold(0.0, f64::max)
+        };
+        let worst = x
+            .iter()
+            .zip(&sent_sum)
+            .map(|(a, s)| (s / rounds as f64 - *a as f64).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            one_round_err > 0.5,
+            "one round alone is coarse: {one_round_err}"
+        );
+        assert!(
+            worst < 0.02,
+            "the mean over {rounds} rounds is off by {worst}"
+        );
+    }
+
+    #[test]
     fn codecs_round_trip() {
         let x: Vec<f32> = (0..1000)
             .map(|i| ((i as f32) * 0.37).sin() * 10f32.powi(i % 7 - 3))
             .collect();
-        for wire in [Wire::F32, Wire::Bf16, Wire::Q8] {
+        for wire in [Wire::F32, Wire::Bf16, Wire::Q8, Wire::Ternary] {
             let mut enc = Vec::new();
             wire.encode(&x, &mut enc);
             assert_eq!(enc.len(), wire.encoded_len(x.len()));
@@ -515,7 +709,7 @@ mod tests {
                 let tol = match wire {
                     Wire::F32 => 0.0,
                     Wire::Bf16 => a.abs() / 128.0,
-                    Wire::Q8 => 1e9, // checked blockwise below
+                    Wire::Q8 | Wire::Ternary => 1e9, // checked blockwise below
                 };
                 assert!((a - b).abs() <= tol, "{wire:?} {a} {b}");
             }
