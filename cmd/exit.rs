@@ -255,6 +255,7 @@ impl Classify for dtrain::reduce::Error {
             | E::Weight(_) => Code::BadInput,
             E::NonFinite => Code::Numeric,
             E::Io(..) | E::Listen { .. } => Code::Io,
+            E::Residual(e) => e.code(),
             _ => Code::Peer,
         }
     }
@@ -326,6 +327,15 @@ impl Classify for dtrain_torch::verify::Error {
             E::Train(e) => e.code(),
             E::Tokens(e) => e.code(),
             E::Torch(_) => Code::Io,
+        }
+    }
+}
+
+impl Classify for dtrain::reduce::residual::Error {
+    fn code(&self) -> Code {
+        match self {
+            dtrain::reduce::residual::Error::Tensors(e) => e.code(),
+            _ => Code::BadInput,
         }
     }
 }

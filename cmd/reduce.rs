@@ -62,6 +62,11 @@ pub struct ReduceArgs {
     /// Members needed to finish [default: a majority of the peers file]
     #[arg(long)]
     min_peers: Option<usize>,
+    /// Error feedback: keep what the lossy --wire loses in FILE, add it next round
+    /// (missing: zeros; written only when the round succeeds; `verify` cannot yet
+    /// check what a peer sent in such a round)
+    #[arg(long, value_name = "FILE")]
+    residual: Option<PathBuf>,
     /// Print a JSON summary (with where the time went: "breakdown")
     #[arg(long)]
     json: bool,
@@ -96,6 +101,7 @@ pub fn run(args: ReduceArgs) -> Result<()> {
         chunk: args.chunk,
         transport_only: args.floor,
         min_peers: args.min_peers,
+        residual: args.residual.clone(),
     };
     let outcome = reduce::run(cfg)?;
     let b = &outcome.transcript.body;

@@ -1320,7 +1320,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__reduce)
-            opts="-v -q -h -V --peers --me --key --round --in --out --transcript --wire --deadline --weight --allow-nonfinite --clip --max-rate --chunk --floor --min-peers --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --peers --me --key --round --in --out --transcript --wire --deadline --weight --allow-nonfinite --clip --max-rate --chunk --floor --min-peers --residual --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1379,6 +1379,10 @@ _dtrain() {
                     return 0
                     ;;
                 --min-peers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --residual)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

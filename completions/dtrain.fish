@@ -169,6 +169,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l clip -d 'Byzant
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l max-rate -d 'Limit this peer\'s sending rate (MB/s)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l chunk -d 'Elements per chunk' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l min-peers -d 'Members needed to finish [default: a majority of the peers file]' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l residual -d 'Error feedback: keep what the lossy --wire loses in FILE, add it next round (missing: zeros; written only when the round succeeds; `verify` cannot yet check what a peer sent in such a round)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l allow-nonfinite -d 'Send and accept contributions containing NaN or Inf'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l floor -d 'Benchmark the transport floor: same bytes and connections, no MAC, no arithmetic'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l json -d 'Print a JSON summary (with where the time went: "breakdown")'

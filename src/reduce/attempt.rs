@@ -59,6 +59,9 @@ struct Scratch {
     contributions: Vec<Vec<f32>>,
     /// A result chunk encoded for hashing.
     encoded: Vec<u8>,
+    /// Error feedback: a result chunk plus its residual, and its decoding.
+    with_residual: Vec<f32>,
+    decoded_result: Vec<f32>,
 }
 
 /// The state of one attempt on this peer.
@@ -369,7 +372,23 @@ impl Coordinator {
         }
         if !self.sh.transport_only {
             // the result as every receiver will decode it; writers read it from the mapping
-            self.wire.round_trip(res);
+            match &self.sh.residual {
+                Some(r) => {
+                    let sc = &mut at.scratch;
+                    // SAFETY: my span's chunk: only this thread writes its residual
+                    unsafe {
+                        r.quantise(
+                            self.wire,
+                            s,
+                            res,
+                            &mut sc.with_residual,
+                            &mut sc.decoded_result,
+                        )
+                    };
+                    res.copy_from_slice(&sc.decoded_result);
+                }
+                None => self.wire.round_trip(res),
+            }
             if let Err(e) = self.sh.store(s, res) {
                 tracing::error!(me = %self.name(self.me), "writing the output failed: {e}");
                 return Err(Stop::Io(e.to_string()));

@@ -120,6 +120,8 @@ pub(super) struct Shared {
     pub out_data: u64,
     /// Frame buffers recycled between readers and the coordinator.
     pub pool: Mutex<Vec<Vec<u8>>>,
+    /// Error feedback (`--residual`): the previous round's residual and the new one.
+    pub residual: Option<super::residual::ResidualBufs>,
 }
 
 impl Shared {
@@ -312,6 +314,8 @@ impl Link {
             recv_key.set_insecure();
         }
         let w = Writer {
+            with: Vec::new(),
+            decoded: Vec::new(),
             stream: BufWriter::with_capacity(1 << 20, clone(&out_stream)?),
             key: send_key,
             queue,
@@ -352,6 +356,9 @@ impl Link {
 
 /// Sends what the coordinator queues for one peer, in order.
 struct Writer {
+    /// A contribution chunk plus its residual, and what receivers decode of it.
+    with: Vec<f32>,
+    decoded: Vec<f32>,
     stream: BufWriter<TcpStream>,
     key: MacKey,
     queue: Receiver<Item>,
@@ -429,11 +436,19 @@ impl Writer {
         let phase1 = prehashed.is_none();
         let _fence = sh.attempt_fence.read().unwrap();
         let hdr = data_header(if phase1 { 1 } else { 2 }, owner, chunk);
-        let values: &[f32] = if phase1 || sh.transport_only {
-            sh.input_values(start, len)
-        } else {
+        let values: &[f32] = match (&sh.residual, phase1 || sh.transport_only) {
+            (Some(r), true) if !sh.transport_only => {
+                // SAFETY: this chunk's region of the new residual is this
+                // writer's alone (each element is sent to one owner)
+                unsafe {
+                    let input = sh.input_values(start, len);
+                    r.quantise(sh.wire, start, input, &mut self.with, &mut self.decoded);
+                }
+                &self.with
+            }
+            (_, true) => sh.input_values(start, len),
             // SAFETY: result regions are final before they are enqueued (see OutBuf).
-            unsafe { sh.out.region(start, len) }
+            (_, false) => unsafe { sh.out.region(start, len) },
         };
         let payload: &[u8] = match sh.wire {
             Wire::F32 => wire::f32_bytes(values),

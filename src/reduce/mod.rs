@@ -71,6 +71,7 @@ pub mod link;
 pub mod mean;
 mod membership;
 pub mod peers;
+pub mod residual;
 pub mod transcript;
 pub mod wire;
 
@@ -91,6 +92,7 @@ use connect::{Dialer, Identity, Listener, HANDSHAKE_TIME};
 use coordinator::{anon_rss, Announced, Coordinator, Settings, Timing};
 use link::{OutBuf, RateLimit, Shared};
 use peers::Peers;
+use residual::Residual;
 use transcript::{Body, Contribution, PeerEntry, SpanRecord, Traffic, Transcript};
 use wire::Wire;
 
@@ -146,6 +148,8 @@ pub enum Error {
     Io(String, std::io::Error),
     #[error("{0}")]
     Weight(String),
+    #[error(transparent)]
+    Residual(#[from] residual::Error),
 }
 
 /// What one peer does in a round.
@@ -173,6 +177,8 @@ pub struct Config {
     /// Members needed to finish (default: a majority of the peers file), so a
     /// partitioned minority cannot finish on its own and diverge.
     pub min_peers: Option<usize>,
+    /// Error feedback: the residual file kept across rounds (see [`residual`]).
+    pub residual: Option<PathBuf>,
 }
 
 /// What a finished round produced.
@@ -266,6 +272,7 @@ fn create_output(
     cfg: &Config,
     input: &Input,
     stop: Arc<AtomicBool>,
+    residual: Option<&Residual>,
 ) -> Result<(TensorWriter, Arc<Shared>), Error> {
     let room: usize = 256
         + cfg
@@ -302,6 +309,7 @@ fn create_output(
         out_file,
         out_data,
         pool: Mutex::new(Vec::new()),
+        residual: residual.map(|r| r.bufs.clone()),
     };
     Ok((out, Arc::new(shared)))
 }
@@ -387,7 +395,13 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         stop_listening.store(true, std::sync::atomic::Ordering::Relaxed);
         return Err(e);
     }
-    let (mut out, sh) = create_output(&cfg, &input, stop)?;
+    let residual = match &cfg.residual {
+        Some(path) if !cfg.transport_only => {
+            Some(Residual::open(path, &input.file, cfg.wire, &cfg.round)?)
+        }
+        _ => None,
+    };
+    let (mut out, sh) = create_output(&cfg, &input, stop, residual.as_ref())?;
     timings.output = laps.lap();
 
     let mine = Announced {
@@ -430,6 +444,9 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     {
         let _fence = sh.attempt_fence.write().unwrap();
         out.commit_no_sync()?;
+        if let Some(r) = residual {
+            r.commit(cfg.wire, &cfg.round)?;
+        }
     }
     timings.finish = laps.lap();
     timings.total = t_start.elapsed().as_secs_f64();

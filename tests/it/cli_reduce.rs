@@ -1148,3 +1148,151 @@ fn peers_prints_the_file_and_restricts_it_to_a_rounds_members() {
         "bad.toml",
     );
 }
+
+/// Error feedback: each peer keeps what the ternary wire lost in its own
+/// residual file and adds it next round. Over rounds of the same gradients
+/// the mean of the outputs tends to the exact average (one ternary round
+/// alone is far off), every peer holds the same bytes each round, and the
+/// files are refused when they do not fit.
+#[test]
+fn ternary_with_residuals_converges_and_misfit_residuals_are_refused() {
+    let _machine = beside_others();
+    let weights = [2u64, 1, 3];
+    let s = Swarm::new(3, 6_400, &weights);
+    // gradients without the helper's spikes: one ternary round then keeps
+    // little of them, and error feedback has everything to make up
+    let smooth = |i: usize| -> Vec<f32> {
+        let g = gradient(i as u64 + 1, s.n_elem);
+        g.iter()
+            .enumerate()
+            .map(|(k, x)| if k % 97 == 0 { x / 1e3 } else { *x })
+            .collect()
+    };
+    let a = s.n_elem / 3;
+    let specs = vec![
+        TensorSpec::new("w", DType::F32, &[a]),
+        TensorSpec::new("b", DType::F32, &[s.n_elem - a]),
+    ];
+    let mut want = vec![0f64; s.n_elem];
+    for (i, &w) in weights.iter().enumerate() {
+        let g = smooth(i);
+        let mut meta = BTreeMap::new();
+        GradMeta {
+            model: MODEL.into(),
+            sequences: w,
+            tokens: w * 128,
+        }
+        .insert_into(&mut meta);
+        dtrain::tensors::write_f32(
+            s.path(&format!("p{i}.in")),
+            &specs,
+            &[&g[..a], &g[a..]],
+            &meta,
+        )
+        .unwrap();
+        for (acc, x) in want.iter_mut().zip(&g) {
+            *acc += w as f64 * *x as f64 / 6.0;
+        }
+    }
+    let residual = |i: usize| {
+        s.path(&format!("p{i}.residual"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let round = |r: &str, extra: &[&str]| -> Vec<(Option<i32>, String, String)> {
+        let kids: Vec<Child> = (0..3)
+            .map(|i| {
+                let res = residual(i);
+                let mut args = vec!["--deadline", "20", "--wire", "ternary", "--residual", &res];
+                args.extend_from_slice(extra);
+                s.spawn(i, r, &args)
+            })
+            .collect();
+        kids.into_iter()
+            .map(|c| finish(c, Duration::from_secs(30)))
+            .collect()
+    };
+    let rel = |got: &[f64]| -> f64 {
+        let num: f64 = got.iter().zip(&want).map(|(g, w)| (g - w).powi(2)).sum();
+        (num / want.iter().map(|w| w * w).sum::<f64>()).sqrt()
+    };
+    let mut sum = vec![0f64; want.len()];
+    let rounds = 16;
+    let mut first = 0.0;
+    for k in 0..rounds {
+        for (code, _, err) in round(&format!("ef{k}"), &[]) {
+            assert_eq!(code, Some(0), "round {k}: {err}");
+        }
+        let bytes = std::fs::read(s.out(0)).unwrap();
+        for i in 1..3 {
+            assert_eq!(
+                std::fs::read(s.out(i)).unwrap(),
+                bytes,
+                "round {k}: peer {i} differs"
+            );
+        }
+        let f = TensorFile::open(s.out(0)).unwrap();
+        for (a, &x) in sum.iter_mut().zip(f.flat_f32().unwrap().iter()) {
+            *a += x as f64;
+        }
+        if k == 0 {
+            first = rel(&sum);
+        }
+    }
+    let mean: Vec<f64> = sum.iter().map(|a| a / rounds as f64).collect();
+    let after = rel(&mean);
+    eprintln!(
+        "ternary with error feedback: one round {first:.3}, the mean of {rounds} rounds {after:.3}"
+    );
+    assert!(
+        after < first / 4.0,
+        "one round {first:.3}, the mean of {rounds} {after:.3}"
+    );
+
+    // the same round id again would add its residual twice
+    let res = round(&format!("ef{}", rounds - 1), &[]);
+    assert_eq!(res[0].0, Some(2), "{}", res[0].2);
+    assert!(res[0].2.contains("written by round"), "{}", res[0].2);
+    // f32 loses nothing; another layout is not this gradient's residual
+    let (code, _, err) = finish(
+        s.spawn(
+            0,
+            "lossless",
+            &["--deadline", "3", "--residual", &residual(0)],
+        ),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("lossy --wire"), "{err}");
+    let other = s.path("other.residual");
+    let spec = [TensorSpec::new("w", DType::F32, &[7])];
+    let meta = BTreeMap::from([
+        ("round".to_string(), "x".to_string()),
+        ("wire".to_string(), "ternary".to_string()),
+    ]);
+    dtrain::tensors::write_f32(&other, &spec, &[&[0.0; 7]], &meta).unwrap();
+    let before = std::fs::read(&other).unwrap();
+    let (code, _, err) = finish(
+        s.spawn(
+            0,
+            "layout",
+            &[
+                "--deadline",
+                "3",
+                "--wire",
+                "ternary",
+                "--residual",
+                other.to_str().unwrap(),
+            ],
+        ),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("another layout"), "{err}");
+    assert_eq!(
+        std::fs::read(&other).unwrap(),
+        before,
+        "a refused residual is left as it was"
+    );
+}
