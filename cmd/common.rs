@@ -43,6 +43,7 @@ impl BatchArgs {
             sketch_k: self.sketch_k,
             miner: None,
             round: None,
+            inner: None,
         })
     }
 }

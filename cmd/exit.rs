@@ -313,6 +313,7 @@ impl Classify for dtrain_torch::train::Error {
             E::NonFinite(_) | E::NonFiniteGrad => Code::Numeric,
             E::Io(..) | E::OutOfMemory { .. } | E::TorchPanic(_) => Code::Io,
             E::Model(e) => e.code(),
+            E::InnerOptim(e) => e.code(),
             _ => Code::BadInput,
         }
     }
@@ -355,10 +356,11 @@ impl Classify for dtrain::score::Error {
     }
 }
 
-impl Classify for dtrain::receipt::ReadError {
+/// A receipt's or a transcript's file (`dtrain::fsio::read_json`).
+impl Classify for dtrain::fsio::JsonFileError {
     fn code(&self) -> Code {
         match self {
-            dtrain::receipt::ReadError::Io { source, .. } => io_code(source),
+            dtrain::fsio::JsonFileError::Io { source, .. } => io_code(source),
             _ => Code::BadInput,
         }
     }

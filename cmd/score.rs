@@ -80,7 +80,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     // signed by its writer's pinned key, is left out (and said so), never believed
     let (transcripts, unreadable) = Transcript::read_all(&args.transcript);
     for e in unreadable {
-        eprintln!("dtrain: ignoring transcript {e}");
+        eprintln!("dtrain: ignoring {e}");
     }
     let (trusted, ignored) = dtrain::reduce::transcript::trusted(&transcripts, peers.as_ref());
     for note in ignored {

@@ -1516,7 +1516,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__train__subcmd__step)
-            opts="-o -v -q -h -V --model --tokens --seq-len --micro-batch --sequences --device --precision --sketch-k --output --receipt --key --miner --round --json --benchmark --peak-flops --verbose --quiet --help --version"
+            opts="-o -v -q -h -V --model --tokens --seq-len --micro-batch --sequences --device --precision --sketch-k --output --receipt --key --miner --round --inner-steps --inner-optim --inner-lr --inner-weight-decay --inner-clip --json --benchmark --peak-flops --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1575,6 +1575,26 @@ _dtrain() {
                     return 0
                     ;;
                 --round)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inner-steps)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inner-optim)
+                    COMPREPLY=($(compgen -W "adamw lamb nesterov" -- "${cur}"))
+                    return 0
+                    ;;
+                --inner-lr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inner-weight-decay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inner-clip)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -108,6 +108,13 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l receipt -d 
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l key -d 'Sign the receipt with this key (from `dtrain keygen`)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l miner -d 'The miner\'s name (its peer name in reduce rounds), recorded in the receipt' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l round -d 'The round this work is for (e.g. epoch-12), recorded in the signed receipt: a validator checking another round refuses it' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l inner-steps -d 'DiLoCo: take H inner optimizer steps over H equal batches of the sequences and write the pseudo-gradient θ₀ − θ_H (verify cannot check it yet)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l inner-optim -d 'Inner optimizer' -r -f -a "adamw\t'AdamW (torch.optim.AdamW)'
+lamb\t'LAMB (torch_optimizer.Lamb)'
+nesterov\t'SGD with Nesterov momentum (DiLoCo\'s outer step; torch.optim.SGD(nesterov=True))'"
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l inner-lr -d 'Inner learning rate' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l inner-weight-decay -d 'Inner weight decay (≥2-D parameters, as apply)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l inner-clip -d 'Inner gradient-norm clip (0: none)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l benchmark -d 'Benchmark mode: time N steady-state passes over the micro-batches (after 3 warm-up passes) and print tokens/s; writes nothing' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l peak-flops -d 'Peak FLOP/s of the device, to report MFU in benchmark mode' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l json -d 'Print the summary as JSON'

@@ -344,23 +344,46 @@ mod tests {
     }
 }
 
-/// Why [`read_bounded`] failed.
-#[derive(Debug)]
-pub enum Bounded {
-    Io(io::Error),
-    TooLarge,
+/// Why a JSON file another party wrote could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonFileError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{}: larger than {max} bytes", path.display())]
+    TooLarge { path: PathBuf, max: u64 },
+    #[error("{}: not a {kind}: {source}", path.display())]
+    Malformed {
+        path: PathBuf,
+        kind: &'static str,
+        source: serde_json::Error,
+    },
 }
 
-/// Reads a text file another party wrote, refusing one over `max` bytes
-/// before holding more than that in memory.
-pub fn read_bounded(path: &Path, max: u64) -> Result<String, Bounded> {
+/// Reads a JSON file another party wrote (a `kind`, e.g. "receipt"),
+/// refusing one over `max` bytes before holding more than that in memory.
+pub fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    max: u64,
+    kind: &'static str,
+) -> Result<T, JsonFileError> {
     use std::io::Read as _;
+    let path_buf = || path.to_path_buf();
     let mut text = String::new();
-    std::fs::File::open(path)
+    File::open(path)
         .and_then(|f| f.take(max + 1).read_to_string(&mut text))
-        .map_err(Bounded::Io)?;
+        .map_err(|source| JsonFileError::Io {
+            path: path_buf(),
+            source,
+        })?;
     if text.len() as u64 > max {
-        return Err(Bounded::TooLarge);
+        return Err(JsonFileError::TooLarge {
+            path: path_buf(),
+            max,
+        });
     }
-    Ok(text)
+    serde_json::from_str(&text).map_err(|source| JsonFileError::Malformed {
+        path: path_buf(),
+        kind,
+        source,
+    })
 }

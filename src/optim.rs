@@ -328,6 +328,91 @@ pub fn apply(
     Ok(prov)
 }
 
+/// An optimizer's state held in memory (train-step's inner loop): the step
+/// count and, per state name, each parameter's tensor.
+pub struct MemoryState {
+    pub step: u64,
+    state: Vec<Vec<Vec<f32>>>,
+}
+
+/// What an in-memory step did.
+#[derive(Clone, Copy, Debug)]
+pub struct StepInfo {
+    pub grad_norm: f64,
+    pub clip_scale: f64,
+    pub lr: f64,
+}
+
+/// One optimizer step on parameters held in memory: `params` (flat, in the
+/// order and shapes of `specs`) is updated in place with the gradient `grad`
+/// (flat, same layout). The arithmetic is [`apply`]'s, element for element,
+/// so H steps here equal H `apply`s chained through checkpoint files.
+/// `state` starts as None (a fresh optimizer) and carries the moments.
+pub fn step_in_memory(
+    specs: &[TensorSpec],
+    params: &mut [f32],
+    grad: &[f32],
+    state: &mut Option<MemoryState>,
+    opts: &ApplyOptions,
+) -> Result<StepInfo, Error> {
+    let gnorm = sum_sq(grad).sqrt();
+    if !gnorm.is_finite() {
+        return Err(Error::NonFinite);
+    }
+    let clip_scale = match opts.clip {
+        Some(max) if gnorm > max => max / (gnorm + 1e-6),
+        _ => 1.0,
+    };
+    let step = state.as_ref().map_or(1, |s| s.step + 1);
+    let lr = opts.schedule.lr(opts.lr, opts.epoch.unwrap_or(step - 1));
+    let names = opts.optim.state_names();
+    let mut new_state: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(specs.len()); names.len()];
+    let mut off = 0;
+    for (i, s) in specs.iter().enumerate() {
+        let n = s.numel();
+        let old: Vec<Option<std::borrow::Cow<[f32]>>> = (0..names.len())
+            .map(|k| {
+                state
+                    .as_ref()
+                    .map(|st| std::borrow::Cow::Borrowed(&st.state[k][i][..]))
+            })
+            .collect();
+        let wd = if s.shape.len() >= 2 {
+            opts.weight_decay as f32
+        } else {
+            0.0
+        };
+        let p = params[off..off + n].to_vec();
+        let param = Param {
+            p: &p,
+            g: &grad[off..off + n],
+            clip_scale: clip_scale as f32,
+            wd,
+        };
+        let out = &mut params[off..off + n];
+        let new = match opts.optim {
+            Optim::Nesterov => nesterov(&param, old[0].as_deref(), opts, lr, out),
+            optim => adam_like(optim, &param, &old, opts, (lr, step), out),
+        };
+        for (k, v) in new.into_iter().enumerate() {
+            new_state[k].push(v);
+        }
+        off += n;
+    }
+    if !params.iter().all(|x| x.is_finite()) {
+        return Err(Error::NonFinite);
+    }
+    *state = Some(MemoryState {
+        step,
+        state: new_state,
+    });
+    Ok(StepInfo {
+        grad_norm: gnorm,
+        clip_scale,
+        lr,
+    })
+}
+
 /// One parameter tensor's step inputs.
 struct Param<'a> {
     p: &'a [f32],

@@ -6,7 +6,7 @@
 //! its canonical bytes (the JSON of the receipt with `signature` empty), so a
 //! validator can hold the miner to every number in it and recompute any part.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +49,10 @@ pub struct Receipt {
     pub grad: String,
     /// Global L2 norm of the gradient.
     pub grad_norm: f64,
+    /// DiLoCo: the file is the pseudo-gradient θ₀ − θ_H of this many inner
+    /// optimizer steps (absent: a plain gradient).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_steps: Option<usize>,
     /// Number of ±1 projections per sketch.
     #[serde(default)]
     pub sketch_k: usize,
@@ -73,17 +77,7 @@ impl Receipt {
 
     /// Reads a receipt file (at most [`MAX_FILE`] bytes: it is a miner's).
     pub fn read(path: &Path) -> Result<Self, ReadError> {
-        let text = crate::fsio::read_bounded(path, MAX_FILE).map_err(|e| match e {
-            crate::fsio::Bounded::Io(source) => ReadError::Io {
-                path: path.to_path_buf(),
-                source,
-            },
-            crate::fsio::Bounded::TooLarge => ReadError::TooLarge(path.to_path_buf()),
-        })?;
-        Self::from_json(&text).map_err(|source| ReadError::Malformed {
-            path: path.to_path_buf(),
-            source,
-        })
+        crate::fsio::read_json(path, MAX_FILE, "receipt")
     }
 
     /// The bytes a signature covers: the receipt with no signature.
@@ -125,21 +119,7 @@ impl Receipt {
 pub const MAX_FILE: u64 = 64 << 20;
 
 /// Why a receipt file could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: larger than {MAX_FILE} bytes", .0.display())]
-    TooLarge(PathBuf),
-    #[error("{}: not a receipt: {source}", path.display())]
-    Malformed {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-}
+pub type ReadError = crate::fsio::JsonFileError;
 
 /// Why a receipt's signature is not the miner's.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +158,7 @@ mod tests {
             tokens: 32,
             grad: "c".into(),
             grad_norm: 1.0,
+            inner_steps: None,
             sketch_k: 2,
             device: "cpu".into(),
             precision: "f32".into(),

@@ -296,6 +296,10 @@ impl<'a> Verification<'a> {
             Some("more micro-batches than sequences".into())
         } else if !r.loss.is_finite() || r.micro_batches.iter().any(|m| !m.loss.is_finite()) {
             Some("a loss is not finite".into())
+        } else if let Some(h) = r.inner_steps {
+            Some(format!(
+                "it claims {h} inner steps (a DiLoCo pseudo-gradient), which verify cannot check yet"
+            ))
         } else if let (Some(want), got) = (inp.miner, r.miner.as_deref()) {
             (got != Some(want)).then(|| format!("it names miner {got:?}, not {want}"))
         } else {

@@ -147,17 +147,7 @@ impl Transcript {
 
     /// Reads a transcript file (at most [`MAX_FILE`] bytes: it is another party's).
     pub fn read(path: &Path) -> Result<Self, ReadError> {
-        let text = crate::fsio::read_bounded(path, MAX_FILE).map_err(|e| match e {
-            crate::fsio::Bounded::Io(source) => ReadError::Io {
-                path: path.to_path_buf(),
-                source,
-            },
-            crate::fsio::Bounded::TooLarge => ReadError::TooLarge(path.to_path_buf()),
-        })?;
-        serde_json::from_str(&text).map_err(|source| ReadError::Malformed {
-            path: path.to_path_buf(),
-            source,
-        })
+        crate::fsio::read_json(path, MAX_FILE, "transcript")
     }
 
     /// Reads every file of `paths`: the transcripts that parse, and why each
@@ -176,21 +166,7 @@ impl Transcript {
 }
 
 /// Why a transcript file could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: larger than {MAX_FILE} bytes", .0.display())]
-    TooLarge(PathBuf),
-    #[error("{}: {source}", path.display())]
-    Malformed {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-}
+pub type ReadError = crate::fsio::JsonFileError;
 
 /// Why a transcript is not believed.
 #[derive(Debug, thiserror::Error)]

@@ -42,6 +42,10 @@ pub enum Error {
     SeqLen { seq_len: usize, max: usize },
     #[error("micro-batch must be at least 1")]
     MicroBatch,
+    #[error("{steps} inner steps need at least {steps} sequences, the step has {sequences}")]
+    InnerSteps { steps: usize, sequences: usize },
+    #[error("inner step: {0}")]
+    InnerOptim(#[from] dtrain::optim::Error),
     #[error("token {token} at position {at} is outside the model's vocabulary of {vocab} (a shard for another tokenizer?)")]
     OutOfVocab { token: u16, at: usize, vocab: usize },
     #[error("the loss is not finite ({0}); nothing was written")]
@@ -77,6 +81,18 @@ pub struct StepOptions {
     pub miner: Option<String>,
     /// The round this work is for, recorded in the receipt.
     pub round: Option<String>,
+    /// DiLoCo: take this many inner optimizer steps and write the
+    /// pseudo-gradient θ₀ − θ_H (None: one plain gradient).
+    pub inner: Option<Inner>,
+}
+
+/// DiLoCo's inner loop: the shard's sequences in `steps` consecutive batches
+/// of equal size, one inner optimizer step after each (the same arithmetic as
+/// `apply`, with `optim`'s settings; a fresh optimizer every round).
+#[derive(Clone, Debug)]
+pub struct Inner {
+    pub steps: usize,
+    pub optim: dtrain::optim::ApplyOptions,
 }
 
 /// The sequences a step covers, checked against the shard.
@@ -170,6 +186,20 @@ impl Engine {
             gpt: Gpt::new(ckpt.config.clone(), params, precision),
             device,
         })
+    }
+
+    /// Replaces the parameters' values with `flat` (file order, f32).
+    pub fn set_params(&mut self, flat: &[f32]) -> Result<(), Error> {
+        let mut off = 0;
+        for p in &mut self.gpt.params {
+            let n = p.numel();
+            let values = Tensor::f_from_slice(&flat[off..off + n])?
+                .f_reshape(p.size())?
+                .f_to_device(self.device)?;
+            tch::no_grad(|| p.f_copy_(&values))?;
+            off += n;
+        }
+        Ok(())
     }
 
     pub fn zero_grad(&mut self) {
@@ -330,20 +360,44 @@ fn train_step_inner(
         seqs.len().div_ceil(opts.micro_batch) as u64,
         "micro-batches",
     );
-    let (mbs, sum) = engine.step(shard.tokens(), seqs, opts, dev_sketch.as_ref(), &bar);
+    let (seqs, batches, sum) = match &opts.inner {
+        None => {
+            let (mbs, sum) = engine.step(shard.tokens(), seqs, opts, dev_sketch.as_ref(), &bar);
+            (seqs.to_vec(), vec![(seqs.to_vec(), mbs)], sum)
+        }
+        Some(inner) => inner_loop(
+            &mut engine,
+            ckpt,
+            shard,
+            seqs,
+            opts,
+            inner,
+            dev_sketch.as_ref(),
+            &bar,
+        )?,
+    };
     bar.finish_and_clear();
-    let losses: Vec<f64> = Tensor::stack(
-        &mbs.iter().map(|m| m.0.shallow_clone()).collect::<Vec<_>>(),
-        0,
-    )
-    .to_kind(Kind::Double)
-    .to_device(Device::Cpu)
-    .try_into()?;
+    let mut micro_batches = Vec::new();
+    for (batch, mbs) in &batches {
+        let losses: Vec<f64> = Tensor::stack(
+            &mbs.iter().map(|m| m.0.shallow_clone()).collect::<Vec<_>>(),
+            0,
+        )
+        .to_kind(Kind::Double)
+        .to_device(Device::Cpu)
+        .try_into()?;
+        for ((mb, loss), (_, sketch)) in batch.chunks(opts.micro_batch).zip(losses).zip(mbs) {
+            micro_batches.push(MicroBatch {
+                sequences: RangeList::from_indices(mb.iter().copied()),
+                loss,
+                sketch: sketch.clone(),
+            });
+        }
+    }
     let n = seqs.len() as f64;
-    let mean: f64 = seqs
-        .chunks(opts.micro_batch)
-        .zip(&losses)
-        .map(|(mb, l)| l * mb.len() as f64 / n)
+    let mean: f64 = micro_batches
+        .iter()
+        .map(|m| m.loss * m.sequences.len() as f64 / n)
         .sum();
     if !mean.is_finite() {
         return Err(Error::NonFinite(mean));
@@ -360,6 +414,9 @@ fn train_step_inner(
     .insert_into(&mut meta);
     meta.insert("shard".into(), shard_hash.into());
     meta.insert("seq_len".into(), opts.seq_len.to_string());
+    if let Some(inner) = &opts.inner {
+        meta.insert("inner_steps".into(), inner.steps.to_string());
+    }
     let mut w = TensorWriter::create(grad_out, &specs, &meta)?;
     let numel: usize = specs.iter().map(|s| s.numel()).sum();
     sum.to_device(Device::Cpu)
@@ -382,19 +439,12 @@ fn train_step_inner(
         sequences: RangeList::from_indices(seqs.iter().copied()),
         seq_len: opts.seq_len,
         micro_batch: opts.micro_batch,
-        micro_batches: seqs
-            .chunks(opts.micro_batch)
-            .zip(losses.iter().zip(mbs))
-            .map(|(mb, (&loss, (_, sketch)))| MicroBatch {
-                sequences: RangeList::from_indices(mb.iter().copied()),
-                loss,
-                sketch,
-            })
-            .collect(),
+        micro_batches,
         loss: mean,
         tokens,
         grad: grad.to_hex().to_string(),
         grad_norm,
+        inner_steps: opts.inner.as_ref().map(|i| i.steps),
         sketch_k: opts.sketch_k,
         device: crate::device::kind_name(opts.device).into(),
         precision: opts.precision.name().into(),
@@ -402,6 +452,52 @@ fn train_step_inner(
         pubkey: None,
         signature: None,
     })
+}
+
+/// Per inner batch: its sequences and its micro-batches (loss, sketch).
+type InnerBatches = Vec<(Vec<u64>, Vec<(Tensor, Vec<f64>)>)>;
+
+/// DiLoCo's inner loop: H batches of equal size, each a gradient (as
+/// `train-step` computes it) and an optimizer step (as `apply` computes it,
+/// on the parameters held in memory). Returns the sequences used, the
+/// batches' micro-batches and the pseudo-gradient θ₀ − θ_H (flat, on the CPU).
+#[allow(clippy::too_many_arguments)]
+fn inner_loop(
+    engine: &mut Engine,
+    ckpt: &Checkpoint,
+    shard: &Shard,
+    seqs: &[u64],
+    opts: &StepOptions,
+    inner: &Inner,
+    sketcher: Option<&crate::sketch::DeviceSketcher>,
+    bar: &indicatif::ProgressBar,
+) -> Result<(Vec<u64>, InnerBatches, Tensor), Error> {
+    let h = inner.steps;
+    if h == 0 || seqs.len() < h {
+        return Err(Error::InnerSteps {
+            steps: h,
+            sequences: seqs.len(),
+        });
+    }
+    let per = seqs.len() / h;
+    let used = &seqs[..per * h];
+    let specs = ckpt.specs();
+    let mut theta: Vec<f32> = Vec::new();
+    for i in 0..specs.len() {
+        theta.extend_from_slice(&ckpt.param(i)?);
+    }
+    let theta0 = theta.clone();
+    let mut state = None;
+    let mut batches = Vec::with_capacity(h);
+    for batch in used.chunks(per) {
+        let (mbs, sum) = engine.step(shard.tokens(), batch, opts, sketcher, bar);
+        let grad: Vec<f32> = sum.to_device(Device::Cpu).try_into()?;
+        dtrain::optim::step_in_memory(&specs, &mut theta, &grad, &mut state, &inner.optim)?;
+        engine.set_params(&theta)?;
+        batches.push((batch.to_vec(), mbs));
+    }
+    let pseudo: Vec<f32> = theta0.iter().zip(&theta).map(|(a, b)| a - b).collect();
+    Ok((used.to_vec(), batches, Tensor::from_slice(&pseudo)))
 }
 
 /// Steady-state throughput of the micro-batch loop (the benchmark mode of

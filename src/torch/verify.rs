@@ -95,6 +95,7 @@ fn recompute(
         sketch_k: r.sketch_k,
         miner: None,
         round: None,
+        inner: None,
     };
     let seqs = crate::train::select_sequences(shard.len(), &opts, ckpt.config.n_positions)
         .and_then(|s| crate::train::check_vocab(shard, ckpt.config.vocab_size).map(|()| s));

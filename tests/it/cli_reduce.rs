@@ -131,6 +131,20 @@ impl Swarm {
         self.path(&format!("{}.out", self.names[i]))
     }
 
+    /// Every peer's output holds the same bytes: their values.
+    fn same_output_everywhere(&self, what: &str) -> Vec<f32> {
+        let first = std::fs::read(self.out(0)).unwrap();
+        for i in 1..self.names.len() {
+            let other = std::fs::read(self.out(i)).unwrap();
+            assert!(other == first, "{what}: peer {i} differs");
+        }
+        TensorFile::open(self.out(0))
+            .unwrap()
+            .flat_f32()
+            .unwrap()
+            .to_vec()
+    }
+
     fn transcript(&self, i: usize) -> serde_json::Value {
         serde_json::from_slice(
             &std::fs::read(self.path(&format!("{}.tr.json", self.names[i]))).unwrap(),
@@ -313,16 +327,7 @@ fn bf16_q8_and_ternary_are_identical_on_every_peer_and_close() {
         for (code, _, err) in run_all(&s, wire, &["--wire", wire, "--chunk", "8192"], 30.0) {
             assert_eq!(code, Some(0), "{err}");
         }
-        let first = std::fs::read(s.out(0)).unwrap();
-        for i in 1..4 {
-            assert_eq!(
-                std::fs::read(s.out(i)).unwrap(),
-                first,
-                "{wire}: peer {i} differs"
-            );
-        }
-        let f = TensorFile::open(s.out(0)).unwrap();
-        let got = f.flat_f32().unwrap();
+        let got = s.same_output_everywhere(wire);
         let num: f64 = got
             .iter()
             .zip(&want)
@@ -1224,16 +1229,8 @@ fn ternary_with_residuals_converges_and_misfit_residuals_are_refused() {
         for (code, _, err) in round(&format!("ef{k}"), &[]) {
             assert_eq!(code, Some(0), "round {k}: {err}");
         }
-        let bytes = std::fs::read(s.out(0)).unwrap();
-        for i in 1..3 {
-            assert_eq!(
-                std::fs::read(s.out(i)).unwrap(),
-                bytes,
-                "round {k}: peer {i} differs"
-            );
-        }
-        let f = TensorFile::open(s.out(0)).unwrap();
-        for (a, &x) in sum.iter_mut().zip(f.flat_f32().unwrap().iter()) {
+        let got = s.same_output_everywhere(&format!("round {k}"));
+        for (a, &x) in sum.iter_mut().zip(&got) {
             *a += x as f64;
         }
         if k == 0 {

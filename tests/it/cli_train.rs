@@ -453,3 +453,110 @@ fn hash_dir(p: &std::path::Path) -> String {
     assert!(o.status.success(), "{}", stderr(&o));
     String::from_utf8(o.stdout).unwrap()
 }
+
+/// DiLoCo's inner loop: `train-step --inner-steps 3` writes exactly θ₀ − θ₃
+/// of three `train-step` + `apply --optim adamw` chained through checkpoint
+/// files, one per third of the sequences (the same arithmetic, bit for bit),
+/// and records the inner steps in the file and the receipt.
+#[test]
+fn inner_steps_equal_train_step_and_apply_chained() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m0, shard) = setup(dir.path());
+    let (lr, wd, clip) = ("2e-3", "0.1", "0.5");
+    let pseudo = dir.path().join("pseudo.safetensors");
+    let inner = [
+        "--sequences",
+        "0-11",
+        "--inner-steps",
+        "3",
+        "--inner-lr",
+        lr,
+        "--inner-weight-decay",
+        wd,
+        "--inner-clip",
+        clip,
+    ];
+    let o = train(&m0, &shard, &pseudo, &inner);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut m = m0.clone();
+    for h in 0..3 {
+        let g = dir.path().join(format!("g{h}.safetensors"));
+        let seqs = format!("{}-{}", 4 * h, 4 * h + 3);
+        let o = train(&m, &shard, &g, &["--sequences", &seqs]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let next = dir.path().join(format!("m{}", h + 1));
+        let o = dtrain(
+            &[
+                "apply",
+                "--model",
+                s(&m),
+                "--grad",
+                s(&g),
+                "--optim",
+                "adamw",
+                "--lr",
+                lr,
+                "--weight-decay",
+                wd,
+                "--clip",
+                clip,
+                "-o",
+                s(&next),
+            ],
+            b"",
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        m = next;
+    }
+    let flat = |p: &Path| {
+        dtrain::tensors::TensorFile::open(p)
+            .unwrap()
+            .flat_f32()
+            .unwrap()
+            .to_vec()
+    };
+    let (theta0, theta3) = (
+        flat(&m0.join("model.safetensors")),
+        flat(&m.join("model.safetensors")),
+    );
+    let want: Vec<f32> = theta0.iter().zip(&theta3).map(|(a, b)| a - b).collect();
+    let got = flat(&pseudo);
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert_eq!(
+        worst, 0.0,
+        "the pseudo-gradient differs from the chained steps by {worst}"
+    );
+    assert!(want.iter().any(|x| *x != 0.0));
+    let f = dtrain::tensors::TensorFile::open(&pseudo).unwrap();
+    assert_eq!(f.meta("inner_steps").unwrap(), "3");
+    assert_eq!(
+        f.meta("model").unwrap(),
+        dtrain::model::Checkpoint::open(&m0).unwrap().hash
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pseudo.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(r["inner_steps"], 3);
+    assert_eq!(r["micro_batches"].as_array().unwrap().len(), 6);
+
+    // fewer sequences than inner steps, or no learning rate: one line, nothing written
+    let bad = dir.path().join("bad.safetensors");
+    let o = train(
+        &m0,
+        &shard,
+        &bad,
+        &["--sequences", "0-1", "--inner-steps", "3", "--inner-lr", lr],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("3 inner steps need at least 3 sequences"),
+        "{}",
+        stderr(&o)
+    );
+    let o = train(&m0, &shard, &bad, &["--inner-steps", "3"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!bad.exists());
+}
