@@ -7,10 +7,12 @@
 
 mod cli_errors;
 mod cli_fetch;
+mod cli_keys;
 mod cli_ledger;
 mod cli_progress;
 mod cli_push;
 mod cli_reduce;
+mod cli_score;
 mod cli_tokenize;
 mod cli_train;
 mod common;
