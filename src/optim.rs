@@ -204,10 +204,7 @@ pub fn apply(
     if !gnorm.is_finite() {
         return Err(Error::NonFinite);
     }
-    let clip_scale = match opts.clip {
-        Some(max) if gnorm > max => max / (gnorm + 1e-6),
-        _ => 1.0,
-    };
+    let clip_scale = clip_scale(opts.clip, gnorm);
 
     // previous optimizer state, if any
     let state_path = ckpt.dir.join(OPTIMIZER_FILE);
@@ -271,21 +268,7 @@ pub fn apply(
                     .transpose()
             })
             .collect::<Result<_, _>>()?;
-        let wd = if s.shape.len() >= 2 {
-            opts.weight_decay as f32
-        } else {
-            0.0
-        };
-        let param = Param {
-            p: &p[..],
-            g,
-            clip_scale: clip_scale as f32,
-            wd,
-        };
-        let new = match opts.optim {
-            Optim::Nesterov => nesterov(&param, old[0].as_deref(), opts, lr, out),
-            optim => adam_like(optim, &param, &old, opts, (lr, step), out),
-        };
+        let new = step_tensor(s, (&p, g), clip_scale, &old, opts, (lr, step), out);
         for (k, v) in new.into_iter().enumerate() {
             new_state[k].push(v);
         }
@@ -359,10 +342,7 @@ pub fn step_in_memory(
     if !gnorm.is_finite() {
         return Err(Error::NonFinite);
     }
-    let clip_scale = match opts.clip {
-        Some(max) if gnorm > max => max / (gnorm + 1e-6),
-        _ => 1.0,
-    };
+    let clip_scale = clip_scale(opts.clip, gnorm);
     let step = state.as_ref().map_or(1, |s| s.step + 1);
     let lr = opts.schedule.lr(opts.lr, opts.epoch.unwrap_or(step - 1));
     let names = opts.optim.state_names();
@@ -377,23 +357,11 @@ pub fn step_in_memory(
                     .map(|st| std::borrow::Cow::Borrowed(&st.state[k][i][..]))
             })
             .collect();
-        let wd = if s.shape.len() >= 2 {
-            opts.weight_decay as f32
-        } else {
-            0.0
-        };
+        // the step reads the old values while it writes the new ones
         let p = params[off..off + n].to_vec();
-        let param = Param {
-            p: &p,
-            g: &grad[off..off + n],
-            clip_scale: clip_scale as f32,
-            wd,
-        };
+        let g = &grad[off..off + n];
         let out = &mut params[off..off + n];
-        let new = match opts.optim {
-            Optim::Nesterov => nesterov(&param, old[0].as_deref(), opts, lr, out),
-            optim => adam_like(optim, &param, &old, opts, (lr, step), out),
-        };
+        let new = step_tensor(s, (&p, g), clip_scale, &old, opts, (lr, step), out);
         for (k, v) in new.into_iter().enumerate() {
             new_state[k].push(v);
         }
@@ -411,6 +379,43 @@ pub fn step_in_memory(
         clip_scale,
         lr,
     })
+}
+
+/// `clip_grad_norm_`'s factor: max/(‖g‖+1e-6) when the norm exceeds max.
+fn clip_scale(clip: Option<f64>, gnorm: f64) -> f64 {
+    match clip {
+        Some(max) if gnorm > max => max / (gnorm + 1e-6),
+        _ => 1.0,
+    }
+}
+
+/// One parameter tensor's step, shared by [`apply`] and [`step_in_memory`]:
+/// weight decay for ≥2-D tensors only, then the optimizer's update of
+/// `(p, g)` into `out`. Returns the tensor's new state (one per state name).
+fn step_tensor(
+    spec: &TensorSpec,
+    (p, g): (&[f32], &[f32]),
+    clip_scale: f64,
+    old: &[Option<std::borrow::Cow<[f32]>>],
+    opts: &ApplyOptions,
+    (lr, step): (f64, u64),
+    out: &mut [f32],
+) -> Vec<Vec<f32>> {
+    let wd = if spec.shape.len() >= 2 {
+        opts.weight_decay as f32
+    } else {
+        0.0
+    };
+    let param = Param {
+        p,
+        g,
+        clip_scale: clip_scale as f32,
+        wd,
+    };
+    match opts.optim {
+        Optim::Nesterov => nesterov(&param, old[0].as_deref(), opts, lr, out),
+        optim => adam_like(optim, &param, old, opts, (lr, step), out),
+    }
 }
 
 /// One parameter tensor's step inputs.

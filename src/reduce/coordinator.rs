@@ -82,6 +82,7 @@ pub(super) enum Stop {
 
 /// The round's settings the coordinator acts on.
 pub(super) struct Settings {
+    pub fault: Fault,
     pub wire: Wire,
     pub chunk: usize,
     pub allow_nonfinite: bool,
@@ -99,7 +100,7 @@ impl Coordinator {
         settings: Settings,
     ) -> Self {
         Coordinator {
-            fault: Fault::from_env(&peers),
+            fault: settings.fault,
             peers,
             me,
             sh,

@@ -120,6 +120,8 @@ pub(super) struct Shared {
     pub out_data: u64,
     /// Frame buffers recycled between readers and the coordinator.
     pub pool: Mutex<Vec<Vec<u8>>>,
+    /// Fault injection (tests): corrupt the next contribution chunk sent.
+    pub corrupt_chunk: AtomicBool,
     /// Error feedback (`--residual`): the previous round's residual and the new one.
     pub residual: Option<super::residual::ResidualBufs>,
 }
@@ -452,7 +454,14 @@ impl Writer {
         };
         let payload: &[u8] = match sh.wire {
             Wire::F32 => wire::f32_bytes(values),
-            w => w.encode_to(values, buf),
+            w => {
+                let n = w.encode_to(values, buf).len();
+                // fault injection: byte 2 is a ternary block's first trits (243 decodes to none)
+                if phase1 && n > 2 && sh.corrupt_chunk.swap(false, Ordering::Relaxed) {
+                    buf[2] = 243;
+                }
+                &buf[..n]
+            }
         };
         if let Some(rl) = &sh.rate {
             rl.take((payload.len() + DATA_HDR) as u64);

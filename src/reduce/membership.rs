@@ -98,12 +98,15 @@ pub fn who_leaves(
 }
 
 /// Misbehaviour on purpose, for tests of the other peers' defences
-/// (`DTRAIN_REDUCE_FAULT=false-report:NAME,sync-flood:N`): report NAME as
-/// unreachable at every sync; send N syncs with random attempt numbers.
+/// (`DTRAIN_REDUCE_FAULT=false-report:NAME,sync-flood:N,corrupt-chunk`):
+/// report NAME as unreachable at every sync; send N syncs with random
+/// attempt numbers; send the first contribution chunk with a byte no wire
+/// format decodes in its place (a trit code above 2 for ternary), signed.
 #[derive(Default)]
 pub(super) struct Fault {
     pub false_report: Option<usize>,
     pub sync_flood: usize,
+    pub corrupt_chunk: bool,
 }
 
 impl Fault {
@@ -114,6 +117,7 @@ impl Fault {
             match item.split_once(':') {
                 Some(("false-report", name)) => f.false_report = peers.rank(name),
                 Some(("sync-flood", n)) => f.sync_flood = n.parse().unwrap_or(0),
+                None if item == "corrupt-chunk" => f.corrupt_chunk = true,
                 _ => {}
             }
         }

@@ -91,6 +91,7 @@ use chunks::layout_digest;
 use connect::{Dialer, Identity, Listener, HANDSHAKE_TIME};
 use coordinator::{anon_rss, Announced, Coordinator, Settings, Timing};
 use link::{OutBuf, RateLimit, Shared};
+use membership::Fault;
 use peers::Peers;
 use residual::Residual;
 use transcript::{Body, Contribution, PeerEntry, SpanRecord, Traffic, Transcript};
@@ -273,6 +274,7 @@ fn create_output(
     input: &Input,
     stop: Arc<AtomicBool>,
     residual: Option<&Residual>,
+    corrupt_chunk: bool,
 ) -> Result<(TensorWriter, Arc<Shared>), Error> {
     let room: usize = 256
         + cfg
@@ -310,6 +312,7 @@ fn create_output(
         out_data,
         pool: Mutex::new(Vec::new()),
         residual: residual.map(|r| r.bufs.clone()),
+        corrupt_chunk: AtomicBool::new(corrupt_chunk),
     };
     Ok((out, Arc::new(shared)))
 }
@@ -401,7 +404,9 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         }
         _ => None,
     };
-    let (mut out, sh) = create_output(&cfg, &input, stop, residual.as_ref())?;
+    let fault = Fault::from_env(&cfg.peers);
+    let corrupt = fault.corrupt_chunk;
+    let (mut out, sh) = create_output(&cfg, &input, stop, residual.as_ref(), corrupt)?;
     timings.output = laps.lap();
 
     let mine = Announced {
@@ -414,6 +419,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
         connect_until: t_start + connect_for + Duration::from_secs(5),
     };
     let settings = Settings {
+        fault,
         wire: cfg.wire,
         chunk: cfg.chunk,
         allow_nonfinite: cfg.allow_nonfinite,
@@ -425,7 +431,6 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     stop_listening.store(true, std::sync::atomic::Ordering::Relaxed);
     connected?;
     timings.connect = laps.lap();
-    let seconds_connect = t_start.elapsed().as_secs_f64();
 
     let min_peers = cfg.min_peers.unwrap_or(cfg.peers.len() / 2 + 1).max(1);
     let result = co.rounds(n_elem, min_peers);
@@ -450,11 +455,7 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     }
     timings.finish = laps.lap();
     timings.total = t_start.elapsed().as_secs_f64();
-    let times = Seconds {
-        connect: seconds_connect,
-        total: timings.total,
-    };
-    let body = transcript_body(&cfg, &co, n_elem, &finished, &contributors, times);
+    let body = transcript_body(&cfg, &co, n_elem, &finished, &contributors, &timings);
     Ok(Outcome {
         transcript: Transcript::sign(body, &cfg.key),
         timings,
@@ -486,12 +487,6 @@ fn write_metadata(
     Ok(())
 }
 
-/// Where a round's time went, beyond the confirmed attempt.
-struct Seconds {
-    connect: f64,
-    total: f64,
-}
-
 /// The transcript of a finished round, as this peer saw it.
 fn transcript_body(
     cfg: &Config,
@@ -499,7 +494,7 @@ fn transcript_body(
     n_elem: usize,
     finished: &Finished,
     contributors: &[usize],
-    seconds: Seconds,
+    timings: &Timings,
 ) -> Body {
     let reduced = &finished.reduced;
     let plan = &reduced.plan;
@@ -568,9 +563,10 @@ fn transcript_body(
         tokens: reduced.tokens,
         result: blake3::Hash::from(reduced.result_hash).to_hex().to_string(),
         confirmed_by: names(&finished.confirmed_by),
-        seconds_connect: seconds.connect,
+        // from the start until every link was up
+        seconds_connect: timings.open + timings.check + timings.output + timings.connect,
         seconds_reduce: finished.seconds,
-        seconds_total: seconds.total,
+        seconds_total: timings.total,
         peak_anon_rss_bytes: co.peak_anon.max(anon_rss()),
     }
 }

@@ -481,6 +481,7 @@ fn inner_loop(
     }
     let per = seqs.len() / h;
     let used = &seqs[..per * h];
+    bar.set_length((h * per.div_ceil(opts.micro_batch)) as u64);
     let specs = ckpt.specs();
     let mut theta: Vec<f32> = Vec::new();
     for i in 0..specs.len() {

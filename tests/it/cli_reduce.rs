@@ -1293,3 +1293,49 @@ fn ternary_with_residuals_converges_and_misfit_residuals_are_refused() {
         "a refused residual is left as it was"
     );
 }
+
+/// A member whose ternary contribution does not decode (a trit code above 2,
+/// signed with its session key) is dropped by the owner it sent it to, never
+/// a panic. As for any single broken link, the membership rule cannot tell
+/// which end lies and drops both (the sender and the owner that reported
+/// it); the other three of five finish, identical.
+#[test]
+fn a_ternary_chunk_that_does_not_decode_drops_its_sender() {
+    let _machine = beside_others();
+    let s = Swarm::new(5, 20_000, &[1, 2, 3, 4, 5]);
+    let extra = ["--deadline", "20", "--wire", "ternary"];
+    let kids: Vec<Child> = (0..5)
+        .map(|i| {
+            let fault: &[(&str, &str)] = if i == 4 {
+                &[("DTRAIN_REDUCE_FAULT", "corrupt-chunk")]
+            } else {
+                &[]
+            };
+            s.spawn_env(i, "corrupt", &extra, fault)
+        })
+        .collect();
+    let res: Vec<_> = kids
+        .into_iter()
+        .map(|c| finish(c, Duration::from_secs(30)))
+        .collect();
+    // the owner p4's first chunk went to reports it
+    let reporter = (0..4)
+        .find(|&i| res[i].2.contains("dropped p4: malformed chunk"))
+        .expect("an owner names p4's malformed chunk");
+    for (i, (code, _, err)) in res.iter().enumerate() {
+        assert_ne!(*code, Some(101), "p{i} panicked: {err}");
+    }
+    assert_ne!(res[4].0, Some(0), "the corrupter cannot finish");
+    let rest: Vec<usize> = (0..4).filter(|&i| i != reporter).collect();
+    let first = std::fs::read(s.out(rest[0])).unwrap();
+    for &i in &rest {
+        assert_eq!(res[i].0, Some(0), "p{i}: {}", res[i].2);
+        assert_eq!(std::fs::read(s.out(i)).unwrap(), first, "p{i} differs");
+    }
+    let names: Vec<String> = rest.iter().map(|i| format!("p{i}")).collect();
+    assert_eq!(
+        s.transcript(rest[0])["body"]["members"],
+        serde_json::json!(names)
+    );
+    assert!(!s.out(4).exists());
+}

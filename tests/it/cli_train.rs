@@ -464,7 +464,11 @@ fn inner_steps_equal_train_step_and_apply_chained() {
     let (m0, shard) = setup(dir.path());
     let (lr, wd, clip) = ("2e-3", "0.1", "0.5");
     let pseudo = dir.path().join("pseudo.safetensors");
+    let key = dir.path().join("miner.key");
+    assert!(dtrain(&["keygen", "-o", s(&key)], b"").status.success());
     let inner = [
+        "--key",
+        s(&key),
         "--sequences",
         "0-11",
         "--inner-steps",
@@ -541,6 +545,26 @@ fn inner_steps_equal_train_step_and_apply_chained() {
         serde_json::from_slice(&std::fs::read(pseudo.with_extension("json")).unwrap()).unwrap();
     assert_eq!(r["inner_steps"], 3);
     assert_eq!(r["micro_batches"].as_array().unwrap().len(), 6);
+    // verify has no DiLoCo checks yet: such a receipt is a FAIL that says so
+    let receipt = pseudo.with_extension("json");
+    let o = dtrain(
+        &[
+            "verify",
+            "--receipt",
+            s(&receipt),
+            "--grad",
+            s(&pseudo),
+            "--model",
+            s(&m0),
+            "--tokens",
+            s(&shard),
+            "--device",
+            "cpu",
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("inner steps"), "{}", stderr(&o));
 
     // fewer sequences than inner steps, or no learning rate: one line, nothing written
     let bad = dir.path().join("bad.safetensors");
