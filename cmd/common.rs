@@ -48,6 +48,87 @@ impl BatchArgs {
     }
 }
 
+/// DiLoCo's inner loop: train-step takes it, verify expects it (the same
+/// flag names, so a validator passes the subnet's settings as miners do).
+#[derive(clap::Args, Debug, Clone)]
+#[cfg_attr(not(dtrain_torch), allow(dead_code))]
+pub struct InnerArgs {
+    /// DiLoCo: H inner optimizer steps over H equal batches of the sequences;
+    /// the file is the pseudo-gradient θ₀ − θ_H
+    #[arg(long, value_name = "H")]
+    pub inner_steps: Option<usize>,
+    /// Inner optimizer
+    #[arg(long, value_enum, default_value_t = OptimArg::Adamw, requires = "inner_steps")]
+    pub inner_optim: OptimArg,
+    /// Inner learning rate
+    #[arg(long, value_name = "LR", requires = "inner_steps")]
+    pub inner_lr: Option<f64>,
+    /// Inner weight decay (≥2-D parameters, as apply)
+    #[arg(long, default_value_t = 0.1, requires = "inner_steps")]
+    pub inner_weight_decay: f64,
+    /// Inner gradient-norm clip (0: none)
+    #[arg(long, default_value_t = 1.0, requires = "inner_steps")]
+    pub inner_clip: f64,
+    /// Inner Adam β₁
+    #[arg(long, default_value_t = 0.9, requires = "inner_steps")]
+    pub inner_beta1: f64,
+    /// Inner Adam β₂
+    #[arg(long, default_value_t = 0.95, requires = "inner_steps")]
+    pub inner_beta2: f64,
+    /// Inner Adam ε
+    #[arg(long, default_value_t = 1e-8, requires = "inner_steps")]
+    pub inner_eps: f64,
+    /// Publish the loop's state after every K inner steps (and the last)
+    /// [default: H/8 rounded up, so a validator can recompute an eighth]
+    #[arg(long, value_name = "K", requires = "inner_steps")]
+    pub state_every: Option<usize>,
+}
+
+/// The inner loop the flags ask for.
+#[cfg_attr(not(dtrain_torch), allow(dead_code))]
+pub struct InnerSettings {
+    pub steps: usize,
+    pub optim: dtrain::optim::ApplyOptions,
+    pub state_every: usize,
+}
+
+#[cfg_attr(not(dtrain_torch), allow(dead_code))]
+impl InnerArgs {
+    /// The settings (None without --inner-steps); bad values are usage errors.
+    pub fn settings(&self) -> crate::exit::Result<Option<InnerSettings>> {
+        let Some(steps) = self.inner_steps else {
+            return Ok(None);
+        };
+        if steps == 0 {
+            return Err(crate::exit::bad_input!("--inner-steps must be at least 1"));
+        }
+        let Some(lr) = self.inner_lr.filter(|lr| *lr > 0.0 && lr.is_finite()) else {
+            return Err(crate::exit::bad_input!(
+                "--inner-steps needs --inner-lr greater than 0"
+            ));
+        };
+        let state_every = self.state_every.unwrap_or(steps.div_ceil(8));
+        if state_every == 0 {
+            return Err(crate::exit::bad_input!("--state-every must be at least 1"));
+        }
+        let optim = dtrain::optim::ApplyOptions {
+            optim: self.inner_optim.into(),
+            lr,
+            weight_decay: self.inner_weight_decay,
+            clip: (self.inner_clip > 0.0).then_some(self.inner_clip),
+            beta1: self.inner_beta1,
+            beta2: self.inner_beta2,
+            eps: self.inner_eps,
+            ..Default::default()
+        };
+        Ok(Some(InnerSettings {
+            steps,
+            optim,
+            state_every,
+        }))
+    }
+}
+
 /// Names the flag (and path) an input came from in its error, so a missing
 /// file reads `--tokens nope.bin: No such file or directory`.
 pub trait ForFlag<T> {

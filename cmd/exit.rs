@@ -314,6 +314,7 @@ impl Classify for dtrain_torch::train::Error {
             E::Io(..) | E::OutOfMemory { .. } | E::TorchPanic(_) => Code::Io,
             E::Model(e) => e.code(),
             E::InnerOptim(e) => e.code(),
+            E::InnerState(e) => e.code(),
             _ => Code::BadInput,
         }
     }
@@ -328,6 +329,18 @@ impl Classify for dtrain_torch::verify::Error {
             E::Train(e) => e.code(),
             E::Tokens(e) => e.code(),
             E::Torch(_) => Code::Io,
+            E::Model(e) => e.code(),
+        }
+    }
+}
+
+impl Classify for dtrain::inner::StateError {
+    fn code(&self) -> Code {
+        use dtrain::inner::StateError as E;
+        match self {
+            E::Io(..) => Code::Io,
+            E::Tensors(e) => e.code(),
+            _ => Code::BadInput,
         }
     }
 }

@@ -1,4 +1,4 @@
-use crate::common::{BatchArgs, OptimArg};
+use crate::common::{BatchArgs, InnerArgs};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -31,22 +31,16 @@ pub struct TrainStepArgs {
     /// a validator checking another round refuses it
     #[arg(long)]
     round: Option<String>,
-    /// DiLoCo: take H inner optimizer steps over H equal batches of the
-    /// sequences and write the pseudo-gradient θ₀ − θ_H (verify cannot check it yet)
-    #[arg(long, value_name = "H")]
-    inner_steps: Option<usize>,
-    /// Inner optimizer
-    #[arg(long, value_enum, default_value_t = OptimArg::Adamw, requires = "inner_steps")]
-    inner_optim: OptimArg,
-    /// Inner learning rate
-    #[arg(long, value_name = "LR", requires = "inner_steps")]
-    inner_lr: Option<f64>,
-    /// Inner weight decay (≥2-D parameters, as apply)
-    #[arg(long, default_value_t = 0.1, requires = "inner_steps")]
-    inner_weight_decay: f64,
-    /// Inner gradient-norm clip (0: none)
-    #[arg(long, default_value_t = 1.0, requires = "inner_steps")]
-    inner_clip: f64,
+    #[command(flatten)]
+    inner: InnerArgs,
+    /// DiLoCo: the folder the loop's states are written to (publish it with
+    /// the receipt: verify recomputes segments from them)
+    #[arg(long, value_name = "DIR", requires = "inner_steps")]
+    states: Option<PathBuf>,
+    /// DiLoCo: carry the inner optimizer's state across rounds in FILE (read
+    /// when it exists, replaced after the step; without it each round starts fresh)
+    #[arg(long, value_name = "FILE", requires = "inner_steps")]
+    inner_state: Option<PathBuf>,
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
@@ -73,25 +67,21 @@ mod with_torch {
 
     /// DiLoCo's inner loop from the flags (None without --inner-steps).
     fn inner(args: &TrainStepArgs) -> Result<Option<dtrain_torch::train::Inner>> {
-        let Some(steps) = args.inner_steps else {
+        let Some(settings) = args.inner.settings()? else {
             return Ok(None);
         };
-        let Some(lr) = args.inner_lr.filter(|lr| *lr > 0.0 && lr.is_finite()) else {
+        let Some(states) = args.states.clone() else {
             return Err(crate::exit::bad_input!(
-                "--inner-steps needs --inner-lr greater than 0"
+                "--inner-steps needs --states DIR (the states verify recomputes from)"
             ));
         };
-        if steps == 0 {
-            return Err(crate::exit::bad_input!("--inner-steps must be at least 1"));
-        }
-        let optim = dtrain::optim::ApplyOptions {
-            optim: args.inner_optim.into(),
-            lr,
-            weight_decay: args.inner_weight_decay,
-            clip: (args.inner_clip > 0.0).then_some(args.inner_clip),
-            ..Default::default()
-        };
-        Ok(Some(dtrain_torch::train::Inner { steps, optim }))
+        Ok(Some(dtrain_torch::train::Inner {
+            steps: settings.steps,
+            optim: settings.optim,
+            state_every: settings.state_every,
+            states,
+            carry: args.inner_state.clone(),
+        }))
     }
 
     pub fn run(args: TrainStepArgs) -> Result<()> {

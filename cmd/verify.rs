@@ -32,9 +32,20 @@ pub struct VerifyArgs {
     /// Read the spec's rows from local parquet files instead of the Hub
     #[arg(long, requires = "spec")]
     source: Option<PathBuf>,
-    /// Recompute K random micro-batches instead of all
+    /// Recompute K random micro-batches (DiLoCo: K segments) instead of all
     #[arg(long, value_name = "K")]
     sample: Option<usize>,
+    /// DiLoCo: the round's inner loop, with train-step's flag names; a
+    /// receipt that claims other settings fails
+    #[command(flatten)]
+    inner: crate::common::InnerArgs,
+    /// DiLoCo: the folder of the miner's published states
+    #[arg(long, value_name = "DIR", requires = "inner_steps")]
+    states: Option<PathBuf>,
+    /// DiLoCo: the miner's receipt of the previous round, for a loop that
+    /// carries its inner state (train-step --inner-state)
+    #[arg(long, value_name = "FILE", requires = "inner_steps")]
+    previous_receipt: Option<PathBuf>,
     /// Owners' reduce transcripts: check what the miner sent them
     #[arg(long, requires = "peers")]
     transcript: Vec<PathBuf>,
@@ -155,6 +166,30 @@ mod with_torch {
                 None => Source::hub(HubClient::from_env(5), &repo, &revision),
             })
             .transpose()?;
+        let previous = match args
+            .previous_receipt
+            .as_deref()
+            .map(Receipt::read)
+            .transpose()
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let why = format!("--previous-receipt: {e}");
+                return report(&verify::rejected(miner, "inner state", why), args.json);
+            }
+        };
+        let inner = match args.inner.settings()? {
+            None => None,
+            Some(settings) => Some(verify::ExpectedInner {
+                steps: settings.steps,
+                optim: dtrain::inner::InnerOptim::of(&settings.optim),
+                state_every: settings.state_every,
+                states: args.states.as_deref().ok_or_else(|| {
+                    crate::exit::bad_input!("--inner-steps needs --states DIR (the miner's states)")
+                })?,
+                previous: previous.as_ref(),
+            }),
+        };
         let inputs = Inputs {
             receipt: &receipt,
             grad: &args.grad,
@@ -169,6 +204,7 @@ mod with_torch {
             round: args.round.as_deref(),
             validator: args.validator.as_deref(),
             sample: args.sample,
+            inner,
         };
         let device = dtrain_torch::device::resolve(args.device)?;
         let mut v = dtrain_torch::verify::verify(&inputs, device)?;

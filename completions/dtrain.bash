@@ -1516,7 +1516,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__train__subcmd__step)
-            opts="-o -v -q -h -V --model --tokens --seq-len --micro-batch --sequences --device --precision --sketch-k --output --receipt --key --miner --round --inner-steps --inner-optim --inner-lr --inner-weight-decay --inner-clip --json --benchmark --peak-flops --verbose --quiet --help --version"
+            opts="-o -v -q -h -V --model --tokens --seq-len --micro-batch --sequences --device --precision --sketch-k --output --receipt --key --miner --round --inner-steps --inner-optim --inner-lr --inner-weight-decay --inner-clip --inner-beta1 --inner-beta2 --inner-eps --state-every --states --inner-state --json --benchmark --peak-flops --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1598,6 +1598,30 @@ _dtrain() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --inner-beta1)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inner-beta2)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inner-eps)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-every)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --states)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inner-state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --benchmark)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1614,7 +1638,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__verify)
-            opts="-v -q -h -V --receipt --grad --model --tokens --pubkey --spec --source --sample --transcript --peers --miner --round --validator --seed --epoch --uid --rows --held-out --data-repo --data-config --data-revision --device --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --receipt --grad --model --tokens --pubkey --spec --source --sample --inner-steps --inner-optim --inner-lr --inner-weight-decay --inner-clip --inner-beta1 --inner-beta2 --inner-eps --state-every --states --previous-receipt --transcript --peers --miner --round --validator --seed --epoch --uid --rows --held-out --data-repo --data-config --data-revision --device --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1649,6 +1673,50 @@ _dtrain() {
                     return 0
                     ;;
                 --sample)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inner-steps)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inner-optim)
+                    COMPREPLY=($(compgen -W "adamw lamb nesterov" -- "${cur}"))
+                    return 0
+                    ;;
+                --inner-lr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inner-weight-decay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inner-clip)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inner-beta1)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inner-beta2)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inner-eps)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-every)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --states)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --previous-receipt)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -108,13 +108,19 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l receipt -d 
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l key -d 'Sign the receipt with this key (from `dtrain keygen`)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l miner -d 'The miner\'s name (its peer name in reduce rounds), recorded in the receipt' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l round -d 'The round this work is for (e.g. epoch-12), recorded in the signed receipt: a validator checking another round refuses it' -r
-complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l inner-steps -d 'DiLoCo: take H inner optimizer steps over H equal batches of the sequences and write the pseudo-gradient θ₀ − θ_H (verify cannot check it yet)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l inner-steps -d 'DiLoCo: H inner optimizer steps over H equal batches of the sequences; the file is the pseudo-gradient θ₀ − θ_H' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l inner-optim -d 'Inner optimizer' -r -f -a "adamw\t'AdamW (torch.optim.AdamW)'
 lamb\t'LAMB (torch_optimizer.Lamb)'
 nesterov\t'SGD with Nesterov momentum (DiLoCo\'s outer step; torch.optim.SGD(nesterov=True))'"
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l inner-lr -d 'Inner learning rate' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l inner-weight-decay -d 'Inner weight decay (≥2-D parameters, as apply)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l inner-clip -d 'Inner gradient-norm clip (0: none)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l inner-beta1 -d 'Inner Adam β₁' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l inner-beta2 -d 'Inner Adam β₂' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l inner-eps -d 'Inner Adam ε' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l state-every -d 'Publish the loop\'s state after every K inner steps (and the last) [default: H/8 rounded up, so a validator can recompute an eighth]' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l states -d 'DiLoCo: the folder the loop\'s states are written to (publish it with the receipt: verify recomputes segments from them)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l inner-state -d 'DiLoCo: carry the inner optimizer\'s state across rounds in FILE (read when it exists, replaced after the step; without it each round starts fresh)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l benchmark -d 'Benchmark mode: time N steady-state passes over the micro-batches (after 3 warm-up passes) and print tokens/s; writes nothing' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l peak-flops -d 'Peak FLOP/s of the device, to report MFU in benchmark mode' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l json -d 'Print the summary as JSON'
@@ -191,7 +197,20 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l tokens -d 'The 
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l pubkey -d 'The miner\'s public key (hex); without it the receipt\'s own key is used' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l spec -d 'Data spec of the miner\'s assigned rows: re-fetch and re-tokenize them' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l source -d 'Read the spec\'s rows from local parquet files instead of the Hub' -r -F
-complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l sample -d 'Recompute K random micro-batches instead of all' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l sample -d 'Recompute K random micro-batches (DiLoCo: K segments) instead of all' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l inner-steps -d 'DiLoCo: H inner optimizer steps over H equal batches of the sequences; the file is the pseudo-gradient θ₀ − θ_H' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l inner-optim -d 'Inner optimizer' -r -f -a "adamw\t'AdamW (torch.optim.AdamW)'
+lamb\t'LAMB (torch_optimizer.Lamb)'
+nesterov\t'SGD with Nesterov momentum (DiLoCo\'s outer step; torch.optim.SGD(nesterov=True))'"
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l inner-lr -d 'Inner learning rate' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l inner-weight-decay -d 'Inner weight decay (≥2-D parameters, as apply)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l inner-clip -d 'Inner gradient-norm clip (0: none)' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l inner-beta1 -d 'Inner Adam β₁' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l inner-beta2 -d 'Inner Adam β₂' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l inner-eps -d 'Inner Adam ε' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l state-every -d 'Publish the loop\'s state after every K inner steps (and the last) [default: H/8 rounded up, so a validator can recompute an eighth]' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l states -d 'DiLoCo: the folder of the miner\'s published states' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l previous-receipt -d 'DiLoCo: the miner\'s receipt of the previous round, for a loop that carries its inner state (train-step --inner-state)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l transcript -d 'Owners\' reduce transcripts: check what the miner sent them' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l peers -d 'The round\'s peers file: a transcript counts only when signed by the key it pins for its writer' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l miner -d 'Whose work this must be (the receipt\'s miner must be this name)' -r

@@ -18,6 +18,7 @@ pub mod data;
 pub mod device;
 pub mod fsio;
 pub mod hub;
+pub mod inner;
 pub mod keys;
 pub mod ledger;
 pub mod log;

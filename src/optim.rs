@@ -75,7 +75,7 @@ impl Optim {
     }
 
     /// The optimizer state kept per parameter, as tensor name prefixes.
-    fn state_names(self) -> &'static [&'static str] {
+    pub fn state_names(self) -> &'static [&'static str] {
         match self {
             Optim::Adamw | Optim::Lamb => &["exp_avg", "exp_avg_sq"],
             Optim::Nesterov => &["momentum_buffer"],
@@ -165,7 +165,7 @@ pub struct Provenance {
 const BLOCK: usize = 1 << 16;
 
 /// The optimizer state file's layout: each state name for every parameter.
-fn state_specs(optim: Optim, specs: &[TensorSpec]) -> Vec<TensorSpec> {
+pub fn state_specs(optim: Optim, specs: &[TensorSpec]) -> Vec<TensorSpec> {
     optim
         .state_names()
         .iter()
@@ -316,6 +316,29 @@ pub fn apply(
 pub struct MemoryState {
     pub step: u64,
     state: Vec<Vec<Vec<f32>>>,
+}
+
+impl MemoryState {
+    /// A state from its tensors in [`state_specs`] order (each state name,
+    /// then each parameter), after `step` optimizer steps.
+    pub fn from_tensors(optim: Optim, n_params: usize, step: u64, tensors: Vec<Vec<f32>>) -> Self {
+        let names = optim.state_names().len();
+        assert_eq!(
+            tensors.len(),
+            names * n_params,
+            "one tensor per state and parameter"
+        );
+        let mut it = tensors.into_iter();
+        let state = (0..names)
+            .map(|_| it.by_ref().take(n_params).collect())
+            .collect();
+        MemoryState { step, state }
+    }
+
+    /// The tensors in [`state_specs`] order.
+    pub fn tensors(&self) -> Vec<&[f32]> {
+        self.state.iter().flatten().map(Vec::as_slice).collect()
+    }
 }
 
 /// What an in-memory step did.

@@ -53,6 +53,9 @@ pub struct Receipt {
     /// optimizer steps (absent: a plain gradient).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inner_steps: Option<usize>,
+    /// DiLoCo: the inner optimizer and the published states ([`crate::inner`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner: Option<crate::inner::InnerClaim>,
     /// Number of ±1 projections per sketch.
     #[serde(default)]
     pub sketch_k: usize,
@@ -159,6 +162,7 @@ mod tests {
             grad: "c".into(),
             grad_norm: 1.0,
             inner_steps: None,
+            inner: None,
             sketch_k: 2,
             device: "cpu".into(),
             precision: "f32".into(),

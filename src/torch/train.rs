@@ -46,6 +46,8 @@ pub enum Error {
     InnerSteps { steps: usize, sequences: usize },
     #[error("inner step: {0}")]
     InnerOptim(#[from] dtrain::optim::Error),
+    #[error("inner state: {0}")]
+    InnerState(#[from] dtrain::inner::StateError),
     #[error("token {token} at position {at} is outside the model's vocabulary of {vocab} (a shard for another tokenizer?)")]
     OutOfVocab { token: u16, at: usize, vocab: usize },
     #[error("the loss is not finite ({0}); nothing was written")]
@@ -88,11 +90,19 @@ pub struct StepOptions {
 
 /// DiLoCo's inner loop: the shard's sequences in `steps` consecutive batches
 /// of equal size, one inner optimizer step after each (the same arithmetic as
-/// `apply`, with `optim`'s settings; a fresh optimizer every round).
+/// `apply`, with `optim`'s settings). The state after every `state_every`-th
+/// step and after the last is written to `states` and committed to in the
+/// receipt ([`dtrain::inner`]).
 #[derive(Clone, Debug)]
 pub struct Inner {
     pub steps: usize,
     pub optim: dtrain::optim::ApplyOptions,
+    pub state_every: usize,
+    /// The folder the states are written to.
+    pub states: std::path::PathBuf,
+    /// The optimizer state carried across rounds: read at the start when the
+    /// file exists (else fresh), replaced by the last state at the end.
+    pub carry: Option<std::path::PathBuf>,
 }
 
 /// The sequences a step covers, checked against the shard.
@@ -245,7 +255,7 @@ impl Engine {
         opts: &StepOptions,
         sketcher: Option<&crate::sketch::DeviceSketcher>,
         bar: &indicatif::ProgressBar,
-    ) -> (Vec<(Tensor, Vec<f64>)>, Tensor) {
+    ) -> (MicroBatchResults, Tensor) {
         let total = seqs.len() as f64;
         let mut acc: Option<Tensor> = None;
         let mut out = Vec::new();
@@ -323,6 +333,15 @@ pub fn train_step_to_files(
         let _ = std::fs::remove_file(files.grad);
         return Err(io_err(files.receipt)(e));
     }
+    if let Some((inner, carry)) = opts
+        .inner
+        .as_ref()
+        .and_then(|i| Some((i, i.carry.as_ref()?)))
+    {
+        let last = dtrain::inner::state_path(&inner.states, inner.steps);
+        let bytes = std::fs::read(&last).map_err(io_err(&last))?;
+        dtrain::fsio::write_atomic(carry, &bytes).map_err(io_err(carry))?;
+    }
     Ok(receipt)
 }
 
@@ -360,21 +379,24 @@ fn train_step_inner(
         seqs.len().div_ceil(opts.micro_batch) as u64,
         "micro-batches",
     );
-    let (seqs, batches, sum) = match &opts.inner {
+    let (seqs, batches, sum, claim) = match &opts.inner {
         None => {
             let (mbs, sum) = engine.step(shard.tokens(), seqs, opts, dev_sketch.as_ref(), &bar);
-            (seqs.to_vec(), vec![(seqs.to_vec(), mbs)], sum)
+            (seqs.to_vec(), vec![(seqs.to_vec(), mbs)], sum, None)
         }
-        Some(inner) => inner_loop(
-            &mut engine,
-            ckpt,
-            shard,
-            seqs,
-            opts,
-            inner,
-            dev_sketch.as_ref(),
-            &bar,
-        )?,
+        Some(inner) => {
+            let mut run = InnerRun {
+                engine: &mut engine,
+                tokens: shard.tokens(),
+                opts,
+                optim: &inner.optim,
+                specs: &ckpt.specs(),
+                sketcher: dev_sketch.as_ref(),
+                bar: &bar,
+            };
+            let out = inner_loop(&mut run, ckpt, seqs, inner)?;
+            (out.used, out.batches, out.pseudo, Some(out.claim))
+        }
     };
     bar.finish_and_clear();
     let mut micro_batches = Vec::new();
@@ -445,6 +467,7 @@ fn train_step_inner(
         grad: grad.to_hex().to_string(),
         grad_norm,
         inner_steps: opts.inner.as_ref().map(|i| i.steps),
+        inner: claim,
         sketch_k: opts.sketch_k,
         device: crate::device::kind_name(opts.device).into(),
         precision: opts.precision.name().into(),
@@ -454,24 +477,76 @@ fn train_step_inner(
     })
 }
 
-/// Per inner batch: its sequences and its micro-batches (loss, sketch).
-type InnerBatches = Vec<(Vec<u64>, Vec<(Tensor, Vec<f64>)>)>;
+/// One batch's micro-batches, each its mean loss (a device scalar) and the sketch of its mean gradient.
+pub type MicroBatchResults = Vec<(Tensor, Vec<f64>)>;
 
-/// DiLoCo's inner loop: H batches of equal size, each a gradient (as
-/// `train-step` computes it) and an optimizer step (as `apply` computes it,
-/// on the parameters held in memory). Returns the sequences used, the
-/// batches' micro-batches and the pseudo-gradient θ₀ − θ_H (flat, on the CPU).
-#[allow(clippy::too_many_arguments)]
+/// Per inner batch: its sequences and its micro-batches.
+type InnerBatches = Vec<(Vec<u64>, MicroBatchResults)>;
+
+/// The inner loop's state as it runs: parameters (flat, file order) and the
+/// optimizer's (None before a fresh loop's first step).
+pub struct LoopState {
+    pub theta: Vec<f32>,
+    pub memory: Option<dtrain::optim::MemoryState>,
+}
+
+/// What runs inner steps: shared by train-step's loop and verify's segments.
+pub struct InnerRun<'a> {
+    pub engine: &'a mut Engine,
+    pub tokens: &'a [u16],
+    pub opts: &'a StepOptions,
+    pub optim: &'a dtrain::optim::ApplyOptions,
+    pub specs: &'a [dtrain::tensors::TensorSpec],
+    pub sketcher: Option<&'a crate::sketch::DeviceSketcher>,
+    pub bar: &'a indicatif::ProgressBar,
+}
+
+impl InnerRun<'_> {
+    /// One inner step per batch from `state`: the batch's gradient (as
+    /// `train-step` computes it), then an optimizer step on the parameters
+    /// held in memory (as `apply` computes it). `after_step(i, state)` runs
+    /// after batch i. Returns each batch's micro-batches (loss, sketch).
+    pub fn run(
+        &mut self,
+        batches: &[&[u64]],
+        state: &mut LoopState,
+        mut after_step: impl FnMut(usize, &LoopState) -> Result<(), Error>,
+    ) -> Result<Vec<MicroBatchResults>, Error> {
+        self.engine.set_params(&state.theta)?;
+        let mut out = Vec::with_capacity(batches.len());
+        for (i, batch) in batches.iter().enumerate() {
+            let (mbs, sum) =
+                self.engine
+                    .step(self.tokens, batch, self.opts, self.sketcher, self.bar);
+            let grad: Vec<f32> = sum.to_device(Device::Cpu).try_into()?;
+            let (theta, memory) = (&mut state.theta, &mut state.memory);
+            dtrain::optim::step_in_memory(self.specs, theta, &grad, memory, self.optim)?;
+            self.engine.set_params(&state.theta)?;
+            out.push(mbs);
+            after_step(i, state)?;
+        }
+        Ok(out)
+    }
+}
+
+/// What the inner loop produced.
+struct InnerOutcome {
+    /// The sequences used (H equal batches: a remainder is left out).
+    used: Vec<u64>,
+    batches: InnerBatches,
+    /// θ₀ − θ_H, flat, on the CPU.
+    pseudo: Tensor,
+    claim: dtrain::inner::InnerClaim,
+}
+
+/// DiLoCo's inner loop over the step's sequences in `inner.steps` batches of
+/// equal size, publishing the states the receipt commits to.
 fn inner_loop(
-    engine: &mut Engine,
+    run: &mut InnerRun,
     ckpt: &Checkpoint,
-    shard: &Shard,
     seqs: &[u64],
-    opts: &StepOptions,
     inner: &Inner,
-    sketcher: Option<&crate::sketch::DeviceSketcher>,
-    bar: &indicatif::ProgressBar,
-) -> Result<(Vec<u64>, InnerBatches, Tensor), Error> {
+) -> Result<InnerOutcome, Error> {
     let h = inner.steps;
     if h == 0 || seqs.len() < h {
         return Err(Error::InnerSteps {
@@ -481,24 +556,71 @@ fn inner_loop(
     }
     let per = seqs.len() / h;
     let used = &seqs[..per * h];
-    bar.set_length((h * per.div_ceil(opts.micro_batch)) as u64);
-    let specs = ckpt.specs();
-    let mut theta: Vec<f32> = Vec::new();
-    for i in 0..specs.len() {
+    run.bar
+        .set_length((h * per.div_ceil(run.opts.micro_batch)) as u64);
+    std::fs::create_dir_all(&inner.states)
+        .map_err(|e| Error::Io(inner.states.display().to_string(), e))?;
+    let mut theta = Vec::new();
+    for i in 0..run.specs.len() {
         theta.extend_from_slice(&ckpt.param(i)?);
     }
     let theta0 = theta.clone();
-    let mut state = None;
-    let mut batches = Vec::with_capacity(h);
-    for batch in used.chunks(per) {
-        let (mbs, sum) = engine.step(shard.tokens(), batch, opts, sketcher, bar);
-        let grad: Vec<f32> = sum.to_device(Device::Cpu).try_into()?;
-        dtrain::optim::step_in_memory(&specs, &mut theta, &grad, &mut state, &inner.optim)?;
-        engine.set_params(&theta)?;
-        batches.push((batch.to_vec(), mbs));
-    }
-    let pseudo: Vec<f32> = theta0.iter().zip(&theta).map(|(a, b)| a - b).collect();
-    Ok((used.to_vec(), batches, Tensor::from_slice(&pseudo)))
+    let optim = inner.optim.optim;
+    let carried = match inner.carry.as_deref().filter(|p| p.exists()) {
+        Some(path) => Some(dtrain::inner::open_state(path, run.specs, optim)?.0.memory),
+        None => None,
+    };
+    let mut state = LoopState {
+        theta,
+        memory: carried,
+    };
+    let initial = match &state.memory {
+        Some(m) => {
+            let path = dtrain::inner::state_path(&inner.states, 0);
+            Some(dtrain::inner::write_state(
+                &path,
+                run.specs,
+                optim,
+                (&theta0, m),
+                0,
+            )?)
+        }
+        None => None,
+    };
+    let publish_at = dtrain::inner::checkpoints(h, inner.state_every);
+    let mut states = Vec::with_capacity(publish_at.len());
+    let batches: Vec<&[u64]> = used.chunks(per).collect();
+    let specs = run.specs;
+    let mbs = run.run(&batches, &mut state, |i, s| {
+        if publish_at.contains(&(i + 1)) {
+            let path = dtrain::inner::state_path(&inner.states, i + 1);
+            let memory = s.memory.as_ref().expect("a step was taken");
+            states.push(dtrain::inner::write_state(
+                &path,
+                specs,
+                optim,
+                (&s.theta, memory),
+                i + 1,
+            )?);
+        }
+        Ok(())
+    })?;
+    let pseudo: Vec<f32> = theta0
+        .iter()
+        .zip(&state.theta)
+        .map(|(a, b)| a - b)
+        .collect();
+    Ok(InnerOutcome {
+        used: used.to_vec(),
+        batches: batches.iter().map(|b| b.to_vec()).zip(mbs).collect(),
+        pseudo: Tensor::from_slice(&pseudo),
+        claim: dtrain::inner::InnerClaim {
+            optim: dtrain::inner::InnerOptim::of(&inner.optim),
+            state_every: inner.state_every,
+            initial,
+            states,
+        },
+    })
 }
 
 /// Steady-state throughput of the micro-batch loop (the benchmark mode of

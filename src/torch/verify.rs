@@ -24,6 +24,8 @@ pub enum Error {
     Tokens(#[from] dtrain::tokens::Error),
     #[error("cannot read the recomputed gradient: {0}")]
     Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Model(#[from] dtrain::model::Error),
 }
 
 /// Runs every check on `device`. A defect in what the miner published is a
@@ -45,9 +47,15 @@ pub fn verify(inp: &Inputs, device: Device) -> Result<Verdict, Error> {
     let Some(flat) = v.gradient_values(&grad)? else {
         return Ok(v.verdict(Vec::new()));
     };
+    let sound = model_ok && shard_ok && v.structure_ok();
+    if inp.inner.is_some() {
+        let recomputed = diloco(&mut v, &shard, &flat, sound, device)?;
+        v.reduce(&flat);
+        return Ok(v.verdict(recomputed));
+    }
     v.linearity(&flat);
     // skipped when the inputs already disagree: it would be meaningless
-    let recomputed = if model_ok && shard_ok && v.structure_ok() {
+    let recomputed = if sound {
         match recompute(&mut v, &shard, &grad, &flat, device)? {
             Some(recomputed) => recomputed,
             None => return Ok(v.verdict(Vec::new())),
@@ -61,25 +69,33 @@ pub fn verify(inp: &Inputs, device: Device) -> Result<Verdict, Error> {
     Ok(v.verdict(recomputed))
 }
 
-/// The worst deviations of the recomputed micro-batches.
-#[derive(Default)]
-struct Deviations {
-    worst_loss: f64,
-    worst_sketch: f64,
-    /// The first micro-batch out of tolerance: index, loss and sketch deviation.
-    first_bad: Option<(usize, f64, f64)>,
-}
-
-/// Check 6: recomputes the chosen micro-batches (and, when all, the whole
-/// gradient). Returns their indices, or None when the receipt's sequences do
-/// not fit the shard (a failed check: nothing further is meaningful).
-fn recompute(
+/// DiLoCo's checks: where the loop starts, the pseudo-gradient against the
+/// last state, then the sampled segments (skipped when the inputs already
+/// disagree). Returns the recomputed micro-batches.
+fn diloco(
     v: &mut Verification,
     shard: &Shard,
-    grad: &Gradient,
     flat: &[f32],
+    sound: bool,
     device: Device,
-) -> Result<Option<Vec<usize>>, Error> {
+) -> Result<Vec<usize>, Error> {
+    let start_ok = v.inner_state()?;
+    v.pseudo_gradient(flat)?;
+    if !(sound && start_ok) {
+        let why = "skipped: the model, shard, receipt structure or inner state already failed";
+        v.record("recomputation", Finding::Fail(why.into()));
+        return Ok(Vec::new());
+    }
+    Ok(recompute_segments(v, shard, device)?.unwrap_or_default())
+}
+
+/// The step options that recompute a receipt's micro-batches, or why its
+/// sequences do not fit the shard (a failed check).
+fn recompute_options(
+    v: &mut Verification,
+    shard: &Shard,
+    device: Device,
+) -> Option<(StepOptions, usize)> {
     let (r, ckpt) = (v.inp.receipt, v.inp.ckpt);
     let precision = if r.precision == "bf16" {
         Precision::Bf16
@@ -99,18 +115,170 @@ fn recompute(
     };
     let seqs = crate::train::select_sequences(shard.len(), &opts, ckpt.config.n_positions)
         .and_then(|s| crate::train::check_vocab(shard, ckpt.config.vocab_size).map(|()| s));
-    let n_seqs = match seqs {
-        Ok(s) => s.len(),
+    match seqs {
+        Ok(s) => Some((opts, s.len())),
         Err(e) => {
             let why = format!("the receipt's sequences do not fit the shard: {e}");
             v.record("recomputation", Finding::Fail(why));
-            return Ok(None);
+            None
         }
+    }
+}
+
+/// DiLoCo's recomputation: each chosen segment runs from its published
+/// start state through its inner steps; every micro-batch's loss and sketch
+/// must match the receipt's, and the end state the published one. Returns
+/// the recomputed micro-batches, or None when a published state failed.
+fn recompute_segments(
+    v: &mut Verification,
+    shard: &Shard,
+    device: Device,
+) -> Result<Option<Vec<usize>>, Error> {
+    let Some((opts, _)) = recompute_options(v, shard, device) else {
+        return Ok(None);
     };
+    let (r, ckpt) = (v.inp.receipt, v.inp.ckpt);
+    let Some(claim) = r.inner.as_ref() else {
+        return Ok(None);
+    };
+    let optim = claim.optim.options();
+    let specs = ckpt.specs();
+    let sketcher = crate::sketch::on_device(&v.sketcher(), ckpt.config.num_params(), device);
+    let mut engine = crate::train::guarded(device, || Engine::load(ckpt, device, opts.precision))?;
+    let batches = v.inner_batches();
+    let per_step = v.micro_batches_per_step();
+    let segments = v.chosen_segments();
+    let mut dev = Deviations::default();
+    let mut chosen = Vec::new();
+    let mut worst_segment = 0f64;
+    let mut bad_segment = None;
+    let bar = dtrain::progress::count_bar(
+        segments.iter().map(|s| s.len()).sum::<usize>() as u64,
+        "recomputing inner steps",
+    );
+    for seg in &segments {
+        let Some(start) = v.segment_start(seg)? else {
+            return Ok(None);
+        };
+        let mut state = crate::train::LoopState {
+            theta: start.theta.clone(),
+            memory: start.memory,
+        };
+        let hidden = indicatif::ProgressBar::hidden();
+        let mut run = crate::train::InnerRun {
+            engine: &mut engine,
+            tokens: shard.tokens(),
+            opts: &opts,
+            optim: &optim,
+            specs: &specs,
+            sketcher: Some(&sketcher),
+            bar: &hidden,
+        };
+        let refs: Vec<&[u64]> = batches[seg.clone()].iter().map(Vec::as_slice).collect();
+        let steps = crate::train::guarded(device, || {
+            run.run(&refs, &mut state, |_, _| {
+                bar.inc(1);
+                Ok(())
+            })
+        })?;
+        for (k, (loss, sketch)) in steps.into_iter().flatten().enumerate() {
+            let i = seg.start * per_step + k;
+            dev.compare(v, i, loss.double_value(&[]), &sketch);
+            chosen.push(i);
+        }
+        let memory = state.memory.as_ref().expect("a segment takes a step");
+        let Some(d) = v.segment_end(seg, &start.theta, (&state.theta, memory)) else {
+            return Ok(None);
+        };
+        worst_segment = worst_segment.max(d);
+        if d > v.tol.segment && bad_segment.is_none() {
+            bad_segment = Some((seg.clone(), d));
+        }
+    }
+    bar.finish_and_clear();
+    v.measured.segment = Some(worst_segment);
+    let all = v.segment_count();
+    record_segments(v, &dev, (segments.len(), all), bad_segment);
+    Ok(Some(chosen))
+}
+
+/// Records the segment recomputation's verdict line.
+fn record_segments(
+    v: &mut Verification,
+    dev: &Deviations,
+    (chosen, all): (usize, usize),
+    bad_segment: Option<(std::ops::Range<usize>, f64)>,
+) {
+    v.measured.loss = Some(dev.worst_loss);
+    v.measured.sketch = Some(dev.worst_sketch);
+    let r = v.inp.receipt;
+    let finding = match (dev.first_bad, bad_segment) {
+        (Some((i, dl, ds)), _) => Finding::Fail(format!(
+            "micro-batch {i} ({}) does not match: loss {dl:.2e}, sketch {ds:.2e} off",
+            r.micro_batches[i].sequences
+        )),
+        (None, Some((seg, d))) => Finding::Fail(format!(
+            "inner steps {}..{} do not end in the published state: {d:.2e} off (tolerance {:.0e})",
+            seg.start, seg.end, v.tol.segment
+        )),
+        (None, None) => Finding::Pass(format!(
+            "{chosen} of {all} segments: worst loss {:.1e}, sketch {:.1e}, end state {:.1e} (tolerances {:.0e}, {:.0e}, {:.0e})",
+            dev.worst_loss,
+            dev.worst_sketch,
+            v.measured.segment.unwrap_or(0.0),
+            v.tol.loss,
+            v.tol.sketch,
+            v.tol.segment
+        )),
+    };
+    v.record("recomputation", finding);
+}
+
+/// The worst deviations of the recomputed micro-batches.
+#[derive(Default)]
+struct Deviations {
+    worst_loss: f64,
+    worst_sketch: f64,
+    /// The first micro-batch out of tolerance: index, loss and sketch deviation.
+    first_bad: Option<(usize, f64, f64)>,
+}
+
+impl Deviations {
+    /// Compares recomputed micro-batch `i` (its loss and mean-gradient
+    /// sketch) with the receipt's.
+    fn compare(&mut self, v: &Verification, i: usize, loss: f64, sketch: &[f64]) {
+        let claimed = &v.inp.receipt.micro_batches[i];
+        let dl = rel(loss, claimed.loss);
+        let ds = rel_distance(&claimed.sketch, sketch);
+        self.worst_loss = self.worst_loss.max(dl);
+        self.worst_sketch = self.worst_sketch.max(ds);
+        if (dl > v.tol.loss || ds > v.tol.sketch) && self.first_bad.is_none() {
+            self.first_bad = Some((i, dl, ds));
+        }
+    }
+}
+
+/// Check 6: recomputes the chosen micro-batches (and, when all, the whole
+/// gradient). Returns their indices, or None when the receipt's sequences do
+/// not fit the shard (a failed check: nothing further is meaningful).
+fn recompute(
+    v: &mut Verification,
+    shard: &Shard,
+    grad: &Gradient,
+    flat: &[f32],
+    device: Device,
+) -> Result<Option<Vec<usize>>, Error> {
+    let Some((opts, n_seqs)) = recompute_options(v, shard, device) else {
+        return Ok(None);
+    };
+    let (r, ckpt) = (v.inp.receipt, v.inp.ckpt);
+    let precision = opts.precision;
     let sketcher = crate::sketch::on_device(&v.sketcher(), ckpt.config.num_params(), device);
     let mut engine = crate::train::guarded(device, || Engine::load(ckpt, device, precision))?;
     let chosen: Vec<usize> = match v.inp.sample {
-        Some(k) if k < r.micro_batches.len() => pick(r.micro_batches.len(), k.max(1)),
+        Some(k) if k < r.micro_batches.len() => {
+            dtrain::verify::pick(r.micro_batches.len(), k.max(1))
+        }
         _ => (0..r.micro_batches.len()).collect(),
     };
     let full = chosen.len() == r.micro_batches.len();
@@ -133,13 +301,7 @@ fn recompute(
             .into_iter()
             .map(|x| x / scale)
             .collect();
-        let dl = rel(loss.double_value(&[]), r.micro_batches[i].loss);
-        let ds = rel_distance(&r.micro_batches[i].sketch, &sketch);
-        dev.worst_loss = dev.worst_loss.max(dl);
-        dev.worst_sketch = dev.worst_sketch.max(ds);
-        if (dl > v.tol.loss || ds > v.tol.sketch) && dev.first_bad.is_none() {
-            dev.first_bad = Some((i, dl, ds));
-        }
+        dev.compare(v, i, loss.double_value(&[]), &sketch);
         if full {
             sum = Some(match sum {
                 None => flatg,
@@ -246,18 +408,4 @@ impl Distance {
             1.0
         }
     }
-}
-
-/// k distinct indices of 0..n chosen with the OS's randomness.
-fn pick(n: usize, k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..n).collect();
-    for i in 0..k.min(n) {
-        let mut b = [0u8; 8];
-        getrandom::getrandom(&mut b).expect("OS randomness");
-        let j = i + (u64::from_le_bytes(b) as usize) % (n - i);
-        idx.swap(i, j);
-    }
-    idx.truncate(k.min(n));
-    idx.sort();
-    idx
 }

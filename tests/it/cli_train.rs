@@ -464,6 +464,7 @@ fn inner_steps_equal_train_step_and_apply_chained() {
     let (m0, shard) = setup(dir.path());
     let (lr, wd, clip) = ("2e-3", "0.1", "0.5");
     let pseudo = dir.path().join("pseudo.safetensors");
+    let states = dir.path().join("states");
     let key = dir.path().join("miner.key");
     assert!(dtrain(&["keygen", "-o", s(&key)], b"").status.success());
     let inner = [
@@ -479,6 +480,8 @@ fn inner_steps_equal_train_step_and_apply_chained() {
         wd,
         "--inner-clip",
         clip,
+        "--states",
+        s(&states),
     ];
     let o = train(&m0, &shard, &pseudo, &inner);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -545,10 +548,11 @@ fn inner_steps_equal_train_step_and_apply_chained() {
         serde_json::from_slice(&std::fs::read(pseudo.with_extension("json")).unwrap()).unwrap();
     assert_eq!(r["inner_steps"], 3);
     assert_eq!(r["micro_batches"].as_array().unwrap().len(), 6);
-    // verify has no DiLoCo checks yet: such a receipt is a FAIL that says so
+    // verify with the round's settings passes it (every segment recomputed);
+    // a validator that expects plain gradients FAILs it, naming inner steps
     let receipt = pseudo.with_extension("json");
-    let o = dtrain(
-        &[
+    let verify = |extra: &[&str]| {
+        let mut args = vec![
             "verify",
             "--receipt",
             s(&receipt),
@@ -560,19 +564,46 @@ fn inner_steps_equal_train_step_and_apply_chained() {
             s(&shard),
             "--device",
             "cpu",
-        ],
-        b"",
-    );
+        ];
+        args.extend_from_slice(extra);
+        dtrain(&args, b"")
+    };
+    let round = [
+        "--inner-steps",
+        "3",
+        "--inner-lr",
+        lr,
+        "--inner-weight-decay",
+        wd,
+        "--inner-clip",
+        clip,
+        "--states",
+        s(&states),
+    ];
+    let o = verify(&round);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("pseudo-gradient"), "{}", stdout(&o));
+    let o = verify(&[]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("inner steps"), "{}", stderr(&o));
 
     // fewer sequences than inner steps, or no learning rate: one line, nothing written
     let bad = dir.path().join("bad.safetensors");
+    let bad_states = dir.path().join("bad-states");
     let o = train(
         &m0,
         &shard,
         &bad,
-        &["--sequences", "0-1", "--inner-steps", "3", "--inner-lr", lr],
+        &[
+            "--sequences",
+            "0-1",
+            "--inner-steps",
+            "3",
+            "--inner-lr",
+            lr,
+            "--states",
+            s(&bad_states),
+        ],
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
@@ -583,4 +614,68 @@ fn inner_steps_equal_train_step_and_apply_chained() {
     let o = train(&m0, &shard, &bad, &["--inner-steps", "3"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(!bad.exists());
+}
+
+/// `--inner-state FILE` carries the inner optimizer across rounds: the second
+/// round starts from the first's moments (its pseudo-gradient differs from a
+/// fresh loop's), publishes that start as state 0, and verify accepts it only
+/// against the miner's previous receipt, whose last moments it must be.
+#[test]
+fn inner_state_carries_across_rounds_and_verify_holds_it_to_the_previous_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m0, shard) = setup(dir.path());
+    let key = dir.path().join("miner.key");
+    assert!(dtrain(&["keygen", "-o", s(&key)], b"").status.success());
+    let carry = dir.path().join("inner-state.safetensors");
+    let inner = ["--inner-steps", "2", "--inner-lr", "2e-3"];
+    let round = |name: &str, seqs: &str, carried: bool| {
+        let out = dir.path().join(format!("{name}.safetensors"));
+        let states = dir.path().join(format!("{name}.states"));
+        let mut args = vec![
+            "--key",
+            s(&key),
+            "--sequences",
+            seqs,
+            "--states",
+            s(&states),
+        ];
+        args.extend_from_slice(&inner);
+        if carried {
+            args.extend_from_slice(&["--inner-state", s(&carry)]);
+        }
+        let o = train(&m0, &shard, &out, &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (out, states)
+    };
+    let (_, _) = round("r1", "0-7", true);
+    assert!(carry.exists(), "the carried state was not written");
+    let (carried, carried_states) = round("r2", "8-15", true);
+    let (fresh, _) = round("fresh", "8-15", false);
+    assert_ne!(
+        std::fs::read(&carried).unwrap(),
+        std::fs::read(&fresh).unwrap(),
+        "the carried moments changed nothing"
+    );
+    assert!(carried_states.join("state-000000.safetensors").exists());
+    let receipt = carried.with_extension("json");
+    let verify = |previous: Option<&Path>| {
+        let mut args = vec!["verify", "--receipt", s(&receipt), "--grad", s(&carried)];
+        args.extend_from_slice(&["--model", s(&m0), "--tokens", s(&shard), "--device", "cpu"]);
+        args.extend_from_slice(&["--states", s(&carried_states)]);
+        args.extend_from_slice(&inner);
+        if let Some(p) = previous {
+            args.extend_from_slice(&["--previous-receipt", s(p)]);
+        }
+        dtrain(&args, b"")
+    };
+    let r1 = dir.path().join("r1.json");
+    let o = verify(Some(&r1));
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let o = verify(None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--previous-receipt"), "{}", stderr(&o));
+    // a previous receipt whose moments are not the carried ones: the fresh round's
+    let o = verify(Some(&dir.path().join("fresh.json")));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("carried moments"), "{}", stderr(&o));
 }

@@ -42,6 +42,10 @@ pub fn dtrain_in(dir: Option<&Path>, args: &[&str], stdin: &[u8]) -> Output {
     out
 }
 
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -23,4 +23,5 @@ mod lean;
 mod netns_reduce;
 mod readme;
 mod redteam;
+mod redteam_diloco;
 mod systemd_units;

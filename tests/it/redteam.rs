@@ -9,31 +9,35 @@ use crate::common::*;
 use dtrain::receipt::Receipt;
 use dtrain::tensors::{GradMeta, TensorFile};
 
-const T: &str = "32";
+pub(crate) const T: &str = "32";
 const ROWS: &str = "24";
 
-struct World {
+pub(crate) struct World {
     dir: tempfile::TempDir,
     corpus: PathBuf,
-    model: PathBuf,
+    pub model: PathBuf,
+    /// DiLoCo flags train-step and verify both take (empty: plain gradients).
+    pub inner: Vec<String>,
 }
 
-struct Miner {
-    name: String,
-    key: PathBuf,
-    pubkey: String,
-    spec: PathBuf,
-    shard: PathBuf,
-    grad: PathBuf,
-    receipt: PathBuf,
+pub(crate) struct Miner {
+    pub name: String,
+    pub key: PathBuf,
+    pub pubkey: String,
+    pub spec: PathBuf,
+    pub shard: PathBuf,
+    pub grad: PathBuf,
+    pub receipt: PathBuf,
+    /// DiLoCo: the folder of its published states.
+    pub states: PathBuf,
 }
 
-fn s(p: &Path) -> &str {
+pub(crate) fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
 impl World {
-    fn new() -> World {
+    pub fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
         let corpus = dir.path().join("corpus");
         copy_tree(&fixture("hub"), &corpus);
@@ -44,15 +48,20 @@ impl World {
         )
         .status
         .success());
-        World { dir, corpus, model }
+        World {
+            dir,
+            corpus,
+            model,
+            inner: Vec::new(),
+        }
     }
 
-    fn p(&self, f: &str) -> PathBuf {
+    pub fn p(&self, f: &str) -> PathBuf {
         self.dir.path().join(f)
     }
 
     /// An honest miner: its assigned rows, tokenized, trained on, signed.
-    fn miner(&self, name: &str, uid: u64, epoch: u64) -> Miner {
+    pub fn miner(&self, name: &str, uid: u64, epoch: u64) -> Miner {
         let key = self.p(&format!("{name}.key"));
         if !key.exists() {
             assert!(dtrain(&["keygen", "-o", s(&key)], b"").status.success());
@@ -66,6 +75,7 @@ impl World {
             shard: self.p(&format!("{name}-{epoch}.bin")),
             grad: self.p(&format!("{name}-{epoch}.safetensors")),
             receipt: self.p(&format!("{name}-{epoch}.json")),
+            states: self.p(&format!("{name}-{epoch}.states")),
         };
         self.work(&m, uid, epoch, &self.model, None);
         m
@@ -87,7 +97,7 @@ impl World {
     }
 
     /// fetch → tokenize → train-step for `m`.
-    fn work(&self, m: &Miner, uid: u64, epoch: u64, model: &Path, sequences: Option<&str>) {
+    pub fn work(&self, m: &Miner, uid: u64, epoch: u64, model: &Path, sequences: Option<&str>) {
         let (u, e) = (uid.to_string(), epoch.to_string());
         let o = dtrain(
             &[
@@ -115,7 +125,19 @@ impl World {
     }
 
     /// train-step on `shard`, writing m's gradient and signed receipt.
-    fn train(&self, m: &Miner, model: &Path, shard: &Path, sequences: Option<&str>) {
+    pub fn train(&self, m: &Miner, model: &Path, shard: &Path, sequences: Option<&str>) {
+        self.train_with(m, model, shard, sequences, &self.inner)
+    }
+
+    /// train-step with `inner` as its DiLoCo flags (a cheater's own settings).
+    pub fn train_with(
+        &self,
+        m: &Miner,
+        model: &Path,
+        shard: &Path,
+        sequences: Option<&str>,
+        inner: &[String],
+    ) {
         let mut args = vec![
             "train-step",
             "--model",
@@ -141,12 +163,16 @@ impl World {
         if let Some(q) = sequences {
             args.extend_from_slice(&["--sequences", q]);
         }
+        if !inner.is_empty() {
+            args.extend(inner.iter().map(String::as_str));
+            args.extend_from_slice(&["--states", s(&m.states)]);
+        }
         let o = dtrain(&args, b"");
         assert!(o.status.success(), "{}", stderr(&o));
     }
 
     /// verify as a validator would: pinned key, re-fetched rows.
-    fn verify(&self, m: &Miner, model: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    pub fn verify(&self, m: &Miner, model: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
         let mut args = vec![
             "verify",
             "--receipt",
@@ -169,6 +195,10 @@ impl World {
             "cpu",
             "--json",
         ]);
+        if !self.inner.is_empty() {
+            args.extend(self.inner.iter().map(String::as_str));
+            args.extend_from_slice(&["--states", s(&m.states)]);
+        }
         args.extend_from_slice(extra);
         let o = dtrain(&args, b"");
         let code = o.status.code().unwrap();
@@ -183,18 +213,18 @@ impl World {
     }
 }
 
-fn receipt(m: &Miner) -> Receipt {
+pub(crate) fn receipt(m: &Miner) -> Receipt {
     Receipt::from_json(&std::fs::read_to_string(&m.receipt).unwrap()).unwrap()
 }
 
-fn save_signed(m: &Miner, mut r: Receipt, key: &Path) {
+pub(crate) fn save_signed(m: &Miner, mut r: Receipt, key: &Path) {
     r.sign(&dtrain::keys::Key::load(key).unwrap());
     std::fs::write(&m.receipt, r.to_json()).unwrap();
 }
 
 /// Rewrites the gradient file's values (keeping its metadata), and points
 /// the receipt at the new file, re-signed: what a cheater would do.
-fn forge_grad(m: &Miner, f: impl Fn(usize, f32) -> f32) {
+pub(crate) fn forge_grad(m: &Miner, f: impl Fn(usize, f32) -> f32) {
     let g = TensorFile::open(&m.grad).unwrap();
     let specs = g.specs();
     let meta = g.metadata().clone();
@@ -215,7 +245,7 @@ fn forge_grad(m: &Miner, f: impl Fn(usize, f32) -> f32) {
     save_signed(m, r, &m.key);
 }
 
-fn failed_checks(v: &serde_json::Value) -> String {
+pub(crate) fn failed_checks(v: &serde_json::Value) -> String {
     v["checks"]
         .as_array()
         .unwrap()

@@ -29,6 +29,12 @@
 //!    contradicts the miner's own signed record is a *dispute* (listed in the
 //!    verdict), not a failure, unless the owner is the validator itself.
 //!
+//! A DiLoCo pseudo-gradient (`--inner-steps`) replaces checks 5 and 6 with
+//! those of [`inner`]: the receipt's inner settings are the subnet's, the
+//! file is θ₀ minus the last published state's parameters bit for bit, and
+//! sampled segments of the inner loop recompute from their published start
+//! state to their published end state.
+//!
 //! Anything wrong with what the miner published (receipt, spec, gradient,
 //! transcripts) is a failed check: exit 1 and a verdict. Only the
 //! validator's own inputs (model, corpus, flags) make verify exit 2 or 3.
@@ -54,6 +60,9 @@ use crate::reduce::transcript::Transcript;
 use crate::reduce::wire::Wire;
 use crate::sketch::{rel_distance, Sketcher};
 use crate::tensors::{GradMeta, TensorFile};
+
+pub mod inner;
+pub use inner::ExpectedInner;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -92,6 +101,9 @@ pub struct Tolerances {
     pub linearity: f64,
     /// Relative L2 distance of the recomputed whole gradient (and of each tensor).
     pub grad: f64,
+    /// DiLoCo: relative L2 distance of a recomputed segment's end state from
+    /// the published one (parameters: relative to the segment's displacement).
+    pub segment: f64,
 }
 
 /// Tolerances for recomputing work done on `device` ("cpu"/"cuda") in
@@ -110,18 +122,21 @@ pub fn tolerances(device: &str, precision: &str) -> Tolerances {
             sketch: 3e-5,
             linearity: 1e-5,
             grad: 4e-5,
+            segment: 1e-3,
         },
         (_, "f32") => Tolerances {
             loss: 1e-4,
             sketch: 1e-3,
             linearity: 1e-5,
             grad: 1e-3,
+            segment: 1e-2,
         },
         _ => Tolerances {
             loss: 5e-2,
             sketch: 5e-2,
             linearity: 1e-4,
             grad: 5e-2,
+            segment: 5e-2,
         },
     }
 }
@@ -134,6 +149,8 @@ pub struct Measured {
     pub sketch: Option<f64>,
     pub grad: Option<f64>,
     pub worst_tensor: Option<f64>,
+    /// DiLoCo: the worst recomputed segment's end-state distance.
+    pub segment: Option<f64>,
 }
 
 /// One line of a verdict.
@@ -162,6 +179,9 @@ pub struct Verdict {
     /// Verified distinct sequences (0 unless the verdict passes).
     pub sequences: u64,
     pub recomputed_micro_batches: Vec<usize>,
+    /// The share of the miner's micro-batches recomputed: the validator's
+    /// cost relative to the miner's compute.
+    pub cost: f64,
     /// Owners' records that contradict the miner's own (see [`Verification::reduce`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub disputes: Vec<String>,
@@ -202,8 +222,10 @@ pub struct Inputs<'a> {
     pub round: Option<&'a str>,
     /// The validator's own peer name: its transcript's records are never disputed.
     pub validator: Option<&'a str>,
-    /// Recompute this many random micro-batches instead of all.
+    /// Recompute this many random micro-batches (DiLoCo: segments) instead of all.
     pub sample: Option<usize>,
+    /// DiLoCo: the inner loop the subnet expects (None: a plain gradient).
+    pub inner: Option<ExpectedInner<'a>>,
 }
 
 pub fn rel(a: f64, b: f64) -> f64 {
@@ -296,10 +318,8 @@ impl<'a> Verification<'a> {
             Some("more micro-batches than sequences".into())
         } else if !r.loss.is_finite() || r.micro_batches.iter().any(|m| !m.loss.is_finite()) {
             Some("a loss is not finite".into())
-        } else if let Some(h) = r.inner_steps {
-            Some(format!(
-                "it claims {h} inner steps (a DiLoCo pseudo-gradient), which verify cannot check yet"
-            ))
+        } else if let Some(why) = self.inner_claims() {
+            Some(why)
         } else if let (Some(want), got) = (inp.miner, r.miner.as_deref()) {
             (got != Some(want)).then(|| format!("it names miner {got:?}, not {want}"))
         } else {
@@ -376,18 +396,24 @@ impl<'a> Verification<'a> {
         let r = self.receipt();
         let grad_hash = hash_of(self.inp.grad)?;
         let n_seq = r.sequences.len();
+        let inner_steps = grad.file.metadata().get("inner_steps").cloned();
         let file_ok = grad_hash == r.grad
+            && inner_steps == r.inner_steps.map(|h| h.to_string())
             && grad.meta.sequences == n_seq
             && Some(grad.meta.tokens) == n_seq.checked_mul(r.seq_len as u64);
         let finding = if file_ok {
             Finding::Pass(format!("{} ({} sequences)", &grad_hash[..16], n_seq))
         } else {
+            let steps =
+                |h: Option<String>| h.map(|h| format!(" / {h} inner steps")).unwrap_or_default();
             Finding::Fail(format!(
-                "hash {} / {} sequences; the receipt says {} / {}",
+                "hash {} / {} sequences{}; the receipt says {} / {}{}",
                 &grad_hash[..16],
                 grad.meta.sequences,
+                steps(inner_steps),
                 &r.grad[..16.min(r.grad.len())],
-                n_seq
+                n_seq,
+                steps(r.inner_steps.map(|h| h.to_string()))
             ))
         };
         Ok(self.record("gradient file", finding))
@@ -425,6 +451,7 @@ impl<'a> Verification<'a> {
         let r = self.receipt();
         let listed: Vec<u64> = self.micro_batch_sequences().concat();
         listed == r.sequences.iter().collect::<Vec<_>>()
+            && self.inner_structure_ok()
             && r.sketch_k > 0
             && r.micro_batches.iter().all(|m| m.sketch.len() == r.sketch_k)
     }
@@ -509,6 +536,7 @@ impl<'a> Verification<'a> {
             pass,
             checks: self.checks,
             sequences: if pass { r.sequences.len() } else { 0 },
+            cost: recomputed.len() as f64 / r.micro_batches.len().max(1) as f64,
             recomputed_micro_batches: recomputed,
             micro_batches: r.micro_batches.len(),
             tolerances: self.tol,
@@ -637,6 +665,7 @@ pub fn rejected(miner: Option<&str>, check: &str, detail: String) -> Verdict {
         }],
         sequences: 0,
         recomputed_micro_batches: Vec::new(),
+        cost: 0.0,
         micro_batches: 0,
         tolerances: tolerances("cpu", "f32"),
         measured: Measured::default(),
@@ -772,4 +801,18 @@ impl std::str::FromStr for WireName {
             _ => return Err(()),
         }))
     }
+}
+
+/// k distinct indices of 0..n chosen with the OS's randomness.
+pub fn pick(n: usize, k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    for i in 0..k.min(n) {
+        let mut b = [0u8; 8];
+        getrandom::getrandom(&mut b).expect("OS randomness");
+        let j = i + (u64::from_le_bytes(b) as usize) % (n - i);
+        idx.swap(i, j);
+    }
+    idx.truncate(k.min(n));
+    idx.sort();
+    idx
 }
