@@ -63,10 +63,14 @@ pub struct ReduceArgs {
     #[arg(long)]
     min_peers: Option<usize>,
     /// Error feedback: keep what the lossy --wire loses in FILE, add it next round
-    /// (missing: zeros; written only when the round succeeds; `verify` cannot yet
-    /// check what a peer sent in such a round)
+    /// (missing: zeros; written only when the round succeeds; publish the file
+    /// as it was before the round: `verify --residual` checks what was sent with it)
     #[arg(long, value_name = "FILE")]
     residual: Option<PathBuf>,
+    /// DiLoCo: the round averages pseudo-gradients of H inner steps; an --in
+    /// that says otherwise is refused, and peers expecting another H do not connect
+    #[arg(long, value_name = "H")]
+    inner_steps: Option<usize>,
     /// Print a JSON summary (with where the time went: "breakdown")
     #[arg(long)]
     json: bool,
@@ -102,6 +106,7 @@ pub fn run(args: ReduceArgs) -> Result<()> {
         transport_only: args.floor,
         min_peers: args.min_peers,
         residual: args.residual.clone(),
+        inner_steps: args.inner_steps,
     };
     let outcome = reduce::run(cfg)?;
     let b = &outcome.transcript.body;

@@ -39,6 +39,10 @@ pub struct VerifyArgs {
     /// receipt that claims other settings fails
     #[command(flatten)]
     inner: crate::common::InnerArgs,
+    /// The error-feedback residual the miner published before the round
+    /// (`reduce --residual`): what it sent is its gradient plus this
+    #[arg(long, value_name = "FILE", requires = "transcript")]
+    residual: Option<PathBuf>,
     /// DiLoCo: the folder of the miner's published states
     #[arg(long, value_name = "DIR", requires = "inner_steps")]
     states: Option<PathBuf>,
@@ -205,6 +209,7 @@ mod with_torch {
             validator: args.validator.as_deref(),
             sample: args.sample,
             inner,
+            residual: args.residual.as_deref(),
         };
         let device = dtrain_torch::device::resolve(args.device)?;
         let mut v = dtrain_torch::verify::verify(&inputs, device)?;

@@ -1320,7 +1320,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__reduce)
-            opts="-v -q -h -V --peers --me --key --round --in --out --transcript --wire --deadline --weight --allow-nonfinite --clip --max-rate --chunk --floor --min-peers --residual --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --peers --me --key --round --in --out --transcript --wire --deadline --weight --allow-nonfinite --clip --max-rate --chunk --floor --min-peers --residual --inner-steps --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1383,6 +1383,10 @@ _dtrain() {
                     return 0
                     ;;
                 --residual)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inner-steps)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1638,7 +1642,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__verify)
-            opts="-v -q -h -V --receipt --grad --model --tokens --pubkey --spec --source --sample --inner-steps --inner-optim --inner-lr --inner-weight-decay --inner-clip --inner-beta1 --inner-beta2 --inner-eps --state-every --states --previous-receipt --transcript --peers --miner --round --validator --seed --epoch --uid --rows --held-out --data-repo --data-config --data-revision --device --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --receipt --grad --model --tokens --pubkey --spec --source --sample --inner-steps --inner-optim --inner-lr --inner-weight-decay --inner-clip --inner-beta1 --inner-beta2 --inner-eps --state-every --residual --states --previous-receipt --transcript --peers --miner --round --validator --seed --epoch --uid --rows --held-out --data-repo --data-config --data-revision --device --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1709,6 +1713,10 @@ _dtrain() {
                     return 0
                     ;;
                 --state-every)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --residual)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

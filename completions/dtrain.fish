@@ -182,7 +182,8 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l clip -d 'Byzant
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l max-rate -d 'Limit this peer\'s sending rate (MB/s)' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l chunk -d 'Elements per chunk' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l min-peers -d 'Members needed to finish [default: a majority of the peers file]' -r
-complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l residual -d 'Error feedback: keep what the lossy --wire loses in FILE, add it next round (missing: zeros; written only when the round succeeds; `verify` cannot yet check what a peer sent in such a round)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l residual -d 'Error feedback: keep what the lossy --wire loses in FILE, add it next round (missing: zeros; written only when the round succeeds; publish the file as it was before the round: `verify --residual` checks what was sent with it)' -r -F
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l inner-steps -d 'DiLoCo: the round averages pseudo-gradients of H inner steps; an --in that says otherwise is refused, and peers expecting another H do not connect' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l allow-nonfinite -d 'Send and accept contributions containing NaN or Inf'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l floor -d 'Benchmark the transport floor: same bytes and connections, no MAC, no arithmetic'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l json -d 'Print a JSON summary (with where the time went: "breakdown")'
@@ -209,6 +210,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l inner-beta1 -d 
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l inner-beta2 -d 'Inner Adam β₂' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l inner-eps -d 'Inner Adam ε' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l state-every -d 'Publish the loop\'s state after every K inner steps (and the last) [default: H/8 rounded up, so a validator can recompute an eighth]' -r
+complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l residual -d 'The error-feedback residual the miner published before the round (`reduce --residual`): what it sent is its gradient plus this' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l states -d 'DiLoCo: the folder of the miner\'s published states' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l previous-receipt -d 'DiLoCo: the miner\'s receipt of the previous round, for a loop that carries its inner state (train-step --inner-state)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand verify" -l transcript -d 'Owners\' reduce transcripts: check what the miner sent them' -r -F

@@ -41,6 +41,9 @@ load_env() { # $1: env file (optional)
   DTRAIN_DATA_REPO=${DTRAIN_DATA_REPO:-HuggingFaceFW/fineweb}
   DTRAIN_DATA_CONFIG=${DTRAIN_DATA_CONFIG:-sample-350BT}
   DTRAIN_HELD_OUT=${DTRAIN_HELD_OUT:-0}
+  DTRAIN_INNER_LR=${DTRAIN_INNER_LR:-3e-3}
+  # error feedback by default on the ternary wire
+  if [ "$DTRAIN_WIRE" = ternary ]; then DTRAIN_RESIDUAL=${DTRAIN_RESIDUAL:-1}; fi
   : "${DTRAIN_WORK:?set DTRAIN_WORK (a folder for this process)}"
   mkdir -p "$DTRAIN_WORK"
   export HF_HOME=${HF_HOME:-$DTRAIN_WORK/hf}
@@ -108,6 +111,24 @@ members_peers() { # members.json
 # A miner's uid: its `uid = N` in the peers file, else its rank there.
 peer_uid() {
   peers_json | jq -r --arg n "$1" '.peers | to_entries[] | select(.value.name == $n) | .value.uid // .key'
+}
+
+# DiLoCo's flags, as train-step and verify both take them (none without
+# DTRAIN_INNER_STEPS): fills the array named by $1.
+inner_flags() { # array-name
+  local -n flags=$1
+  flags=()
+  [ -n "${DTRAIN_INNER_STEPS:-}" ] || return 0
+  flags=(--inner-steps "$DTRAIN_INNER_STEPS" --inner-lr "$DTRAIN_INNER_LR")
+  [ -z "${DTRAIN_STATE_EVERY:-}" ] || flags+=(--state-every "$DTRAIN_STATE_EVERY")
+}
+
+# apply's outer-step flags beyond --optim and --lr: fills the array named by $1.
+outer_flags() { # array-name
+  local -n outer_out=$1
+  outer_out=()
+  [ -z "${DTRAIN_MOMENTUM:-}" ] || outer_out+=(--momentum "$DTRAIN_MOMENTUM")
+  [ -z "${DTRAIN_INNER_STEPS:-}" ] || outer_out+=(--weight-decay 0)
 }
 
 # The identity of a checkpoint folder: blake3 of its model.safetensors.

@@ -7,8 +7,10 @@
 #   pull the model tagged E (and check it is the model this miner applied last epoch)
 #   fetch-shard its assigned rows (seed, epoch, uid) | tokenize (rows doubled
 #     while they hold no whole sequence; the validator applies the same rule)
-#   train-step (signed receipt for round epoch-E)
-#   push receipt + gradient + data spec to its own repo, tagged E
+#   train-step (signed receipt for round epoch-E); with DTRAIN_INNER_STEPS=H,
+#     DiLoCo's H inner steps, the pseudo-gradient and the states verify samples
+#   push receipt + gradient + data spec (+ states, + the error-feedback
+#     residual it will send with) to its own repo, tagged E
 #   wait for the round's members (the validator's tag E-members); reduce with
 #     exactly them (not a member: sit the round out), push the transcript (tag E-t)
 #   apply the average: the next model, whose hash the validator's tag E+1 must match
@@ -31,6 +33,11 @@
 #   DTRAIN_EPOCHS (stop after this epoch) DTRAIN_WAIT (seconds to wait for tags)
 #   DTRAIN_METRICS_FILE (or --metrics-file PATH): Prometheus text written after
 #     each epoch (dtrain status --prometheus; node_exporter's textfile collector)
+#   DiLoCo: DTRAIN_INNER_STEPS (H) DTRAIN_INNER_LR (default 3e-3)
+#     DTRAIN_STATE_EVERY (default H/8) DTRAIN_MOMENTUM (apply --momentum, for
+#     DTRAIN_OPTIM=nesterov); DTRAIN_RESIDUAL=1 keeps reduce's error feedback in
+#     $DTRAIN_WORK/residual.safetensors across epochs and restarts (the default
+#     on DTRAIN_WIRE=ternary)
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -72,9 +79,16 @@ run_epoch() {
   local rows
   rows=$(fetch_assigned "$e" "$DTRAIN_UID" "$dir/pub/spec.json" "$dir/shard.bin")
   [ "$rows" = "$DTRAIN_ROWS" ] || log "epoch $e: $DTRAIN_ROWS rows hold no whole sequence; took $rows"
+  local inner=() outer=()
+  inner_flags inner
+  outer_flags outer
+  [ ${#inner[@]} -eq 0 ] || inner+=(--states "$dir/pub/states")
   D train-step --model "$dir/model" --tokens "$dir/shard.bin" --seq-len "$DTRAIN_SEQ_LEN" --micro-batch "$DTRAIN_MICRO_BATCH" \
     --device "$DTRAIN_DEVICE" --precision "$DTRAIN_PRECISION" --key "$DTRAIN_KEY" --miner "$DTRAIN_NAME" --round "epoch-$e" \
-    -o "$dir/pub/grad.safetensors" --receipt "$dir/pub/receipt.json" --json > "$dir/train.json"
+    "${inner[@]}" -o "$dir/pub/grad.safetensors" --receipt "$dir/pub/receipt.json" --json > "$dir/train.json"
+  # the residual this round sends with, published before the round (verify --residual)
+  local residual=$DTRAIN_WORK/residual.safetensors
+  if [ "${DTRAIN_RESIDUAL:-0}" = 1 ] && [ -f "$residual" ]; then cp "$residual" "$dir/pub/residual.safetensors"; fi
   # test hook: a cheating miner rewrites its gradient here
   [ -n "${DTRAIN_CHEAT_HOOK:-}" ] && $DTRAIN_CHEAT_HOOK "$dir/pub"
   log "epoch $e: loss $(jq -r .loss "$dir/train.json"); publishing"
@@ -82,6 +96,8 @@ run_epoch() {
   local extra=()
   [ -n "${DTRAIN_CLIP:-}" ] && extra+=(--clip "$DTRAIN_CLIP")
   [ -n "${DTRAIN_MAX_RATE:-}" ] && extra+=(--max-rate "$DTRAIN_MAX_RATE")
+  [ -n "${DTRAIN_INNER_STEPS:-}" ] && extra+=(--inner-steps "$DTRAIN_INNER_STEPS")
+  [ "${DTRAIN_RESIDUAL:-0}" = 1 ] && extra+=(--residual "$residual")
   # the round is exactly the members the validator published: a miner that
   # failed or came too late is not waited for by anyone
   pull_wait "$DTRAIN_MODEL_REPO" "$e-members" "$dir/round" || { log "epoch $e: no member list"; return 1; }
@@ -96,7 +112,7 @@ run_epoch() {
     --wire "$DTRAIN_WIRE" --deadline "$DTRAIN_DEADLINE" "${extra[@]}" --json > "$dir/reduce.json"
   D push "$dir/t" --repo "$repo" --tag "$e-t" > /dev/null
   D apply --model "$dir/model" --grad "$dir/avg.safetensors" --optim "$DTRAIN_OPTIM" --lr "$DTRAIN_LR" --epoch "$e" \
-    -o "$dir/next" --json > "$dir/apply.json"
+    "${outer[@]}" -o "$dir/next" --json > "$dir/apply.json"
   model_hash "$dir/next" > "$DTRAIN_WORK/applied-$e"
   echo "$e" > "$DTRAIN_WORK/last_epoch"
   log "epoch $e: applied, model $(cat "$DTRAIN_WORK/applied-$e")"

@@ -5,6 +5,7 @@
 #
 #   scripts/swarm.sh [--miners N] [--epochs E] [--arch tiny] [--device cpu]
 #                    [--rows R] [--lr LR] [--hub URL] [--work DIR]
+#                    [--inner-steps H] [--wire f32|bf16|q8|ternary]
 #                    [--cheat-hook CMD] [--cheater I]
 #                    [--kill NAME@EPOCH] [--restart NAME@EPOCH] ...
 #
@@ -13,9 +14,15 @@
 # (default swarm/model) and DTRAIN_REPO_PREFIX<miner> (default swarm/miner-).
 # Every DTRAIN_* setting of the environment passes through to the processes
 # (see scripts/miner.sh --help), e.g. DTRAIN_CLIP=centered:1e-3,
+# DTRAIN_INNER_LR=1e-3,
 # DTRAIN_WIRE=bf16 or DTRAIN_SEQ_LEN=32; the flags default from them too. --cheat-hook CMD makes
 # miner I (default the last) run CMD on its published folder before reduce
 # (red-team tests).
+#
+# --inner-steps H trains with DiLoCo: H inner AdamW steps per epoch, the
+# pseudo-gradients averaged, an outer Nesterov step (DTRAIN_OPTIM=nesterov,
+# --lr 0.7, DTRAIN_MOMENTUM=0.9 unless set); --wire ternary sends 1.6 bits a
+# value with error feedback (each miner's residual in its work folder).
 #
 # Fault drills: --kill miner-1@3 kills that miner's loop (and its children)
 # once it is done with epoch 2, so it is absent from epoch 3 on; --restart
@@ -36,16 +43,23 @@ while [ $# -gt 0 ]; do
     --arch) arch=$2; shift 2 ;;
     --device) device=$2; shift 2 ;;
     --rows) rows=$2; shift 2 ;;
-    --lr) lr=$2; shift 2 ;;
+    --lr) lr=$2; lr_given=1; shift 2 ;;
     --hub) hub=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
     --cheat-hook) cheat=$2; shift 2 ;;
     --cheater) cheater=$2; shift 2 ;;
     --kill|--restart) drills+=("${1#--} $2"); shift 2 ;;
+    --inner-steps) export DTRAIN_INNER_STEPS=$2; shift 2 ;;
+    --wire) export DTRAIN_WIRE=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "swarm.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+if [ -n "${DTRAIN_INNER_STEPS:-}" ]; then
+  # DiLoCo's outer step: Nesterov momentum at 0.7 (the paper's), unless set
+  export DTRAIN_OPTIM=${DTRAIN_OPTIM:-nesterov} DTRAIN_MOMENTUM=${DTRAIN_MOMENTUM:-0.9}
+  [ -n "${lr_given:-}" ] || [ -n "${DTRAIN_LR:-}" ] || lr=0.7
+fi
 names=(); for i in $(seq 0 $((miners - 1))); do names+=("miner-$i"); done; names+=(validator)
 # the drills, checked before anything starts: "kill|restart NAME EPOCH" each
 pending=()

@@ -23,7 +23,10 @@
 # DTRAIN_SAMPLE (verify K sampled micro-batches instead of all),
 # DTRAIN_VERIFY_DEVICE (default cpu), DTRAIN_MINERS (names to expect; default:
 # every other peer in the peers file), DTRAIN_METRICS_FILE (or --metrics-file
-# PATH: Prometheus text written after each epoch).
+# PATH: Prometheus text written after each epoch). DiLoCo (DTRAIN_INNER_STEPS
+# and the rest, as for miner.sh): verify holds each miner to the round's inner
+# settings and recomputes DTRAIN_SAMPLE of its segments (default: a quarter,
+# at least one); a miner's published residual is what it sent with.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -116,11 +119,22 @@ run_epoch() {
   members_peers "$dir/round/members.json" > "$dir/peers.toml"
   # the round, with weight 0: our own checkpoint gives the layout (never a miner's file)
   log "epoch $e: reduce with ${arrived[*]}"
+  local inner=() outer=()
+  inner_flags inner
+  outer_flags outer
   D reduce --peers "$dir/peers.toml" --me "$DTRAIN_NAME" --key "$DTRAIN_KEY" --round "epoch-$e" --weight 0 \
     --in "$dir/model/model.safetensors" --out "$dir/avg.safetensors" --transcript "$dir/transcript.json" \
-    --wire "$DTRAIN_WIRE" --deadline "$DTRAIN_DEADLINE" ${DTRAIN_CLIP:+--clip "$DTRAIN_CLIP"} --json > "$dir/reduce.json"
+    --wire "$DTRAIN_WIRE" --deadline "$DTRAIN_DEADLINE" ${DTRAIN_CLIP:+--clip "$DTRAIN_CLIP"} \
+    ${DTRAIN_INNER_STEPS:+--inner-steps "$DTRAIN_INNER_STEPS"} --json > "$dir/reduce.json"
   D apply --model "$dir/model" --grad "$dir/avg.safetensors" --optim "$DTRAIN_OPTIM" --lr "$DTRAIN_LR" --epoch "$e" \
-    -o "$dir/next" --json > "$dir/apply.json"
+    "${outer[@]}" -o "$dir/next" --json > "$dir/apply.json"
+  # DiLoCo: a quarter of each miner's segments (at least one), unless DTRAIN_SAMPLE says
+  local sample=${DTRAIN_SAMPLE:-}
+  if [ ${#inner[@]} -gt 0 ] && [ -z "$sample" ]; then
+    local every=${DTRAIN_STATE_EVERY:-$(( (DTRAIN_INNER_STEPS + 7) / 8 ))}
+    sample=$(( (DTRAIN_INNER_STEPS + every - 1) / every / 4 ))
+    [ "$sample" -ge 1 ] || sample=1
+  fi
   # the owners' transcripts (what each miner sent), then one verdict per miner
   local transcripts=(--transcript "$dir/transcript.json")
   for m in "${arrived[@]}"; do
@@ -138,11 +152,14 @@ run_epoch() {
     uid=$(peer_uid "$m")
     rows=$(fetch_assigned "$e" "$uid" "$md/assigned.json" "$md/shard.bin")
     local assignment=(--seed "$DTRAIN_SEED" --epoch "$e" --uid "$uid" --rows "$rows" --held-out "$DTRAIN_HELD_OUT")
+    local diloco=()
+    [ ${#inner[@]} -eq 0 ] || diloco=("${inner[@]}" --states "$md/states")
+    [ ! -f "$md/residual.safetensors" ] || diloco+=(--residual "$md/residual.safetensors")
     D verify --receipt "$md/receipt.json" --grad "$md/grad.safetensors" --model "$dir/model" --tokens "$md/shard.bin" \
       --pubkey "$(peer_pubkey "$m")" --miner "$m" --round "epoch-$e" --validator "$DTRAIN_NAME" --peers "$DTRAIN_PEERS" \
       --spec "$md/assigned.json" "${assignment[@]}" --data-repo "$DTRAIN_DATA_REPO" --data-config "$DTRAIN_DATA_CONFIG" \
       ${DTRAIN_DATA_SOURCE:+--source "$DTRAIN_DATA_SOURCE"} \
-      ${DTRAIN_SAMPLE:+--sample "$DTRAIN_SAMPLE"} --device "${DTRAIN_VERIFY_DEVICE:-cpu}" "${transcripts[@]}" --json \
+      ${sample:+--sample "$sample"} --device "${DTRAIN_VERIFY_DEVICE:-cpu}" "${transcripts[@]}" "${diloco[@]}" --json \
       >> "$dir/verdicts.jsonl" 2> "$dir/verify-$m.err" || true
   done
   # the losses the ledger records: the verified miners' (token-weighted) and our own eval

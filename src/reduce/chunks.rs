@@ -100,9 +100,13 @@ pub fn contribution_hash(
     *top.finalize().as_bytes()
 }
 
-pub(super) fn layout_digest(f: &TensorFile, model: &str) -> [u8; 32] {
+pub(super) fn layout_digest(f: &TensorFile, model: &str, inner_steps: Option<usize>) -> [u8; 32] {
     let mut h = blake3::Hasher::new_derive_key("dtrain reduce layout v1");
     h.update(model.as_bytes());
+    if let Some(steps) = inner_steps {
+        h.update(b"\0inner steps ");
+        h.update(&(steps as u64).to_le_bytes());
+    }
     for e in f.entries() {
         h.update(e.spec.name.as_bytes());
         h.update(&[0]);

@@ -180,6 +180,10 @@ pub struct Config {
     pub min_peers: Option<usize>,
     /// Error feedback: the residual file kept across rounds (see [`residual`]).
     pub residual: Option<PathBuf>,
+    /// DiLoCo: the round averages pseudo-gradients of this many inner steps
+    /// (an input that says otherwise is refused; peers that expect another
+    /// number do not connect).
+    pub inner_steps: Option<usize>,
 }
 
 /// What a finished round produced.
@@ -221,6 +225,18 @@ impl Input {
         };
         file.flat_f32()?;
         let weight = cfg.weight.unwrap_or(meta.sequences);
+        let steps = file.metadata().get("inner_steps").cloned();
+        if weight > 0 && steps != cfg.inner_steps.map(|h| h.to_string()) {
+            let says = |h: Option<String>| match h {
+                Some(h) => format!("a pseudo-gradient of {h} inner steps"),
+                None => "a plain gradient".to_string(),
+            };
+            return Err(Error::Weight(format!(
+                "--in is {}, the round expects {} (--inner-steps)",
+                says(steps),
+                says(cfg.inner_steps.map(|h| h.to_string()))
+            )));
+        }
         if weight > cfg.peers.max_weight {
             return Err(Error::Weight(format!(
                 "this peer's weight {weight} is above the peers file's max_weight {}",
@@ -228,7 +244,7 @@ impl Input {
             )));
         }
         let tokens = if weight == 0 { 0 } else { meta.tokens };
-        let layout = layout_digest(&file, &meta.model);
+        let layout = layout_digest(&file, &meta.model, cfg.inner_steps);
         Ok(Input {
             file,
             meta,
@@ -483,6 +499,9 @@ fn write_metadata(
     meta.insert("contributors".into(), names.join(","));
     meta.insert("round".into(), cfg.round.clone());
     meta.insert("wire".into(), cfg.wire.name().into());
+    if let Some(h) = cfg.inner_steps {
+        meta.insert("inner_steps".into(), h.to_string());
+    }
     out.rewrite_metadata(&meta)?;
     Ok(())
 }

@@ -226,6 +226,8 @@ pub struct Inputs<'a> {
     pub sample: Option<usize>,
     /// DiLoCo: the inner loop the subnet expects (None: a plain gradient).
     pub inner: Option<ExpectedInner<'a>>,
+    /// The error-feedback residual the miner published for the round.
+    pub residual: Option<&'a Path>,
 }
 
 pub fn rel(a: f64, b: f64) -> f64 {
@@ -498,7 +500,14 @@ impl<'a> Verification<'a> {
             return;
         }
         let n_seq = self.receipt().sequences.len();
-        let found = check_reduce(self.inp, flat, n_seq);
+        let sent = match self.inp.residual {
+            None => std::borrow::Cow::Borrowed(flat),
+            Some(path) => match self.with_residual(path, flat) {
+                Some(sent) => std::borrow::Cow::Owned(sent),
+                None => return,
+            },
+        };
+        let found = check_reduce(self.inp, &sent, n_seq);
         let finding = if !found.failures.is_empty() {
             Finding::Fail(found.failures.join("; "))
         } else if found.seen == 0 {
@@ -516,6 +525,53 @@ impl<'a> Verification<'a> {
         self.disputes = found.disputes;
         for note in found.ignored {
             self.record("transcript ignored", Finding::Pass(note));
+        }
+    }
+
+    /// Error feedback (`reduce --residual`): what the miner sent is its
+    /// gradient plus the residual it published before the round. The residual
+    /// must fit the gradient, hold finite values, not come from this round,
+    /// and be no larger (L2) than the gradient: a miner can bias what it
+    /// sends by at most that much. Returns gradient + residual (f32, as
+    /// reduce adds them), or None (a failed check).
+    fn with_residual(&mut self, path: &Path, flat: &[f32]) -> Option<Vec<f32>> {
+        let checked = TensorFile::open(path)
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                let values = f.flat_f32().map_err(|e| e.to_string())?;
+                if values.len() != flat.len() {
+                    return Err(format!(
+                        "{} values, the gradient has {}",
+                        values.len(),
+                        flat.len()
+                    ));
+                }
+                if let (Some(round), Ok(written)) = (self.inp.round, f.meta("round")) {
+                    if written == round {
+                        return Err(format!("written by this round ({round}), not before it"));
+                    }
+                }
+                let (e, g) = (
+                    crate::tensors::l2_norm(values),
+                    crate::tensors::l2_norm(flat),
+                );
+                if !e.is_finite() || e > g {
+                    return Err(format!("its norm {e:.3e} exceeds the gradient's {g:.3e}"));
+                }
+                Ok(flat.iter().zip(values).map(|(x, r)| x + r).collect())
+            });
+        match checked {
+            Ok(sent) => {
+                self.record(
+                    "residual",
+                    Finding::Pass("published before the round".into()),
+                );
+                Some(sent)
+            }
+            Err(why) => {
+                self.record("residual", Finding::Fail(why));
+                None
+            }
         }
     }
 

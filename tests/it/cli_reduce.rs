@@ -1339,3 +1339,47 @@ fn a_ternary_chunk_that_does_not_decode_drops_its_sender() {
     );
     assert!(!s.out(4).exists());
 }
+
+/// DiLoCo rounds (`--inner-steps H`): an input that is not a pseudo-gradient
+/// of H inner steps (or a pseudo-gradient in a plain round) is one clear line
+/// and exit 2 before any connection, nothing written; a round of matching
+/// pseudo-gradients records H in its output.
+#[test]
+fn pseudo_gradients_of_other_inner_steps_are_refused() {
+    let _machine = beside_others();
+    let s = Swarm::new(2, 3_000, &[1, 2]);
+    for i in 0..2 {
+        let path = s.path(&format!("p{i}.in"));
+        let f = TensorFile::open(&path).unwrap();
+        let (specs, values) = (f.specs(), f.flat_f32().unwrap().to_vec());
+        let mut meta = f.metadata().clone();
+        meta.insert("inner_steps".into(), "4".into());
+        drop(f);
+        dtrain::tensors::write_flat_f32(&path, &specs, &values, &meta).unwrap();
+    }
+    for (extra, says) in [
+        (
+            &[][..],
+            "a pseudo-gradient of 4 inner steps, the round expects a plain gradient",
+        ),
+        (
+            &["--inner-steps", "8"][..],
+            "the round expects a pseudo-gradient of 8 inner steps",
+        ),
+    ] {
+        let mut args = vec!["--deadline", "5"];
+        args.extend_from_slice(extra);
+        let (code, _, err) = finish(s.spawn(0, "h", &args), Duration::from_secs(10));
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains(says), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(!s.out(0).exists());
+    }
+    let res = run_all(&s, "h4", &["--inner-steps", "4"], 10.0);
+    for r in &res {
+        assert_eq!(r.0, Some(0), "{}", r.2);
+    }
+    s.same_output_everywhere("inner steps 4");
+    let out = TensorFile::open(s.out(0)).unwrap();
+    assert_eq!(out.meta("inner_steps").unwrap(), "4");
+}
