@@ -128,7 +128,6 @@ outer_flags() { # array-name
   local -n outer_out=$1
   outer_out=()
   [ -z "${DTRAIN_MOMENTUM:-}" ] || outer_out+=(--momentum "$DTRAIN_MOMENTUM")
-  [ -z "${DTRAIN_INNER_STEPS:-}" ] || outer_out+=(--weight-decay 0)
 }
 
 # The identity of a checkpoint folder: blake3 of its model.safetensors.
