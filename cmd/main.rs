@@ -23,6 +23,7 @@ mod init;
 mod keygen;
 mod ledger;
 mod peers;
+mod plot;
 mod pull;
 mod push;
 mod reduce;
@@ -105,6 +106,8 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// The signed, hash-chained progress ledger
     Ledger(ledger::LedgerArgs),
+    /// Draw named series of points from JSON lines (PNG, or SVG by extension)
+    Plot(plot::PlotArgs),
     /// Mean loss of a checkpoint on a token shard
     Eval(eval::EvalArgs),
     /// Where a miner or validator stands: epoch, loss, last reduce, verdicts, lag
@@ -170,6 +173,7 @@ fn main() {
         Command::Apply(a) => apply::run(a),
         Command::Score(a) => score::run(a),
         Command::Ledger(a) => ledger::run(a),
+        Command::Plot(a) => plot::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Reduce(a) => reduce::run(a),
         Command::Peers(a) => peers::run(a),

@@ -1,5 +1,7 @@
 //! `dtrain ledger plot`: the training curve, drawn from the signed ledger
-//! alone, so anyone holding a (verified) ledger sees the same picture.
+//! alone, so anyone holding a (verified) ledger sees the same picture. And
+//! `dtrain plot`: named series of (x, y) points on one chart (benchmarks'
+//! loss against bytes sent, on a log x axis).
 //!
 //! Three panels: loss and eval loss against epoch, the same against tokens
 //! trained, and contributors per epoch. PNG through plotters' bitmap backend
@@ -20,6 +22,10 @@ use crate::ledger::Entry;
 pub enum Error {
     #[error("the ledger has no entries to plot")]
     Empty,
+    #[error("no points to plot")]
+    NoPoints,
+    #[error("a log x axis needs every x above 0")]
+    LogOfZero,
     #[error("{0}: the plot must be a .png or .svg file")]
     Format(String),
     #[error("drawing {0}: {1}")]
@@ -55,17 +61,29 @@ pub fn plot(entries: &[Entry], out: &Path, width: u32, height: u32) -> Result<()
     if entries.is_empty() {
         return Err(Error::Empty);
     }
+    render(
+        out,
+        (width, height),
+        |root| draw(root, entries),
+        |root| draw(root, entries),
+    )
+}
+
+/// Draws a chart into memory with the backend `out`'s extension names and
+/// writes it (temporary, rename) like every output.
+fn render(
+    out: &Path,
+    (width, height): (u32, u32),
+    png: impl FnOnce(DrawingArea<BitMapBackend, Shift>) -> Result<(), DrawError>,
+    svg: impl FnOnce(DrawingArea<SVGBackend, Shift>) -> Result<(), DrawError>,
+) -> Result<(), Error> {
     register_font();
     let name = out.display().to_string();
-    // drawn in memory, then written through fsio (temporary, rename) like every output
     let bytes = match out.extension().and_then(|e| e.to_str()) {
         Some("png") => {
             let mut rgb = vec![0u8; width as usize * height as usize * 3];
-            draw(
-                BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area(),
-                entries,
-            )
-            .map_err(|why| Error::Draw(name.clone(), why))?;
+            png(BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area())
+                .map_err(|why| Error::Draw(name.clone(), why))?;
             let mut png = Vec::new();
             image::codecs::png::PngEncoder::new(&mut png)
                 .write_image(&rgb, width, height, image::ColorType::Rgb8)
@@ -73,17 +91,128 @@ pub fn plot(entries: &[Entry], out: &Path, width: u32, height: u32) -> Result<()
             png
         }
         Some("svg") => {
-            let mut svg = String::new();
-            draw(
-                SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area(),
-                entries,
-            )
-            .map_err(|why| Error::Draw(name.clone(), why))?;
-            svg.into_bytes()
+            let mut svg_text = String::new();
+            svg(SVGBackend::with_string(&mut svg_text, (width, height)).into_drawing_area())
+                .map_err(|why| Error::Draw(name.clone(), why))?;
+            svg_text.into_bytes()
         }
         _ => return Err(Error::Format(name)),
     };
     crate::fsio::write_atomic(out, &bytes).map_err(|e| Error::Io(name, e))
+}
+
+/// One named series of a [`plot_series`] chart.
+#[derive(Clone, Debug)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// What a [`plot_series`] chart says about itself.
+#[derive(Clone, Debug, Default)]
+pub struct Labels {
+    pub title: String,
+    pub x: String,
+    pub y: String,
+    /// A logarithmic x axis.
+    pub log_x: bool,
+}
+
+/// Draws `series` on one chart (lines through their points in order, a
+/// legend) into `out` (PNG or SVG by extension).
+pub fn plot_series(
+    series: &[Series],
+    labels: &Labels,
+    out: &Path,
+    size: (u32, u32),
+) -> Result<(), Error> {
+    let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.clone()).collect();
+    if all.is_empty() {
+        return Err(Error::NoPoints);
+    }
+    if labels.log_x && all.iter().any(|p| p.0 <= 0.0) {
+        return Err(Error::LogOfZero);
+    }
+    render(
+        out,
+        size,
+        |root| series_chart(root, series, labels),
+        |root| series_chart(root, series, labels),
+    )
+}
+
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+
+fn series_chart<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    series: &[Series],
+    labels: &Labels,
+) -> Result<(), DrawError> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| DrawError(e.to_string());
+    root.fill(&WHITE).map_err(err)?;
+    let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.clone()).collect();
+    let (y0, y1) = bounds(all.iter().map(|p| p.1));
+    let (x0, x1) = if labels.log_x {
+        let (lo, hi) = bounds(all.iter().map(|p| p.0.log10()));
+        (10f64.powf(lo), 10f64.powf(hi))
+    } else {
+        bounds(all.iter().map(|p| p.0))
+    };
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(&labels.title, ("sans-serif", 20))
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(56);
+    let style = |s: &Series, i: usize| (s.name.clone(), PALETTE[i % PALETTE.len()]);
+    macro_rules! draw_on {
+        ($chart:expr) => {{
+            let mut chart = $chart.map_err(|e| DrawError(e.to_string()))?;
+            chart
+                .configure_mesh()
+                .x_desc(labels.x.as_str())
+                .y_desc(labels.y.as_str())
+                .label_style(("sans-serif", 13))
+                .draw()
+                .map_err(|e| DrawError(e.to_string()))?;
+            for (i, s) in series.iter().enumerate() {
+                let (name, color) = style(s, i);
+                chart
+                    .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)))
+                    .map_err(|e| DrawError(e.to_string()))?
+                    .label(name)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    });
+                chart
+                    .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                    .map_err(|e| DrawError(e.to_string()))?;
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 13))
+                .draw()
+                .map_err(|e| DrawError(e.to_string()))?;
+        }};
+    }
+    if labels.log_x {
+        draw_on!(builder.build_cartesian_2d((x0..x1).log_scale(), y0..y1));
+    } else {
+        draw_on!(builder.build_cartesian_2d(x0..x1, y0..y1));
+    }
+    root.present().map_err(err)
 }
 
 fn draw<DB: DrawingBackend>(

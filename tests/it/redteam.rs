@@ -868,3 +868,83 @@ fn transcripts_are_trusted_only_from_their_pinned_writers() {
          (= without ta's, {without_ta})"
     );
 }
+
+/// Error feedback (`reduce --residual`): what a miner sends is its gradient
+/// plus the residual it kept, so the validator checks contributions against
+/// the residual the miner published before the round. Without it an honest
+/// miner's contributions do not match (FAIL); an inflated residual (which
+/// would let a miner send anything near its gradient) and one written by the
+/// round itself (chosen after the fact) are FAILs of the residual check.
+#[test]
+fn a_published_residual_is_what_was_sent_and_is_bounded() {
+    let _machine = beside_others();
+    let w = World::new();
+    let peers = w.round(&["ea", "eb", "ec"], 8);
+    let res = |m: &Miner| w.p(&format!("{}.residual", m.name));
+    let round = |id: &str| {
+        let kids: Vec<_> = peers
+            .iter()
+            .map(|m| {
+                Command::new(bin())
+                    .args(["reduce", "--peers", s(&w.p("peers.toml")), "--me", &m.name])
+                    .args(["--key", s(&m.key), "--round", id, "--in", s(&m.grad)])
+                    .args(["--out", s(&w.p(&format!("{}.avg", m.name)))])
+                    .args(["--transcript", s(&w.p(&format!("{}.tr", m.name)))])
+                    .args(["--wire", "ternary", "--residual", s(&res(m))])
+                    .args(["--deadline", "30", "--chunk", "65536"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for k in kids {
+            let o = k.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+    };
+    round("e1");
+    // what each miner publishes before round e2: the residual it will send with
+    let published = |m: &Miner| w.p(&format!("{}.residual.pub", m.name));
+    for m in &peers {
+        std::fs::copy(res(m), published(m)).unwrap();
+        let mut r = receipt(m);
+        r.round = Some("e2".into());
+        save_signed(m, r, &m.key);
+    }
+    round("e2");
+    let mut args: Vec<String> = vec!["--peers".into(), s(&w.p("peers.toml")).into()];
+    for m in &peers {
+        args.push("--transcript".into());
+        args.push(s(&w.p(&format!("{}.tr", m.name))).into());
+    }
+    args.extend(["--round".into(), "e2".into()]);
+    let verify = |m: &Miner, residual: Option<&Path>| {
+        let mut a = args.clone();
+        if let Some(r) = residual {
+            a.extend(["--residual".to_string(), s(r).to_string()]);
+        }
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        w.verify(m, &w.model, &refs)
+    };
+    let m = &peers[0];
+    let (code, v) = verify(m, Some(&published(m)));
+    assert_eq!(code, 0, "{v}");
+    let (code, v) = verify(m, None);
+    assert_eq!((code, failed_checks(&v).as_str()), (1, "reduce"), "{v}");
+    // inflated: the same residual ×1000 (a miner's licence to send anything)
+    let f = TensorFile::open(published(m)).unwrap();
+    let (specs, meta) = (f.specs(), f.metadata().clone());
+    let big: Vec<f32> = f.flat_f32().unwrap().iter().map(|x| x * 1e3).collect();
+    drop(f);
+    let inflated = w.p("inflated.residual");
+    dtrain::tensors::write_flat_f32(&inflated, &specs, &big, &meta).unwrap();
+    let (code, v) = verify(m, Some(&inflated));
+    assert_eq!(code, 1, "{v}");
+    assert!(failed_checks(&v).contains("residual"), "{v}");
+    assert!(v.to_string().contains("exceeds the gradient"), "{v}");
+    // the residual the round itself wrote: chosen after the fact
+    let (code, v) = verify(m, Some(&res(m)));
+    assert_eq!(code, 1, "{v}");
+    assert!(v.to_string().contains("written by this round"), "{v}");
+}
