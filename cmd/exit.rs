@@ -243,6 +243,17 @@ impl Classify for dtrain::reduce::peers::Error {
     }
 }
 
+impl Classify for dtrain::roster::Error {
+    fn code(&self) -> Code {
+        use dtrain::roster::Error as E;
+        match self {
+            E::Signature(_) | E::Epoch { .. } => Code::Rejected,
+            E::Read(dtrain::fsio::JsonFileError::Io { source, .. }) => io_code(source),
+            _ => Code::BadInput,
+        }
+    }
+}
+
 impl Classify for dtrain::reduce::Error {
     fn code(&self) -> Code {
         use dtrain::reduce::Error as E;

@@ -27,6 +27,8 @@ mod plot;
 mod pull;
 mod push;
 mod reduce;
+mod relay;
+mod roster;
 mod score;
 mod status;
 mod tokenize;
@@ -100,6 +102,10 @@ pub enum Command {
     Peers(peers::PeersArgs),
     /// Butterfly all-reduce of gradient files with the round's peers
     Reduce(reduce::ReduceArgs),
+    /// Per-epoch membership: signed announcements, the validator's signed roster, its peers file
+    Roster(roster::RosterArgs),
+    /// Forward reduce connections to peers that accept none (behind NAT)
+    Relay(relay::RelayArgs),
     /// Check a miner's gradient against its receipt: signature, data, recomputation
     Verify(Box<verify::VerifyArgs>),
     /// Turn verdicts, receipts and reduce transcripts into miner weights
@@ -130,7 +136,7 @@ fn main() {
         verbose: cli.verbose,
         quiet: cli.quiet,
         default: match cli.command {
-            Command::Hub(_) => tracing::Level::INFO,
+            Command::Hub(_) | Command::Relay(_) => tracing::Level::INFO,
             _ => tracing::Level::WARN,
         },
     };
@@ -141,7 +147,10 @@ fn main() {
     // Filters behave like Unix filters: a closed stdout pipe ends the process
     // quietly. Network commands must instead see a dead peer's socket as an
     // error (EPIPE), not die of SIGPIPE.
-    let network = matches!(cli.command, Command::Reduce(_) | Command::Hub(_));
+    let network = matches!(
+        cli.command,
+        Command::Reduce(_) | Command::Hub(_) | Command::Relay(_)
+    );
     // SAFETY: setting a signal disposition at start-up, before any threads.
     unsafe {
         libc::signal(
@@ -177,6 +186,8 @@ fn main() {
         Command::Keygen(a) => keygen::run(a),
         Command::Reduce(a) => reduce::run(a),
         Command::Peers(a) => peers::run(a),
+        Command::Roster(a) => roster::run(a),
+        Command::Relay(a) => relay::run(a),
         Command::Hub(a) => hub::run(a),
         Command::Push(a) => push::run(a),
         Command::Pull(a) => pull::run(a),

@@ -52,6 +52,9 @@ _dtrain() {
             dtrain,peers)
                 cmd="dtrain__subcmd__peers"
                 ;;
+            dtrain,plot)
+                cmd="dtrain__subcmd__plot"
+                ;;
             dtrain,pull)
                 cmd="dtrain__subcmd__pull"
                 ;;
@@ -60,6 +63,12 @@ _dtrain() {
                 ;;
             dtrain,reduce)
                 cmd="dtrain__subcmd__reduce"
+                ;;
+            dtrain,relay)
+                cmd="dtrain__subcmd__relay"
+                ;;
+            dtrain,roster)
+                cmd="dtrain__subcmd__roster"
                 ;;
             dtrain,score)
                 cmd="dtrain__subcmd__score"
@@ -112,6 +121,9 @@ _dtrain() {
             dtrain__subcmd__help,peers)
                 cmd="dtrain__subcmd__help__subcmd__peers"
                 ;;
+            dtrain__subcmd__help,plot)
+                cmd="dtrain__subcmd__help__subcmd__plot"
+                ;;
             dtrain__subcmd__help,pull)
                 cmd="dtrain__subcmd__help__subcmd__pull"
                 ;;
@@ -120,6 +132,12 @@ _dtrain() {
                 ;;
             dtrain__subcmd__help,reduce)
                 cmd="dtrain__subcmd__help__subcmd__reduce"
+                ;;
+            dtrain__subcmd__help,relay)
+                cmd="dtrain__subcmd__help__subcmd__relay"
+                ;;
+            dtrain__subcmd__help,roster)
+                cmd="dtrain__subcmd__help__subcmd__roster"
                 ;;
             dtrain__subcmd__help,score)
                 cmd="dtrain__subcmd__help__subcmd__score"
@@ -150,6 +168,15 @@ _dtrain() {
                 ;;
             dtrain__subcmd__help__subcmd__ledger,verify)
                 cmd="dtrain__subcmd__help__subcmd__ledger__subcmd__verify"
+                ;;
+            dtrain__subcmd__help__subcmd__roster,announce)
+                cmd="dtrain__subcmd__help__subcmd__roster__subcmd__announce"
+                ;;
+            dtrain__subcmd__help__subcmd__roster,decide)
+                cmd="dtrain__subcmd__help__subcmd__roster__subcmd__decide"
+                ;;
+            dtrain__subcmd__help__subcmd__roster,show)
+                cmd="dtrain__subcmd__help__subcmd__roster__subcmd__show"
                 ;;
             dtrain__subcmd__hub,help)
                 cmd="dtrain__subcmd__hub__subcmd__help"
@@ -193,6 +220,30 @@ _dtrain() {
             dtrain__subcmd__ledger__subcmd__help,verify)
                 cmd="dtrain__subcmd__ledger__subcmd__help__subcmd__verify"
                 ;;
+            dtrain__subcmd__roster,announce)
+                cmd="dtrain__subcmd__roster__subcmd__announce"
+                ;;
+            dtrain__subcmd__roster,decide)
+                cmd="dtrain__subcmd__roster__subcmd__decide"
+                ;;
+            dtrain__subcmd__roster,help)
+                cmd="dtrain__subcmd__roster__subcmd__help"
+                ;;
+            dtrain__subcmd__roster,show)
+                cmd="dtrain__subcmd__roster__subcmd__show"
+                ;;
+            dtrain__subcmd__roster__subcmd__help,announce)
+                cmd="dtrain__subcmd__roster__subcmd__help__subcmd__announce"
+                ;;
+            dtrain__subcmd__roster__subcmd__help,decide)
+                cmd="dtrain__subcmd__roster__subcmd__help__subcmd__decide"
+                ;;
+            dtrain__subcmd__roster__subcmd__help,help)
+                cmd="dtrain__subcmd__roster__subcmd__help__subcmd__help"
+                ;;
+            dtrain__subcmd__roster__subcmd__help,show)
+                cmd="dtrain__subcmd__roster__subcmd__help__subcmd__show"
+                ;;
             *)
                 ;;
         esac
@@ -200,7 +251,7 @@ _dtrain() {
 
     case "${cmd}" in
         dtrain)
-            opts="-v -q -h -V --verbose --quiet --help --version hash info fetch-shard tokenize init train-step apply keygen peers reduce verify score ledger eval status push pull hub gen-docs help"
+            opts="-v -q -h -V --verbose --quiet --help --version hash info fetch-shard tokenize init train-step apply keygen peers reduce roster relay verify score ledger plot eval status push pull hub gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -444,7 +495,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__help)
-            opts="hash info fetch-shard tokenize init train-step apply keygen peers reduce verify score ledger eval status push pull hub gen-docs help"
+            opts="hash info fetch-shard tokenize init train-step apply keygen peers reduce roster relay verify score ledger plot eval status push pull hub gen-docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -695,6 +746,20 @@ _dtrain() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dtrain__subcmd__help__subcmd__plot)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dtrain__subcmd__help__subcmd__pull)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -726,6 +791,76 @@ _dtrain() {
         dtrain__subcmd__help__subcmd__reduce)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__help__subcmd__relay)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__help__subcmd__roster)
+            opts="announce decide show"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__help__subcmd__roster__subcmd__announce)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__help__subcmd__roster__subcmd__decide)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__help__subcmd__roster__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1251,6 +1386,52 @@ _dtrain() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dtrain__subcmd__plot)
+            opts="-o -v -q -h -V --input --output --title --x-label --y-label --log-x --width --height --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --input)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --title)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --x-label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --y-label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --width)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --height)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dtrain__subcmd__pull)
             opts="-o -v -q -h -V --repo --tag --latest-epoch --output --retries --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1387,6 +1568,250 @@ _dtrain() {
                     return 0
                     ;;
                 --inner-steps)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__relay)
+            opts="-v -q -h -V --listen --max-connections --max-per-ip --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-per-ip)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__roster)
+            opts="-v -q -h -V --verbose --quiet --help --version announce decide show help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__roster__subcmd__announce)
+            opts="-o -v -q -h -V --key --name --addr --relay --epoch --uid --upload --output --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --epoch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --uid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__roster__subcmd__decide)
+            opts="-o -v -q -h -V --key --name --addr --epoch --registry --exclude --max-members --relay --deadline --max-weight --output --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --epoch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --registry)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exclude)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-members)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --relay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --deadline)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-weight)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__roster__subcmd__help)
+            opts="announce decide show help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__roster__subcmd__help__subcmd__announce)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__roster__subcmd__help__subcmd__decide)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__roster__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__roster__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dtrain__subcmd__roster__subcmd__show)
+            opts="-v -q -h -V --validator-pubkey --epoch --peers-toml --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --validator-pubkey)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --epoch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peers-toml)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

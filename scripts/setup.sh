@@ -22,6 +22,11 @@ if ! command -v jq > /dev/null; then
     exit 2
   fi
 fi
+# the relay test fences a namespace with iptables (optional: it says SKIPPED without)
+if ! command -v iptables > /dev/null && [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+  echo "setup: installing iptables (for the relay's firewall test)" >&2
+  apt-get install -y -qq iptables > /dev/null 2>&1 || true
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv" >&2
   python3 -m venv .venv

@@ -30,6 +30,8 @@ pub mod progress;
 pub mod ranges;
 pub mod receipt;
 pub mod reduce;
+pub mod relay;
+pub mod roster;
 pub mod score;
 pub mod simd;
 pub mod sketch;

@@ -182,19 +182,33 @@ impl Coordinator {
     fn attempt(&mut self, a: u32, members: &[usize], n_elem: usize) -> Result<Reduced, Stop> {
         let mut at = self.begin(a, members, n_elem)?;
         self.send_contributions(&at);
+        if let Err(stop) = self.until_complete(&mut at, a, members) {
+            // the contributions held for this attempt give their credits
+            // back: their senders' readers would otherwise wait for them
+            // forever, and the next attempt's frames come over those links
+            for (from, held) in std::mem::take(&mut at.pending) {
+                held.iter().for_each(|_| self.release(from));
+            }
+            return Err(stop);
+        }
+        Ok(self.finish(at))
+    }
+
+    /// Runs the attempt until this peer holds the whole averaged vector.
+    fn until_complete(&mut self, at: &mut Attempt, a: u32, members: &[usize]) -> Result<(), Stop> {
         loop {
-            self.check_alive(&at)?;
+            self.check_alive(at)?;
             while at.next_chunk < at.my_chunks && at.pending.values().all(|q| !q.is_empty()) {
-                self.reduce_next_chunk(&mut at)?;
+                self.reduce_next_chunk(at)?;
             }
             if at.next_chunk == at.my_chunks && at.missing.values().all(|&m| m == 0) {
-                return Ok(self.finish(at));
+                return Ok(());
             }
-            self.take_data_frames(&mut at)?;
+            self.take_data_frames(at)?;
             if members.iter().any(|r| self.failed.contains_key(r)) {
                 continue;
             }
-            self.fail_the_silent(&at);
+            self.fail_the_silent(at);
             if let Some(ev) = self.pump(Duration::from_millis(5)) {
                 self.handle_lost(ev, a);
             }

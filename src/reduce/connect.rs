@@ -100,6 +100,8 @@ impl Gate {
         for ip in ips.iter().flatten() {
             *per_ip_cap.entry(*ip).or_insert(0) += SLOTS_PER_PEER;
         }
+        // a peer behind a relay (or named by host) has no known address: then
+        // any address may dial, and the per-address share still bounds it
         let all_ips = ips.iter().all(Option::is_some);
         Gate {
             allowed: all_ips.then(|| per_ip_cap.keys().copied().collect()),
@@ -181,6 +183,56 @@ impl Listener {
     }
 }
 
+/// For a peer behind a relay: keeps a connection parked at the relay for
+/// each other member; each one a dialer is paired with is handshaken as the
+/// [`Listener`] would, until the connection phase ends.
+pub(super) struct Parker {
+    pub relay: String,
+    pub identity: Arc<Identity>,
+    pub stop: Arc<AtomicBool>,
+    pub events: Sender<Event>,
+    pub within: Duration,
+}
+
+impl Parker {
+    pub fn run(self) {
+        let this = Arc::new(self);
+        let spots = this.identity.peers.len().saturating_sub(1).max(1);
+        let threads: Vec<_> = (0..spots)
+            .map(|_| {
+                let me = this.clone();
+                std::thread::spawn(move || me.keep_one_parked())
+            })
+            .collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    fn keep_one_parked(&self) {
+        let mut delay = Duration::from_millis(20);
+        while !self.stop.load(Ordering::Relaxed) {
+            let s = match crate::relay::park(&self.relay, &self.identity.key, &self.stop) {
+                Ok(Some(s)) => s,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::debug!("parking at relay {}: {e}", self.relay);
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                    continue;
+                }
+            };
+            delay = Duration::from_millis(20);
+            let done =
+                handshake::accept(&mut Deadline::new(&s, self.within), &self.identity.local());
+            if let Ok(session) = done {
+                ready(&s);
+                let _ = self.events.send(Event::Incoming(session, s));
+            }
+        }
+    }
+}
+
 /// Dials one member until it answers or the connect window closes.
 pub(super) struct Dialer {
     pub peer: usize,
@@ -216,9 +268,21 @@ impl Dialer {
         let _ = self.events.send(Event::NoConnection(self.peer, last));
     }
 
-    /// One try at every address the member's name resolves to.
+    /// One try at every address the member's name resolves to, or through its relay.
     fn try_once(&self) -> Result<(Session, TcpStream), DialError> {
-        let addr = &self.identity.peers.list[self.peer].addr;
+        let entry = &self.identity.peers.list[self.peer];
+        if let Some(relay) = &entry.relay {
+            let s =
+                crate::relay::dial(relay, &entry.pubkey).map_err(|source| DialError::Connect {
+                    addr: format!("{} (relay for {})", relay, entry.name),
+                    source,
+                })?;
+            let mut io = Deadline::new(&s, HANDSHAKE_TIME);
+            let session = handshake::initiate(&mut io, &self.identity.local(), self.peer)
+                .map_err(DialError::Handshake)?;
+            return Ok((session, s));
+        }
+        let addr = &entry.addr;
         let addrs = addr
             .to_socket_addrs()
             .map_err(|source| DialError::Resolve {

@@ -88,7 +88,7 @@ use crate::keys::Key;
 use crate::tensors::{GradMeta, TensorFile, TensorWriter};
 use attempt::Finished;
 use chunks::layout_digest;
-use connect::{Dialer, Identity, Listener, HANDSHAKE_TIME};
+use connect::{Dialer, Identity, Listener, Parker, HANDSHAKE_TIME};
 use coordinator::{anon_rss, Announced, Coordinator, Settings, Timing};
 use link::{OutBuf, RateLimit, Shared};
 use membership::Fault;
@@ -390,14 +390,29 @@ pub fn run(cfg: Config) -> Result<Outcome, Error> {
     // the listener stops when the connection phase ends (no link starts later)
     let stop_listening = Arc::new(AtomicBool::new(false));
     let (events, events_rx) = channel();
-    let listener = Listener {
-        listener: Listener::bind(&cfg.peers.list[me].addr)?,
-        identity: identity.clone(),
-        stop: stop_listening.clone(),
-        events: events.clone(),
-        within: HANDSHAKE_TIME.min(connect_for),
-    };
-    std::thread::spawn(move || listener.run());
+    let within = HANDSHAKE_TIME.min(connect_for);
+    match &cfg.peers.list[me].relay {
+        Some(relay) => {
+            let parker = Parker {
+                relay: relay.clone(),
+                identity: identity.clone(),
+                stop: stop_listening.clone(),
+                events: events.clone(),
+                within,
+            };
+            std::thread::spawn(move || parker.run());
+        }
+        None => {
+            let listener = Listener {
+                listener: Listener::bind(&cfg.peers.list[me].addr)?,
+                identity: identity.clone(),
+                stop: stop_listening.clone(),
+                events: events.clone(),
+                within,
+            };
+            std::thread::spawn(move || listener.run());
+        }
+    }
     for peer in (0..cfg.peers.len()).filter(|&j| j != me) {
         let dialer = Dialer {
             peer,
@@ -545,6 +560,7 @@ fn transcript_body(
                 received: c.map_or(0, |c| c.received.load(std::sync::atomic::Ordering::Relaxed)),
                 send_seconds: c.map_or(0.0, |c| c.send_seconds()),
                 recv_seconds: c.map_or(0.0, |c| c.recv_seconds()),
+                relayed: co.peers.list[j].relay.is_some() || co.peers.list[co.me].relay.is_some(),
             }
         })
         .collect();

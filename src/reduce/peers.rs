@@ -7,6 +7,7 @@
 //! pubkey = "…64 hex…"       # as `dtrain keygen` prints it
 //! bandwidth = 1000.0        # optional hint (any unit); spans are proportional
 //! uid = 3                   # optional: a miner's uid (its assigned rows)
+//! # relay = "10.0.0.9:7100" # instead of addr: reached through this relay
 //! ```
 //! A peer's rank is its position in the file; every peer must use the same file.
 //!
@@ -33,6 +34,8 @@ pub enum Error {
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
 pub struct Peer {
     pub name: String,
+    /// Where it accepts connections (unused for a peer behind a relay).
+    #[serde(default)]
     pub addr: String,
     pub pubkey: PublicKey,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,6 +44,49 @@ pub struct Peer {
     /// record, which verify holds a miner's data spec to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<u64>,
+    /// The relay this peer is reached through (it accepts no connections
+    /// itself; its `addr` is unused, and may be empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
+}
+
+/// Why `name` cannot name a peer (letters, digits, `-_.`; at most 64).
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid name '{}' (letters, digits, - _ . ; at most 64)",
+            name.chars().take(64).collect::<String>()
+        ))
+    }
+}
+
+/// Why `addr` is not HOST:PORT (a host name or IP, at most 255 characters).
+pub fn check_addr(addr: &str) -> Result<(), String> {
+    let bad = || {
+        Err(format!(
+            "address '{}' is not HOST:PORT",
+            addr.chars().take(80).collect::<String>()
+        ))
+    };
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return bad();
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.:".contains(c));
+    if addr.len() > 255 || !host_ok || port.parse::<u16>().is_err() {
+        return bad();
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize, serde::Serialize)]
@@ -103,18 +149,15 @@ impl Peers {
             return Err(bad("too many peers".into()));
         }
         for (i, p) in f.peer.iter().enumerate() {
-            if p.name.is_empty()
-                || p.name.len() > 64
-                || !p
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                return Err(bad(format!(
-                    "peer {}: invalid name '{}' (letters, digits, - _ . ; at most 64)",
-                    i + 1,
-                    p.name
-                )));
+            if let Err(why) = check_name(&p.name) {
+                return Err(bad(format!("peer {}: {why}", i + 1)));
+            }
+            let reachable = match &p.relay {
+                Some(relay) => check_addr(relay).map_err(|why| format!("relay: {why}")),
+                None => check_addr(&p.addr),
+            };
+            if let Err(why) = reachable {
+                return Err(bad(format!("peer '{}': {why}", p.name)));
             }
             if f.peer[..i].iter().any(|q| q.name == p.name) {
                 return Err(bad(format!("peer name '{}' appears twice", p.name)));

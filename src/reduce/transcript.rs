@@ -58,6 +58,9 @@ pub struct Traffic {
     /// Seconds from the first to the last data frame in each direction.
     pub send_seconds: f64,
     pub recv_seconds: f64,
+    /// The link ran through a relay (either end is behind one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relayed: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -12,15 +12,15 @@ use dtrain::tensors::{DType, GradMeta, TensorFile, TensorSpec};
 
 const MODEL: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
 
-struct Swarm {
-    dir: tempfile::TempDir,
-    names: Vec<String>,
-    pubs: Vec<String>,
-    n_elem: usize,
+pub(crate) struct Swarm {
+    pub dir: tempfile::TempDir,
+    pub names: Vec<String>,
+    pub pubs: Vec<String>,
+    pub n_elem: usize,
 }
 
 /// A deterministic pseudo-random gradient.
-fn gradient(seed: u64, n: usize) -> Vec<f32> {
+pub(crate) fn gradient(seed: u64, n: usize) -> Vec<f32> {
     let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
     (0..n)
         .map(|i| {
@@ -35,7 +35,7 @@ fn gradient(seed: u64, n: usize) -> Vec<f32> {
 
 impl Swarm {
     /// n peers with gradients of `n_elem` elements in two tensors; peer i has weight weights[i].
-    fn new(n: usize, n_elem: usize, weights: &[u64]) -> Swarm {
+    pub(crate) fn new(n: usize, n_elem: usize, weights: &[u64]) -> Swarm {
         let dir = tempfile::tempdir().unwrap();
         let names: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
         let mut pubs = Vec::new();
@@ -64,11 +64,11 @@ impl Swarm {
         s
     }
 
-    fn path(&self, f: &str) -> PathBuf {
+    pub(crate) fn path(&self, f: &str) -> PathBuf {
         self.dir.path().join(f)
     }
 
-    fn write_grad(&self, i: usize, weight: u64, model: &str) {
+    pub(crate) fn write_grad(&self, i: usize, weight: u64, model: &str) {
         let a = self.n_elem / 3;
         let specs = vec![
             TensorSpec::new("w", DType::F32, &[a]),
@@ -91,11 +91,17 @@ impl Swarm {
         .unwrap();
     }
 
-    fn spawn(&self, i: usize, round: &str, extra: &[&str]) -> Child {
+    pub(crate) fn spawn(&self, i: usize, round: &str, extra: &[&str]) -> Child {
         self.spawn_env(i, round, extra, &[])
     }
 
-    fn spawn_env(&self, i: usize, round: &str, extra: &[&str], env: &[(&str, &str)]) -> Child {
+    pub(crate) fn spawn_env(
+        &self,
+        i: usize,
+        round: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Child {
         let n = &self.names[i];
         let p = |s: &str| self.path(&format!("{n}.{s}")).to_str().unwrap().to_string();
         Command::new(bin())
@@ -127,12 +133,12 @@ impl Swarm {
             .unwrap()
     }
 
-    fn out(&self, i: usize) -> PathBuf {
+    pub(crate) fn out(&self, i: usize) -> PathBuf {
         self.path(&format!("{}.out", self.names[i]))
     }
 
     /// Every peer's output holds the same bytes: their values.
-    fn same_output_everywhere(&self, what: &str) -> Vec<f32> {
+    pub(crate) fn same_output_everywhere(&self, what: &str) -> Vec<f32> {
         let first = std::fs::read(self.out(0)).unwrap();
         for i in 1..self.names.len() {
             let other = std::fs::read(self.out(i)).unwrap();
@@ -145,7 +151,7 @@ impl Swarm {
             .to_vec()
     }
 
-    fn transcript(&self, i: usize) -> serde_json::Value {
+    pub(crate) fn transcript(&self, i: usize) -> serde_json::Value {
         serde_json::from_slice(
             &std::fs::read(self.path(&format!("{}.tr.json", self.names[i]))).unwrap(),
         )
@@ -153,7 +159,7 @@ impl Swarm {
     }
 
     /// Σ wᵢ gᵢ / Σ wᵢ in f64 over `members`.
-    fn expected(&self, members: &[usize], weights: &[u64]) -> Vec<f64> {
+    pub(crate) fn expected(&self, members: &[usize], weights: &[u64]) -> Vec<f64> {
         let mut acc = vec![0f64; self.n_elem];
         let sw: u64 = members.iter().map(|&i| weights[i]).sum();
         for &i in members {
@@ -167,7 +173,7 @@ impl Swarm {
     }
 }
 
-fn finish(mut c: Child, limit: Duration) -> (Option<i32>, String, String) {
+pub(crate) fn finish(mut c: Child, limit: Duration) -> (Option<i32>, String, String) {
     let t0 = Instant::now();
     loop {
         if let Some(st) = c.try_wait().unwrap() {

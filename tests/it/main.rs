@@ -24,4 +24,6 @@ mod netns_reduce;
 mod readme;
 mod redteam;
 mod redteam_diloco;
+mod relay;
+mod roster;
 mod systemd_units;
