@@ -108,6 +108,25 @@ members_peers() { # members.json
   D peers "$DTRAIN_PEERS" --only "$(jq -r '.members | join(",")' "$1")" --toml
 }
 
+# Rosters (DTRAIN_ROSTER=1): membership comes from the validator's signed
+# roster.json (tag E-members) instead of a static peers file.
+roster_mode() { [ "${DTRAIN_ROSTER:-0}" = 1 ]; }
+
+# The round's peers file from the round folder (tag E-members) into FILE:
+# roster.json checked against the pinned validator key, or members.json over
+# the static peers file.
+round_peers() { # round-dir epoch file
+  if roster_mode; then
+    D roster show "$1/roster.json" --validator-pubkey "$DTRAIN_VALIDATOR_PUBKEY" --epoch "$2" --peers-toml "$3"
+  else
+    members_peers "$1/members.json" > "$3"
+  fi
+}
+
+# The names a registry file lists (`name = "..."` of each [[miner]]): the
+# stand-in for the chain's miner list, read afresh every epoch.
+registry_names() { sed -n 's/^name *= *"\([^"]*\)".*/\1/p' "$DTRAIN_REGISTRY"; }
+
 # A miner's uid: its `uid = N` in the peers file, else its rank there.
 peer_uid() {
   peers_json | jq -r --arg n "$1" '.peers | to_entries[] | select(.value.name == $n) | .value.uid // .key'

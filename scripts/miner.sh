@@ -23,7 +23,10 @@
 #   DTRAIN_NAME         this miner's name in the peers file
 #   DTRAIN_UID          its uid (which rows it is assigned)
 #   DTRAIN_KEY          its key (dtrain keygen)
-#   DTRAIN_PEERS        the round's peers file
+#   DTRAIN_PEERS        the round's peers file, or with DTRAIN_ROSTER=1 none:
+#     the miner announces itself each epoch (announce.json beside its receipt:
+#     DTRAIN_ADDR, or DTRAIN_BEHIND_RELAY=1 when it accepts no connections)
+#     and reduces with the validator's signed roster (DTRAIN_VALIDATOR_PUBKEY)
 #   DTRAIN_WORK         a folder of its own
 #   optional: DTRAIN_MODEL_REPO DTRAIN_REPO_PREFIX DTRAIN_SEED DTRAIN_ROWS
 #   DTRAIN_SEQ_LEN DTRAIN_MICRO_BATCH DTRAIN_DEVICE DTRAIN_PRECISION DTRAIN_OPTIM
@@ -54,7 +57,13 @@ while [ $# -gt 0 ]; do
 done
 load_env "$env_file"
 [ -n "${metrics_file:-}" ] && DTRAIN_METRICS_FILE=$metrics_file
-: "${DTRAIN_NAME:?set DTRAIN_NAME}" "${DTRAIN_UID:?set DTRAIN_UID}" "${DTRAIN_KEY:?set DTRAIN_KEY}" "${DTRAIN_PEERS:?set DTRAIN_PEERS}"
+: "${DTRAIN_NAME:?set DTRAIN_NAME}" "${DTRAIN_UID:?set DTRAIN_UID}" "${DTRAIN_KEY:?set DTRAIN_KEY}"
+if roster_mode; then
+  : "${DTRAIN_VALIDATOR_PUBKEY:?set DTRAIN_VALIDATOR_PUBKEY (rosters are signed by it)}"
+  [ "${DTRAIN_BEHIND_RELAY:-0}" = 1 ] || : "${DTRAIN_ADDR:?set DTRAIN_ADDR (HOST:PORT for reduce) or DTRAIN_BEHIND_RELAY=1}"
+else
+  : "${DTRAIN_PEERS:?set DTRAIN_PEERS}"
+fi
 repo=$DTRAIN_REPO_PREFIX$DTRAIN_NAME
 data_args=(--repo "$DTRAIN_DATA_REPO" --config "$DTRAIN_DATA_CONFIG")
 [ -n "${DTRAIN_DATA_SOURCE:-}" ] && data_args+=(--source "$DTRAIN_DATA_SOURCE")
@@ -89,6 +98,12 @@ run_epoch() {
   # the residual this round sends with, published before the round (verify --residual)
   local residual=$DTRAIN_WORK/residual.safetensors
   if [ "${DTRAIN_RESIDUAL:-0}" = 1 ] && [ -f "$residual" ]; then cp "$residual" "$dir/pub/residual.safetensors"; fi
+  if roster_mode; then
+    local reach=(--addr "${DTRAIN_ADDR:-}")
+    [ "${DTRAIN_BEHIND_RELAY:-0}" = 1 ] && reach=(--relay)
+    D roster announce --key "$DTRAIN_KEY" --name "$DTRAIN_NAME" --epoch "$e" --uid "$DTRAIN_UID" "${reach[@]}" \
+      -o "$dir/pub/announce.json"
+  fi
   # test hook: a cheating miner rewrites its gradient here
   [ -n "${DTRAIN_CHEAT_HOOK:-}" ] && $DTRAIN_CHEAT_HOOK "$dir/pub"
   log "epoch $e: loss $(jq -r .loss "$dir/train.json"); publishing"
@@ -101,12 +116,13 @@ run_epoch() {
   # the round is exactly the members the validator published: a miner that
   # failed or came too late is not waited for by anyone
   pull_wait "$DTRAIN_MODEL_REPO" "$e-members" "$dir/round" || { log "epoch $e: no member list"; return 1; }
-  if ! jq -e --arg me "$DTRAIN_NAME" '.members | index($me)' "$dir/round/members.json" > /dev/null; then
-    log "epoch $e: not a member of the round (published after the cut-off)"
+  round_peers "$dir/round" "$e" "$dir/peers.toml"
+  local members; members=$(D peers "$dir/peers.toml" | jq -r '[.peers[].name] | join(" ")')
+  if [[ " $members " != *" $DTRAIN_NAME "* ]]; then
+    log "epoch $e: not a member of the round (published after the cut-off, or left out by the roster)"
     return 1
   fi
-  members_peers "$dir/round/members.json" > "$dir/peers.toml"
-  log "epoch $e: reduce with $(jq -r '.members | join(" ")' "$dir/round/members.json")"
+  log "epoch $e: reduce with $members"
   D reduce --peers "$dir/peers.toml" --me "$DTRAIN_NAME" --key "$DTRAIN_KEY" --round "epoch-$e" \
     --in "$dir/pub/grad.safetensors" --out "$dir/avg.safetensors" --transcript "$dir/t/transcript.json" \
     --wire "$DTRAIN_WIRE" --deadline "$DTRAIN_DEADLINE" "${extra[@]}" --json > "$dir/reduce.json"

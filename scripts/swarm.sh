@@ -7,7 +7,7 @@
 #                    [--rows R] [--lr LR] [--hub URL] [--work DIR]
 #                    [--inner-steps H] [--wire f32|bf16|q8|ternary]
 #                    [--cheat-hook CMD] [--cheater I]
-#                    [--kill NAME@EPOCH] [--restart NAME@EPOCH] ...
+#                    [--kill NAME@EPOCH] [--restart NAME@EPOCH] ... [--churn]
 #
 # --hub https://huggingface.co runs against the real Hub instead of a local
 # one: set HF_TOKEN to a token that may write the repos DTRAIN_MODEL_REPO
@@ -32,10 +32,17 @@
 # members. The swarm exits 1 when an epoch is lost while at least two miners
 # were alive (an epoch the validator was restarted in is excused: a reduce
 # cannot be rejoined) or when a member's applied model is not the round's.
+#
+# --churn: membership by rosters instead of a peers file (DTRAIN_ROSTER=1):
+# 3 miners, 4 epochs; miner-1 leaves after epoch 1; miner-3, in no file at
+# start, registers (the registry stands in for the chain) and joins at epoch
+# 2; miner-2 accepts no connections and is reached through a relay the swarm
+# runs beside the validator. The table names every epoch's members, and the
+# ledger's contributors are printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 miners=3 epochs=5 arch=${DTRAIN_ARCH:-tiny} device=${DTRAIN_DEVICE:-cpu} rows=${DTRAIN_ROWS:-48} lr=${DTRAIN_LR:-3e-3}
-hub="" work=.work/swarm cheat="" cheater="" drills=()
+hub="" work=.work/swarm cheat="" cheater="" drills=() churn=0
 while [ $# -gt 0 ]; do
   case $1 in
     --miners) miners=$2; shift 2 ;;
@@ -51,6 +58,7 @@ while [ $# -gt 0 ]; do
     --kill|--restart) drills+=("${1#--} $2"); shift 2 ;;
     --inner-steps) export DTRAIN_INNER_STEPS=$2; shift 2 ;;
     --wire) export DTRAIN_WIRE=$2; shift 2 ;;
+    --churn) churn=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "swarm.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -59,6 +67,10 @@ if [ -n "${DTRAIN_INNER_STEPS:-}" ]; then
   # DiLoCo's outer step: Nesterov momentum at 0.7 (the paper's), unless set
   export DTRAIN_OPTIM=${DTRAIN_OPTIM:-nesterov} DTRAIN_MOMENTUM=${DTRAIN_MOMENTUM:-0.9}
   [ -n "${lr_given:-}" ] || [ -n "${DTRAIN_LR:-}" ] || lr=0.7
+fi
+if [ "$churn" = 1 ]; then
+  miners=3 epochs=4 drills+=("kill miner-1@2")
+  export DTRAIN_ROSTER=1 DTRAIN_WAIT=${DTRAIN_WAIT:-30}
 fi
 names=(); for i in $(seq 0 $((miners - 1))); do names+=("miner-$i"); done; names+=(validator)
 # the drills, checked before anything starts: "kill|restart NAME EPOCH" each
@@ -91,16 +103,23 @@ if [ -z "$hub" ]; then
   for _ in $(seq 100); do grep -q listening "$work/hub.url" 2>/dev/null && break; sleep 0.1; done
   hub=$(sed 's/listening on //' "$work/hub.url")
 fi
-mapfile -t ports < <(python3 scripts/free_port.py ${#names[@]})
+mapfile -t ports < <(python3 scripts/free_port.py $(( ${#names[@]} + 2 )))
 : > "$work/peers.toml"
+: > "$work/registry.toml"
 for k in "${!names[@]}"; do
   n=${names[$k]}
   mkdir -p "$work/$n"
   pk=$($D keygen -o "$work/$n/key")
   printf '[[peer]]\nname = "%s"\naddr = "127.0.0.1:%s"\npubkey = "%s"\n' "$n" "${ports[$k]}" "$pk" >> "$work/peers.toml"
   [ "$n" = validator ] || printf 'uid = %d\n' "$k" >> "$work/peers.toml"
+  [ "$n" = validator ] || printf '[[miner]]\nname = "%s"\nuid = %d\npubkey = "%s"\n\n' "$n" "$k" "$pk" >> "$work/registry.toml"
   echo >> "$work/peers.toml"
 done
+relay_addr=127.0.0.1:${ports[${#names[@]}]}
+if [ "$churn" = 1 ]; then
+  # the relay beside the validator, for miner-2 (which accepts no connections)
+  $D relay --quiet --listen "$relay_addr" & pids+=($!)
+fi
 # every other DTRAIN_* setting of this environment reaches every process
 # (after the swarm's defaults, so it wins), quoted for the env files
 passthrough() {
@@ -113,8 +132,13 @@ passthrough() {
     esac
   done
 }
+if [ "$churn" = 1 ]; then
+  membership="DTRAIN_VALIDATOR_PUBKEY=$($D keygen --public "$work/validator/key")"
+else
+  membership="DTRAIN_PEERS=$work/peers.toml"
+fi
 common="DTRAIN_HUB=$hub
-DTRAIN_PEERS=$work/peers.toml
+$membership
 DTRAIN_EPOCHS=$((epochs - 1))
 DTRAIN_ROWS=$rows
 DTRAIN_SEQ_LEN=64
@@ -126,12 +150,18 @@ DTRAIN_DEADLINE=60
 DTRAIN_WAIT=60
 DTRAIN_HELD_OUT=64
 $(passthrough)"
-for i in $(seq 0 $((miners - 1))); do
-  printf '%s\nDTRAIN_NAME=miner-%d\nDTRAIN_UID=%d\nDTRAIN_KEY=%s\nDTRAIN_WORK=%s\nDTRAIN_METRICS_FILE=%s\n' "$common" "$i" "$i" \
-    "$work/miner-$i/key" "$work/miner-$i" "$work/miner-$i/metrics.prom" > "$work/miner-$i.env"
-done
+# a miner's env file (its reduce port: ports[i], or the spare one for a newcomer)
+miner_env() { # i port
+  printf '%s\nDTRAIN_NAME=miner-%d\nDTRAIN_UID=%d\nDTRAIN_KEY=%s\nDTRAIN_WORK=%s\nDTRAIN_METRICS_FILE=%s\n' "$common" "$1" "$1" \
+    "$work/miner-$1/key" "$work/miner-$1" "$work/miner-$1/metrics.prom" > "$work/miner-$1.env"
+  [ "$churn" = 1 ] || return 0
+  if [ "$1" = 2 ]; then echo "DTRAIN_BEHIND_RELAY=1" >> "$work/miner-$1.env"; else echo "DTRAIN_ADDR=127.0.0.1:$2" >> "$work/miner-$1.env"; fi
+}
+for i in $(seq 0 $((miners - 1))); do miner_env "$i" "${ports[$i]}"; done
 printf '%s\nDTRAIN_NAME=validator\nDTRAIN_KEY=%s\nDTRAIN_WORK=%s\nDTRAIN_METRICS_FILE=%s\n' "$common" "$work/validator/key" \
   "$work/validator" "$work/validator/metrics.prom" > "$work/validator.env"
+[ "$churn" = 0 ] || printf 'DTRAIN_REGISTRY=%s\nDTRAIN_ADDR=127.0.0.1:%s\nDTRAIN_RELAY=%s\n' "$work/registry.toml" \
+  "${ports[$miners]}" "$relay_addr" >> "$work/validator.env"
 [ -n "$cheat" ] && echo "DTRAIN_CHEAT_HOOK=\"$cheat\"" >> "$work/miner-${cheater:-$((miners - 1))}.env"
 
 # miners alive in epoch E (by the drills), and the epochs the validator is restarted in
@@ -162,9 +192,22 @@ for i in $(seq 0 $((miners - 1))); do
 done
 start validator
 
+# --churn's newcomer: a key and a registration (the chain's record) made as
+# epoch 2 begins, then its loop; it was in no file before.
+newcomer_joins() {
+  local i=$miners pk
+  mkdir -p "$work/miner-$i"
+  pk=$($D keygen -o "$work/miner-$i/key")
+  printf '[[miner]]\nname = "miner-%d"\nuid = %d\npubkey = "%s"\n\n' "$i" "$i" "$pk" >> "$work/registry.toml"
+  miner_env "$i" "${ports[$((${#names[@]} + 1))]}"
+  echo "swarm: miner-$i registers and joins at epoch 2" >&2
+  start "miner-$i"
+}
+
 # Fires the drills that are due; epochs.jsonl has a line per finished epoch.
 drill() {
   local done_epochs=$1 d action name at rest=()
+  if [ "$churn" = 1 ] && [ -z "${pid_of[miner-$miners]:-}" ] && [ "$done_epochs" -ge 2 ]; then newcomer_joins; fi
   for d in "${todo[@]}"; do
     read -r action name at <<< "$d"
     if [ "$name" = validator ]; then
@@ -191,10 +234,10 @@ printf '%-6s %-9s %-9s %-8s %-10s %-11s %s\n' epoch loss eval reduce MB/s model 
 shown=0 todo=("${pending[@]}")
 while :; do
   lines=0; [ -f "$work/validator/epochs.jsonl" ] && lines=$(wc -l < "$work/validator/epochs.jsonl")
-  [ ${#todo[@]} -eq 0 ] || drill "$lines"
+  if [ ${#todo[@]} -gt 0 ] || [ "$churn" = 1 ]; then drill "$lines"; fi
   while [ "$lines" -gt "$shown" ]; do
     shown=$((shown + 1))
-    sed -n "${shown}p" "$work/validator/epochs.jsonl" | jq -r --argjson all $((miners + 1)) '
+    sed -n "${shown}p" "$work/validator/epochs.jsonl" | jq -r --argjson all $((miners + 1 + churn)) '
       if .no_update then [.epoch, "-", "-", "-", "-", .model[0:10], "no update: \(.why // "failed")"]
       else [.epoch, (.loss * 10000 | round / 10000), (if .eval_loss then .eval_loss * 10000 | round / 10000 else "-" end),
             "\(.reduce_seconds * 100 | round / 100)s", (.reduce_mb / .reduce_seconds | round),
@@ -212,12 +255,13 @@ vpid=${pid_of[validator]}
 wait "$vpid" || { echo "swarm: the validator failed; see $work/validator.log" >&2; exit 1; }
 [ "$shown" -ge "$epochs" ] || { echo "swarm: only $shown of $epochs epochs ran; see $work/*.log" >&2; exit 1; }
 final=$(jq -r .model "$work/validator/epochs.jsonl" | tail -1)
-validator_pubkey=$($D peers "$work/peers.toml" | jq -r '.peers[] | select(.name == "validator") | .pubkey')
+validator_pubkey=$($D keygen --public "$work/validator/key")
 $D ledger verify --ledger "$work/validator/ledger.jsonl" --pubkey "$validator_pubkey" >&2
 first_loss=$(jq -r 'select(.no_update | not) | .loss' "$work/validator/epochs.jsonl" | head -1)
 last_loss=$(jq -r 'select(.no_update | not) | .loss' "$work/validator/epochs.jsonl" | tail -1)
 echo "summary: $epochs epochs, loss $first_loss -> $last_loss, final model $final, weights $(jq -c .weights "$work/validator/weights.json")"
 $D ledger plot --ledger "$work/validator/ledger.jsonl" -o "$work/loss.png" > /dev/null && echo "loss curve: $work/loss.png"
+[ "$churn" = 0 ] || $D ledger show --ledger "$work/validator/ledger.jsonl"
 # miners alive in each epoch by the drills (soak.sh reports them)
 for ep in $(seq 0 $((epochs - 1))); do echo "$ep $(alive_in "$ep")"; done > "$work/alive"
 # a lost epoch is the swarm's failure while two miners were alive in it

@@ -27,6 +27,12 @@
 # and the rest, as for miner.sh): verify holds each miner to the round's inner
 # settings and recomputes DTRAIN_SAMPLE of its segments (default: a quarter,
 # at least one); a miner's published residual is what it sent with.
+# Rosters (DTRAIN_ROSTER=1): the miners are the registry's (DTRAIN_REGISTRY,
+# TOML [[miner]] name, uid, pubkey: the chain's record, read every epoch); the
+# round is `dtrain roster decide` over the announcements that arrived
+# (DTRAIN_ADDR: this validator's reduce address; DTRAIN_RELAY: the relay
+# offered to miners that accept no connections; DTRAIN_EXCLUDE: names left out),
+# published as roster.json in tag E-members.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -44,9 +50,14 @@ while [ $# -gt 0 ]; do
 done
 load_env "$env_file"
 [ -n "${metrics_file:-}" ] && DTRAIN_METRICS_FILE=$metrics_file
-: "${DTRAIN_NAME:?set DTRAIN_NAME}" "${DTRAIN_KEY:?set DTRAIN_KEY}" "${DTRAIN_PEERS:?set DTRAIN_PEERS}"
+: "${DTRAIN_NAME:?set DTRAIN_NAME}" "${DTRAIN_KEY:?set DTRAIN_KEY}"
 ledger=${DTRAIN_LEDGER:-$DTRAIN_WORK/ledger.jsonl}
-miners=${DTRAIN_MINERS:-$(peer_names | grep -vx "$DTRAIN_NAME" | tr '\n' ' ')}
+if roster_mode; then
+  : "${DTRAIN_REGISTRY:?set DTRAIN_REGISTRY (the miners allowed: [[miner]] name, uid, pubkey)}" "${DTRAIN_ADDR:?set DTRAIN_ADDR}"
+else
+  : "${DTRAIN_PEERS:?set DTRAIN_PEERS}"
+  miners=${DTRAIN_MINERS:-$(peer_names | grep -vx "$DTRAIN_NAME" | tr '\n' ' ')}
+fi
 data_args=(--repo "$DTRAIN_DATA_REPO" --config "$DTRAIN_DATA_CONFIG")
 [ -n "${DTRAIN_DATA_SOURCE:-}" ] && data_args+=(--source "$DTRAIN_DATA_SOURCE")
 
@@ -83,6 +94,19 @@ collect_miners() { # epoch dir
   return 0
 }
 
+# Epoch E's roster from the announcements of the miners that arrived (in
+# DIR/m/NAME/announce.json), signed, into DIR/round/roster.json.
+decide_roster() { # epoch dir names...
+  local e=$1 dir=$2 m files=() extra=()
+  shift 2
+  for m in "$@"; do [ ! -f "$dir/m/$m/announce.json" ] || files+=("$dir/m/$m/announce.json"); done
+  [ -z "${DTRAIN_RELAY:-}" ] || extra+=(--relay "$DTRAIN_RELAY")
+  [ -z "${DTRAIN_EXCLUDE:-}" ] || extra+=(--exclude "$DTRAIN_EXCLUDE")
+  D roster decide --key "$DTRAIN_KEY" --name "$DTRAIN_NAME" --addr "$DTRAIN_ADDR" --epoch "$e" \
+    --registry "$DTRAIN_REGISTRY" --deadline "$DTRAIN_DEADLINE" "${extra[@]}" -o "$dir/round/roster.json" "${files[@]}" \
+    2> >(while read -r l; do log "epoch $e: roster: $l"; done) > /dev/null
+}
+
 # The held-out rows' token shard, fetched once ($DTRAIN_WORK/eval.bin).
 eval_shard() {
   local marker=$DTRAIN_WORK/eval.rows
@@ -110,13 +134,28 @@ run_epoch() {
     give_up "$e" "restarted mid-epoch; the round of $(jq -r '.members | join(",")' "$dir/round/members.json") went on without me"
   fi
   local arrived=() m
+  if roster_mode; then miners=$(registry_names | tr '\n' ' '); fi
   mapfile -t arrived < <(collect_miners "$e" "$dir/m")
   [ ${#arrived[@]} -gt 0 ] || give_up "$e" "no miner published"
   mkdir -p "$dir/round"
+  if roster_mode; then
+    decide_roster "$e" "$dir" "${arrived[@]}"
+    # the members are the roster's (an announcement may have been refused)
+    mapfile -t arrived < <(D roster show "$dir/round/roster.json" --validator-pubkey "$(D keygen --public "$DTRAIN_KEY")" \
+      --epoch "$e" | jq -r '.members[].name' | grep -vx "$DTRAIN_NAME")
+    [ ${#arrived[@]} -gt 0 ] || give_up "$e" "the roster holds no miner"
+  fi
   printf '%s\n' "${arrived[@]}" "$DTRAIN_NAME" | jq -R . | jq -s --argjson e "$e" '{epoch: $e, members: .}' \
     > "$dir/round/members.json"
   D push "$dir/round" --repo "$DTRAIN_MODEL_REPO" --tag "$e-members" > /dev/null
-  members_peers "$dir/round/members.json" > "$dir/peers.toml"
+  if roster_mode; then
+    D roster show "$dir/round/roster.json" --validator-pubkey "$(D keygen --public "$DTRAIN_KEY")" --epoch "$e" \
+      --peers-toml "$dir/peers.toml"
+    # this epoch's uids, keys and peers (verify and score read them)
+    DTRAIN_PEERS=$dir/peers.toml
+  else
+    members_peers "$dir/round/members.json" > "$dir/peers.toml"
+  fi
   # the round, with weight 0: our own checkpoint gives the layout (never a miner's file)
   log "epoch $e: reduce with ${arrived[*]}"
   local inner=() outer=()

@@ -81,6 +81,23 @@ impl<T: Document> Signed<T> {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("json") + "\n"
     }
+
+    /// The body, once signed by `key` and for the wanted epoch (`epochs`:
+    /// the body's, the wanted); `what` names the document in errors.
+    fn checked(&self, key: &PublicKey, what: &str, epochs: (u64, u64)) -> Result<T, Error>
+    where
+        T: Clone,
+    {
+        if self.verify(key).is_err() {
+            return Err(Error::Signature(what.into()));
+        }
+        let (found, want) = epochs;
+        if found != want {
+            let what = what.into();
+            return Err(Error::Epoch { what, found, want });
+        }
+        Ok(self.body.clone())
+    }
 }
 
 /// What a miner says of itself for one epoch.
@@ -145,25 +162,16 @@ impl Announcement {
 pub fn read_announcement(path: &Path, epoch: u64) -> Result<Announcement, Error> {
     let signed: Signed<Announcement> = Signed::read(path)?;
     let what = path.display().to_string();
-    if signed.verify(&signed.body.pubkey).is_err() {
-        return Err(Error::Signature(what));
-    }
-    let a = signed.body;
-    if a.epoch != epoch {
-        return Err(Error::Epoch {
-            what,
-            found: a.epoch,
-            want: epoch,
-        });
-    }
+    let a = signed.checked(&signed.body.pubkey, &what, (signed.body.epoch, epoch))?;
     if let Some(why) = a.defect() {
         return Err(Error::Invalid(format!("{what}: {why}")));
     }
     Ok(a)
 }
 
-/// The registry: which key holds which uid (the chain's record). Without
-/// one, any signed announcement may join and its uid is its word (unique).
+/// The registry: which key holds which uid (the chain's record; TOML
+/// `[[miner]] uid, pubkey, name`). Without one, any signed announcement may
+/// join and its uid is its word (unique).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RegistryFile {
@@ -175,6 +183,10 @@ struct RegistryFile {
 struct RegistryEntry {
     uid: u64,
     pubkey: PublicKey,
+    /// The miner's name (its repo): how a validator finds its announcements.
+    #[serde(default)]
+    #[allow(dead_code)]
+    name: Option<String>,
 }
 
 /// Keys to uids.
@@ -323,17 +335,7 @@ fn admit(
 pub fn read_roster(path: &Path, validator: &PublicKey, epoch: u64) -> Result<Roster, Error> {
     let signed: Signed<Roster> = Signed::read(path)?;
     let what = path.display().to_string();
-    if signed.verify(validator).is_err() {
-        return Err(Error::Signature(what));
-    }
-    let r = signed.body;
-    if r.epoch != epoch {
-        return Err(Error::Epoch {
-            what,
-            found: r.epoch,
-            want: epoch,
-        });
-    }
+    let r = signed.checked(validator, &what, (signed.body.epoch, epoch))?;
     if r.members.len() > MAX_MEMBERS {
         return Err(Error::Invalid(format!(
             "{what}: more than {MAX_MEMBERS} members"

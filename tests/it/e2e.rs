@@ -1007,3 +1007,54 @@ fn diloco_on_the_ternary_wire_learns_agrees_and_catches_a_cheater() {
         assert_eq!(f.meta("round").unwrap(), "epoch-2");
     }
 }
+
+/// `swarm.sh --churn`: membership by signed rosters, not a peers file.
+/// miner-1 stops after epoch 1 and leaves the roster; miner-3, in no file at
+/// start, registers and joins at epoch 2; miner-2 accepts no connections and
+/// takes part through the relay. Every member of every round ends with the
+/// round's model; the ledger's contributors follow the rosters.
+#[test]
+fn churn_members_come_and_go_by_roster_and_one_is_reached_through_a_relay() {
+    let _one = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("swarm");
+    let (out, eps) = swarm_ok(&work, &["--churn"], &[], 4);
+    eprintln!("{out}");
+    let before = serde_json::json!(["miner-0", "miner-1", "miner-2", "validator"]);
+    let after = serde_json::json!(["miner-0", "miner-2", "miner-3", "validator"]);
+    for (e, want) in [(0, &before), (1, &before), (2, &after), (3, &after)] {
+        assert_eq!(&eps[e]["members"], want, "epoch {e}: {}", eps[e]);
+    }
+    assert!(out.contains("members: miner-0,miner-2,miner-3"), "{out}");
+    let ledger = dtrain::ledger::read(&work.join("validator/ledger.jsonl"), None).unwrap();
+    let contributors: Vec<String> = ledger.iter().map(|e| e.contributors.join(",")).collect();
+    assert_eq!(
+        contributors,
+        [
+            "miner-0,miner-1,miner-2,validator",
+            "miner-0,miner-1,miner-2,validator",
+            "miner-0,miner-2,miner-3,validator",
+            "miner-0,miner-2,miner-3,validator"
+        ]
+    );
+    for (e, who) in [(1, vec![0, 1, 2]), (3, vec![0, 2, 3])] {
+        for m in who {
+            let applied = read(&work.join(format!("miner-{m}/applied-{e}")));
+            assert_eq!(
+                applied,
+                eps[e]["model"].as_str().unwrap(),
+                "miner-{m} after {e}"
+            );
+        }
+    }
+    // miner-2's links all ran through the relay; no peers file was written for the miners
+    let t: Value =
+        serde_json::from_str(&read(&work.join("miner-2/epoch-3/t/transcript.json"))).unwrap();
+    let traffic = t["body"]["traffic"].as_array().unwrap();
+    assert_eq!(traffic.len(), 3);
+    assert!(traffic.iter().all(|l| l["relayed"] == true), "{traffic:?}");
+    let env = read(&work.join("miner-3.env"));
+    assert!(!env.contains("DTRAIN_PEERS"), "{env}");
+    let roster = read(&work.join("miner-0/epoch-3/round/roster.json"));
+    assert!(roster.contains("\"relay\""), "{roster}");
+}

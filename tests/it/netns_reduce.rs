@@ -8,9 +8,9 @@ use std::process::{Command, Stdio};
 use crate::common::*;
 use dtrain::tensors::{DType, GradMeta, TensorSpec};
 
-struct Net {
-    prefix: String,
-    n: usize,
+pub(crate) struct Net {
+    pub prefix: String,
+    pub n: usize,
 }
 
 impl Drop for Net {
@@ -21,7 +21,7 @@ impl Drop for Net {
     }
 }
 
-fn can_use_netns() -> bool {
+pub(crate) fn can_use_netns() -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return false;

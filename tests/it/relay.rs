@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::cli_reduce::{finish, Swarm};
 use crate::common::*;
+use crate::netns_reduce::Net;
 
 /// A `dtrain relay` process (killed on drop), optionally inside a namespace.
 struct RelayProc(Child);
@@ -263,23 +264,8 @@ fn no_one_parks_in_another_peers_name() {
     assert!(dtrain::relay::dial(&relay_addr, &victim.public()).is_err());
 }
 
-struct Net {
-    prefix: String,
-    n: usize,
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        let _ = Command::new(root().join("scripts/netns.sh"))
-            .args(["down", &self.prefix, &self.n.to_string()])
-            .status();
-    }
-}
-
 fn can_firewall() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root_user = unsafe { libc::geteuid() } == 0;
-    root_user
+    crate::netns_reduce::can_use_netns()
         && Command::new("iptables")
             .arg("--version")
             .stdout(Stdio::null())

@@ -227,39 +227,25 @@ fn rosters_follow_announcements_and_refuse_what_is_not_the_validators() {
     assert!(err.contains("a: excluded by the validator"), "{err}");
     assert_eq!(m.show(&roster, &v, 6).unwrap(), ["v"]);
     // bad input from the user: one line, exit 2, nothing written
-    let o = dtrain(
-        &[
+    for (name, addr, why) in [
+        ("a b", "x:1", "invalid name"),
+        ("a", "nowhere", "not HOST:PORT"),
+    ] {
+        let args = [
             "roster",
             "announce",
             "--key",
             m.s("a.key"),
             "--name",
-            "a b",
+            name,
             "--addr",
-            "x:1",
-        ]
-        .into_iter()
-        .chain(["--epoch", "1", "-o", m.s("bad.json")])
-        .collect::<Vec<_>>(),
-        b"",
-    );
-    assert_fails(&o, 2, "invalid name");
-    let o = dtrain(
-        &[
-            "roster",
-            "announce",
-            "--key",
-            m.s("a.key"),
-            "--name",
-            "a",
-            "--addr",
-            "nowhere",
-        ]
-        .into_iter()
-        .chain(["--epoch", "1", "-o", m.s("bad.json")])
-        .collect::<Vec<_>>(),
-        b"",
-    );
-    assert_fails(&o, 2, "not HOST:PORT");
+            addr,
+        ];
+        let o = dtrain(
+            &[&args[..], &["--epoch", "1", "-o", m.s("bad.json")]].concat(),
+            b"",
+        );
+        assert_fails(&o, 2, why);
+    }
     assert!(!m.p("bad.json").exists());
 }
