@@ -123,6 +123,18 @@ round_peers() { # round-dir epoch file
   fi
 }
 
+# The miners whose last DTRAIN_FAIL_STREAK (default 3) verdicts, in the
+# epochs they took part in, were all FAIL (from a validator's epochs.jsonl):
+# a validator leaves them out of its next rosters.
+fail_streak() { # epochs.jsonl
+  [ -f "$1" ] || return 0
+  jq -s -r --argjson n "${DTRAIN_FAIL_STREAK:-3}" '
+    map(select(.no_update | not)) as $eps
+    | [$eps[] | (.passed + .rejected)[]] | unique | .[] as $m
+    | [$eps[] | select((.passed + .rejected) | index($m)) | (.rejected | index($m)) != null]
+    | select(length >= $n and (.[-$n:] | all)) | $m' "$1"
+}
+
 # The names a registry file lists (`name = "..."` of each [[miner]]): the
 # stand-in for the chain's miner list, read afresh every epoch.
 registry_names() { sed -n 's/^name *= *"\([^"]*\)".*/\1/p' "$DTRAIN_REGISTRY"; }

@@ -123,9 +123,12 @@ run_epoch() {
     return 1
   fi
   log "epoch $e: reduce with $members"
+  # a roster sets the round's deadline (checked and signed with it)
+  local deadline=$DTRAIN_DEADLINE
+  if roster_mode; then deadline=$(jq -r .body.deadline "$dir/round/roster.json"); fi
   D reduce --peers "$dir/peers.toml" --me "$DTRAIN_NAME" --key "$DTRAIN_KEY" --round "epoch-$e" \
     --in "$dir/pub/grad.safetensors" --out "$dir/avg.safetensors" --transcript "$dir/t/transcript.json" \
-    --wire "$DTRAIN_WIRE" --deadline "$DTRAIN_DEADLINE" "${extra[@]}" --json > "$dir/reduce.json"
+    --wire "$DTRAIN_WIRE" --deadline "$deadline" "${extra[@]}" --json > "$dir/reduce.json"
   D push "$dir/t" --repo "$repo" --tag "$e-t" > /dev/null
   D apply --model "$dir/model" --grad "$dir/avg.safetensors" --optim "$DTRAIN_OPTIM" --lr "$DTRAIN_LR" --epoch "$e" \
     "${outer[@]}" -o "$dir/next" --json > "$dir/apply.json"

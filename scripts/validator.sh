@@ -31,7 +31,8 @@
 # TOML [[miner]] name, uid, pubkey: the chain's record, read every epoch); the
 # round is `dtrain roster decide` over the announcements that arrived
 # (DTRAIN_ADDR: this validator's reduce address; DTRAIN_RELAY: the relay
-# offered to miners that accept no connections; DTRAIN_EXCLUDE: names left out),
+# offered to miners that accept no connections; DTRAIN_EXCLUDE: names left out,
+# besides those whose last DTRAIN_FAIL_STREAK verdicts (default 3) all FAILed),
 # published as roster.json in tag E-members.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -101,7 +102,8 @@ decide_roster() { # epoch dir names...
   shift 2
   for m in "$@"; do [ ! -f "$dir/m/$m/announce.json" ] || files+=("$dir/m/$m/announce.json"); done
   [ -z "${DTRAIN_RELAY:-}" ] || extra+=(--relay "$DTRAIN_RELAY")
-  [ -z "${DTRAIN_EXCLUDE:-}" ] || extra+=(--exclude "$DTRAIN_EXCLUDE")
+  local exclude; exclude=$( { tr ',' '\n' <<< "${DTRAIN_EXCLUDE:-}"; fail_streak "$DTRAIN_WORK/epochs.jsonl"; } | grep -v '^$' | paste -sd, - || true)
+  [ -z "$exclude" ] || extra+=(--exclude "$exclude")
   D roster decide --key "$DTRAIN_KEY" --name "$DTRAIN_NAME" --addr "$DTRAIN_ADDR" --epoch "$e" \
     --registry "$DTRAIN_REGISTRY" --deadline "$DTRAIN_DEADLINE" "${extra[@]}" -o "$dir/round/roster.json" "${files[@]}" \
     2> >(while read -r l; do log "epoch $e: roster: $l"; done) > /dev/null

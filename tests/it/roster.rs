@@ -249,3 +249,42 @@ fn rosters_follow_announcements_and_refuse_what_is_not_the_validators() {
     }
     assert!(!m.p("bad.json").exists());
 }
+
+/// The validator loop leaves out of its rosters a miner whose last N
+/// verdicts (DTRAIN_FAIL_STREAK, default 3), in the epochs it took part in,
+/// all FAILed (scripts/lib.sh `fail_streak`, over epochs.jsonl).
+#[test]
+fn a_fail_streak_leaves_a_miner_out_of_the_next_rosters() {
+    let dir = tempfile::tempdir().unwrap();
+    let epochs = dir.path().join("epochs.jsonl");
+    std::fs::write(
+        &epochs,
+        [
+            r#"{"epoch":0,"passed":["a","b"],"rejected":["c"]}"#,
+            r#"{"epoch":1,"passed":["a"],"rejected":["b","c"]}"#,
+            r#"{"epoch":2,"no_update":true}"#,
+            r#"{"epoch":3,"passed":["a"],"rejected":["c","b"]}"#,
+            r#"{"epoch":4,"passed":["a","b"],"rejected":["d"]}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let streak = |n: &str| {
+        let o = std::process::Command::new("bash")
+            .args(["-c", "source scripts/lib.sh && fail_streak \"$1\"", "-"])
+            .arg(&epochs)
+            .env("DTRAIN_FAIL_STREAK", n)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+            .split_whitespace()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    // c failed its last 3 (epochs 0, 1, 3); b passed its last; d failed its only one
+    assert_eq!(streak("3"), ["c"]);
+    assert_eq!(streak("1"), ["c", "d"]);
+    assert_eq!(streak("4"), Vec::<String>::new());
+}
