@@ -99,8 +99,12 @@ run_epoch() {
   local residual=$DTRAIN_WORK/residual.safetensors
   if [ "${DTRAIN_RESIDUAL:-0}" = 1 ] && [ -f "$residual" ]; then cp "$residual" "$dir/pub/residual.safetensors"; fi
   if roster_mode; then
-    local reach=(--addr "${DTRAIN_ADDR:-}")
+    local reach=(--addr "${DTRAIN_ADDR:-}") last=$DTRAIN_WORK/epoch-$((e - 1))/reduce.json
     [ "${DTRAIN_BEHIND_RELAY:-0}" = 1 ] && reach=(--relay)
+    # the capacity hint: what the last round moved, MB/s (none before a first round)
+    if [ -f "$last" ]; then
+      reach+=(--upload "$(jq -r 'if .seconds > 0 and .bytes_moved > 0 then .bytes_moved / .seconds / 1e6 else 1 end' "$last")")
+    fi
     D roster announce --key "$DTRAIN_KEY" --name "$DTRAIN_NAME" --epoch "$e" --uid "$DTRAIN_UID" "${reach[@]}" \
       -o "$dir/pub/announce.json"
   fi

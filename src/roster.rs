@@ -112,7 +112,8 @@ pub struct Announcement {
     /// The uid it holds (believed only as the registry allows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<u64>,
-    /// Measured upload rate in MB/s (a capacity hint: spans and selection).
+    /// Measured upload rate in MB/s (a capacity hint: which miners a full
+    /// roster keeps; spans stay equal, as a newcomer has no figure yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<f64>,
 }
@@ -324,7 +325,7 @@ fn admit(
         name: a.name.clone(),
         addr,
         pubkey: a.pubkey,
-        bandwidth: a.upload,
+        bandwidth: None,
         uid,
         relay,
     })
