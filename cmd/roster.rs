@@ -184,9 +184,7 @@ fn decide(a: DecideArgs) -> Result<()> {
     let r = &decision.roster;
     r.peers(&a.output.display().to_string())?;
     let names: Vec<&str> = r.members.iter().map(|m| m.name.as_str()).collect();
-    let text = Signed::sign(r.clone(), &key).to_json();
-    dtrain::fsio::write_atomic(&a.output, text.as_bytes())
-        .map_err(|e| CliError::from(e).context(format!("-o {}", a.output.display())))?;
+    write_output(Some(&a.output), &Signed::sign(r.clone(), &key).to_json())?;
     println!(
         "epoch {}  {} members  {}",
         r.epoch,

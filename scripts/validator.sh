@@ -55,6 +55,8 @@ load_env "$env_file"
 ledger=${DTRAIN_LEDGER:-$DTRAIN_WORK/ledger.jsonl}
 if roster_mode; then
   : "${DTRAIN_REGISTRY:?set DTRAIN_REGISTRY (the miners allowed: [[miner]] name, uid, pubkey)}" "${DTRAIN_ADDR:?set DTRAIN_ADDR}"
+  # round_peers checks this validator's own rosters as every miner does
+  DTRAIN_VALIDATOR_PUBKEY=$(D keygen --public "$DTRAIN_KEY")
 else
   : "${DTRAIN_PEERS:?set DTRAIN_PEERS}"
   miners=${DTRAIN_MINERS:-$(peer_names | grep -vx "$DTRAIN_NAME" | tr '\n' ' ')}
@@ -142,22 +144,17 @@ run_epoch() {
   mkdir -p "$dir/round"
   if roster_mode; then
     decide_roster "$e" "$dir" "${arrived[@]}"
-    # the members are the roster's (an announcement may have been refused)
-    mapfile -t arrived < <(D roster show "$dir/round/roster.json" --validator-pubkey "$(D keygen --public "$DTRAIN_KEY")" \
-      --epoch "$e" | jq -r '.members[].name' | grep -vx "$DTRAIN_NAME")
+    round_peers "$dir/round" "$e" "$dir/peers.toml"
+    # this epoch's uids, keys and peers (verify and score read them); the
+    # members are the roster's (an announcement may have been refused)
+    DTRAIN_PEERS=$dir/peers.toml
+    mapfile -t arrived < <(peer_names | grep -vx "$DTRAIN_NAME")
     [ ${#arrived[@]} -gt 0 ] || give_up "$e" "the roster holds no miner"
   fi
   printf '%s\n' "${arrived[@]}" "$DTRAIN_NAME" | jq -R . | jq -s --argjson e "$e" '{epoch: $e, members: .}' \
     > "$dir/round/members.json"
   D push "$dir/round" --repo "$DTRAIN_MODEL_REPO" --tag "$e-members" > /dev/null
-  if roster_mode; then
-    D roster show "$dir/round/roster.json" --validator-pubkey "$(D keygen --public "$DTRAIN_KEY")" --epoch "$e" \
-      --peers-toml "$dir/peers.toml"
-    # this epoch's uids, keys and peers (verify and score read them)
-    DTRAIN_PEERS=$dir/peers.toml
-  else
-    members_peers "$dir/round/members.json" > "$dir/peers.toml"
-  fi
+  roster_mode || members_peers "$dir/round/members.json" > "$dir/peers.toml"
   # the round, with weight 0: our own checkpoint gives the layout (never a miner's file)
   log "epoch $e: reduce with ${arrived[*]}"
   local inner=() outer=()

@@ -172,12 +172,8 @@ impl Listener {
                 (self.identity.clone(), self.events.clone(), self.within);
             std::thread::spawn(move || {
                 let _ = s.set_nonblocking(false);
-                let done = handshake::accept(&mut Deadline::new(&s, within), &identity.local());
+                accept_incoming(s, &identity, within, &events);
                 drop(slot);
-                if let Ok(session) = done {
-                    ready(&s);
-                    let _ = events.send(Event::Incoming(session, s));
-                }
             });
         }
     }
@@ -223,13 +219,17 @@ impl Parker {
                 }
             };
             delay = Duration::from_millis(20);
-            let done =
-                handshake::accept(&mut Deadline::new(&s, self.within), &self.identity.local());
-            if let Ok(session) = done {
-                ready(&s);
-                let _ = self.events.send(Event::Incoming(session, s));
-            }
+            accept_incoming(s, &self.identity, self.within, &self.events);
         }
+    }
+}
+
+/// The handshake of a stream another member opened (accepted here, or
+/// paired at the relay): once authenticated, it is that member's incoming link.
+fn accept_incoming(s: TcpStream, identity: &Identity, within: Duration, events: &Sender<Event>) {
+    if let Ok(session) = handshake::accept(&mut Deadline::new(&s, within), &identity.local()) {
+        ready(&s);
+        let _ = events.send(Event::Incoming(session, s));
     }
 }
 

@@ -91,6 +91,33 @@ impl Swarm {
         .unwrap();
     }
 
+    /// `reduce` and its arguments for peer i: its files, the round, --json.
+    pub(crate) fn reduce_args(&self, i: usize, round: &str) -> Vec<String> {
+        let n = &self.names[i];
+        let p = |s: &str| self.path(&format!("{n}.{s}")).to_str().unwrap().to_string();
+        let peers = self.path("peers.toml").to_str().unwrap().to_string();
+        [
+            "reduce",
+            "--peers",
+            &peers,
+            "--me",
+            n,
+            "--key",
+            &p("key"),
+            "--round",
+            round,
+            "--in",
+            &p("in"),
+            "--out",
+            &p("out"),
+            "--transcript",
+            &p("tr.json"),
+            "--json",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
     pub(crate) fn spawn(&self, i: usize, round: &str, extra: &[&str]) -> Child {
         self.spawn_env(i, round, extra, &[])
     }
@@ -102,29 +129,8 @@ impl Swarm {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Child {
-        let n = &self.names[i];
-        let p = |s: &str| self.path(&format!("{n}.{s}")).to_str().unwrap().to_string();
         Command::new(bin())
-            .args([
-                "reduce",
-                "--peers",
-                self.path("peers.toml").to_str().unwrap(),
-                "--me",
-                n,
-                "--key",
-                &p("key"),
-            ])
-            .args([
-                "--round",
-                round,
-                "--in",
-                &p("in"),
-                "--out",
-                &p("out"),
-                "--transcript",
-                &p("tr.json"),
-                "--json",
-            ])
+            .args(self.reduce_args(i, round))
             .args(extra)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())

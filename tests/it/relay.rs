@@ -255,12 +255,19 @@ fn no_one_parks_in_another_peers_name() {
         parked.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"hello through the relay");
     });
-    // garbage and endless request lines are cut, the relay serves on
+    // an endless request line is cut at MAX_LINE bytes, not read until the
+    // line deadline (LINE_TIME, 5 s); the relay serves on
     let mut g = TcpStream::connect(&relay_addr).unwrap();
+    let t0 = std::time::Instant::now();
     let _ = g.write_all(&vec![b'x'; 100_000]);
     let mut rest = Vec::new();
     g.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     assert!(matches!(g.read_to_end(&mut rest), Ok(0) | Err(_)));
+    assert!(
+        t0.elapsed() < dtrain::relay::LINE_TIME / 2,
+        "closed after {:?}: the line was read to its deadline",
+        t0.elapsed()
+    );
     assert!(dtrain::relay::dial(&relay_addr, &victim.public()).is_err());
 }
 
@@ -340,29 +347,11 @@ fn run_in(
 ) -> Vec<(Option<i32>, String, String)> {
     let kids: Vec<_> = (0..3)
         .map(|i| {
-            let n = &s.names[i];
-            let p = |x: &str| s.path(&format!("{n}.{x}")).to_str().unwrap().to_string();
             Command::new("ip")
                 .args(["netns", "exec", &ns(i)])
                 .arg(bin())
-                .args([
-                    "reduce",
-                    "--peers",
-                    s.path("peers.toml").to_str().unwrap(),
-                    "--me",
-                    n,
-                ])
-                .args([
-                    "--key",
-                    &p("key"),
-                    "--round",
-                    round,
-                    "--in",
-                    &p("in"),
-                    "--out",
-                    &p("out"),
-                ])
-                .args(["--transcript", &p("tr.json"), "--deadline", "15", "--json"])
+                .args(s.reduce_args(i, round))
+                .args(["--deadline", "15"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
