@@ -47,6 +47,11 @@ struct ForgeArgs {
     /// Replace the values with deterministic noise of the gradient's RMS
     #[arg(long)]
     random: bool,
+    /// With --scale: scale the receipt's micro-batch sketches and gradient
+    /// norm too, so the claims agree with the file and only recomputation
+    /// can tell
+    #[arg(long, requires = "scale")]
+    consistent: bool,
 }
 
 fn forge(a: ForgeArgs) -> Result<()> {
@@ -73,6 +78,12 @@ fn forge(a: ForgeArgs) -> Result<()> {
     drop(g);
     dtrain::tensors::write_flat_f32(&a.grad, &specs, &forged, &meta)?;
     let mut r = Receipt::read(&a.receipt)?;
+    if let (true, Some(f)) = (a.consistent, a.scale) {
+        for mb in &mut r.micro_batches {
+            mb.sketch.iter_mut().for_each(|v| *v *= f as f64);
+        }
+        r.grad_norm *= f as f64;
+    }
     r.grad = dtrain::fsio::hash_file(&a.grad)?.to_hex().to_string();
     r.sign(&Key::load(&a.key)?);
     dtrain::fsio::write_atomic(&a.receipt, r.to_json().as_bytes())?;

@@ -405,7 +405,7 @@ pub fn step_in_memory(
 }
 
 /// `clip_grad_norm_`'s factor: max/(‖g‖+1e-6) when the norm exceeds max.
-fn clip_scale(clip: Option<f64>, gnorm: f64) -> f64 {
+pub fn clip_scale(clip: Option<f64>, gnorm: f64) -> f64 {
     match clip {
         Some(max) if gnorm > max => max / (gnorm + 1e-6),
         _ => 1.0,

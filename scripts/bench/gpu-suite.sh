@@ -1,30 +1,42 @@
 #!/usr/bin/env bash
 # The one prepared run on the CUDA machine (device time is short: everything in
-# one invocation, well under 8 minutes on the H200). Writes results.jsonl,
+# one invocation, parts in order of weight, each under its own timeout, results
+# appended as they come so a cut run still reports). Writes results.jsonl,
 # results.json and results.md into $OUT and prints the Markdown tables last.
-#   1. dtrain info: libtorch, CUDA, device, memory, bf16
-#   2. train-step tokens/s and MFU against the PyTorch peers (HF GPT2LMHeadModel
-#      and a nanoGPT-style GPT-2, eager and torch.compile, bf16 autocast, SDPA),
-#      GPT-2 124M and 350M, micro-batch 16, T=1024, bf16, 4 micro-batches a step
-#   3. inner steps (H=32) against plain train-step, once train-step has
-#      --inner-steps (reported as skipped until then)
-#   4. verify across devices: for each miner/validator pairing the honest
-#      spread (worst loss, sketch, whole-gradient deviation) and whether x1.01,
-#      x1.04, a random gradient and a stale model are caught
+#   info     dtrain info: libtorch, CUDA, device, memory, bf16
+#   speed    train-step tokens/s and MFU against the PyTorch peers (HF
+#            GPT2LMHeadModel and a nanoGPT-style GPT-2, eager and
+#            torch.compile, bf16 autocast, SDPA), GPT-2 124M and 350M,
+#            micro-batch 16, T=1024, bf16, 4 micro-batches an iteration; on the
+#            first model also without sketches and at micro-batch 8 (where the
+#            time goes)
+#   verify   across devices: per miner/validator pairing the honest spreads
+#            (two honest gradients, worst loss, sketch, whole gradient, and a
+#            DiLoCo round's segment end state) and whether x1.01, x1.04 (the
+#            receipt's sketches scaled too: only recomputation can tell), a
+#            random gradient and a stale model are caught
+#   inner    DiLoCo inner steps (H=32) against plain train-step over the same
+#            sequences, whole commands (states published as verify needs)
+#   profile  nsys's CUDA kernel summary of train-step, when nsys is there
 #
-# On the H200 (no Rust there: bring target/release/dtrain, dtrain-torch and dtrain-redteam):
+# On the H200 (no Rust there: bring dtrain, dtrain-torch and dtrain-redteam):
 #   export LD_LIBRARY_PATH=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib
-#   OUT=/tmp/gpu scripts/bench/gpu-suite.sh
+#   DTRAIN_BIN=bin/dtrain REDTEAM_BIN=bin/dtrain-redteam OUT=/tmp/gpu scripts/bench/gpu-suite.sh
+# Options: --device cpu|cuda, --arch a,b, --parts info,speed,...,
+#   --peers "hf,hf --compile,nanogpt,nanogpt --compile" (the second model
+#   skips hf --compile: its time goes to the rest).
 # Smoke test on a CPU machine (the same steps, small):
 #   scripts/bench/gpu-suite.sh --device cpu --arch tiny
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-device=cuda archs=(gpt2 gpt2-medium) quick=0
+device=cuda archs=(gpt2 gpt2-medium) parts=info,speed,verify,inner,profile
+peer_list="hf,hf --compile,nanogpt,nanogpt --compile"
 while [ $# -gt 0 ]; do
   case $1 in
     --device) device=$2; shift 2 ;;
     --arch) IFS=, read -r -a archs <<< "$2"; shift 2 ;;
-    --quick) quick=1; shift ;;
+    --parts) parts=$2; shift 2 ;;
+    --peers) peer_list=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu-suite.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -35,125 +47,140 @@ PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3
 OUT=${OUT:-$(mktemp -d)}
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 mkdir -p "$OUT"; log=$OUT/results.jsonl; : > "$log"
+IFS=, read -r -a peers <<< "$peer_list"
 if [ "$device" = cuda ]; then
-  T=1024 MB=16 NSEQ=64 iters=5 precision=bf16 threads=16 peers=("" "--compile" "--nanogpt" "--nanogpt --compile")
+  T=1024 MB=16 NSEQ=64 iters=5 precision=bf16 threads=16 peak=989e12 H=32 LIMIT=200
   miners=("cuda bf16" "cpu f32") validators=(cuda cpu) VT=256 VSEQ=8 VMB=4 verify_arch=gpt2
 else
-  T=64 MB=4 NSEQ=16 iters=2 precision=f32 threads=2 peers=("" "--nanogpt")
+  T=64 MB=4 NSEQ=16 iters=2 precision=f32 threads=2 peak=0 H=4 LIMIT=120
   miners=("cpu f32") validators=(cpu) VT=32 VSEQ=8 VMB=2 verify_arch=${archs[0]}
 fi
-[ "$quick" = 1 ] && iters=2
 record() { echo "$1" >> "$log"; }
+wants() { [[ ",$parts," == *",$1,"* ]]; }
+error_json() { printf '{"error": "%s"}' "$(tail -1 "$1" 2> /dev/null | tr -d "\"\\\\" | cut -c1-300)"; }
 shape() { case $1 in tiny) echo "2 2 64" ;; gpt2) echo "12 12 768" ;; gpt2-medium) echo "24 16 1024" ;; esac; }
+peak_flag=(); [ "$peak" = 0 ] || peak_flag=(--peak-flops "$peak")
 
-echo "== 1. info" >&2
-"$D" info --json > "$work/info.json"
+"$D" info --json > "$work/info.json" 2> "$work/err" || error_json "$work/err" > "$work/info.json"
 record "{\"part\": \"info\", \"r\": $(cat "$work/info.json")}"
+if [ "$device" = cuda ] && ! grep -q '"cuda_available":true' "$work/info.json"; then
+  cat "$work/info.json" >&2; echo "gpu-suite.sh: CUDA is not available to dtrain; nothing else is worth the device time" >&2
+  exit 3
+fi
+# four copies of the text: enough 1024-token sequences for H=32 batches of 16
+for _ in 1 2 3 4; do cat tests/fixtures/tinyshakespeare.txt; done > "$work/text.txt"
+"$D" tokenize -q "$work/text.txt" -o "$work/s.bin"
+for arch in "${archs[@]}"; do "$D" init --arch "$arch" --seed 0 -o "$work/$arch" > /dev/null; done
 
-echo "== 2. train-step vs PyTorch peers" >&2
-"$D" tokenize tests/fixtures/tinyshakespeare.txt -o "$work/s.bin" > /dev/null
-for arch in "${archs[@]}"; do
-  read -r L H C <<< "$(shape "$arch")"
-  "$D" init --arch "$arch" --seed 0 -o "$work/$arch" > /dev/null
-  r=$("$D" train-step --model "$work/$arch" --tokens "$work/s.bin" --seq-len $T --micro-batch $MB \
-      --sequences "0-$((NSEQ - 1))" --device "$device" --precision $precision --benchmark $iters --json) \
-    || r='{"error": "dtrain train-step failed"}'
-  record "{\"part\": \"speed\", \"arch\": \"$arch\", \"runner\": \"dtrain train-step\", \"r\": $r}"
-  for peer in "${peers[@]}"; do
-    peer_args=(--layers "$L" --heads "$H" --embd "$C" --seq-len "$T" --micro-batch "$MB" --sequences "$NSEQ"
-      --iters "$iters" --device "$device" --threads "$threads")
-    [ "$precision" != bf16 ] || peer_args+=(--bf16)
-    read -r -a peer_flags <<< "$peer"
-    peer_args+=("${peer_flags[@]}")
-    r=$("$PY" scripts/bench/train_peer.py --shard "$work/s.bin" "${peer_args[@]}" 2> "$work/err") \
-      || r="{\"error\": \"$(tail -1 "$work/err" | tr -d "\"\\\\")\"}"
-    record "{\"part\": \"speed\", \"arch\": \"$arch\", \"runner\": \"py ${peer:-hf}\", \"r\": $r}"
-  done
-done
-
-echo "== 3. inner steps" >&2
-if "$D" train-step --help | grep -q -- --inner-steps; then
-  arch=${archs[0]}
-  r=$("$D" train-step --model "$work/$arch" --tokens "$work/s.bin" --seq-len $T --micro-batch $MB \
+bench() { # arch label micro-batch extra-args...
+  local arch=$1 label=$2 mb=$3 r; shift 3
+  r=$(timeout $LIMIT "$D" train-step --model "$work/$arch" --tokens "$work/s.bin" --seq-len $T --micro-batch "$mb" \
       --sequences "0-$((NSEQ - 1))" --device "$device" --precision $precision --benchmark $iters \
-      --inner-steps $((NSEQ / MB)) --json) || r='{"error": "dtrain train-step --inner-steps failed"}'
-  record "{\"part\": \"inner\", \"arch\": \"$arch\", \"r\": $r}"
-else
-  record '{"part": "inner", "r": {"skipped": "train-step has no --inner-steps yet"}}'
+      "${peak_flag[@]}" --json "$@" 2> "$work/err") || r=$(error_json "$work/err")
+  record "{\"part\": \"speed\", \"arch\": \"$arch\", \"runner\": \"$label\", \"r\": $r}"
+}
+peer() { # arch peer-flags
+  local arch=$1 flags r L H C; read -r L H C <<< "$(shape "$arch")"
+  read -r -a flags <<< "$2"
+  [ "${flags[0]}" = nanogpt ] && flags[0]=--nanogpt || flags=("${flags[@]:1}")
+  [ "$precision" != bf16 ] || flags+=(--bf16)
+  [ "$peak" = 0 ] || flags+=(--peak-flops "$peak")
+  r=$(timeout $LIMIT "$PY" scripts/bench/train_peer.py --shard "$work/s.bin" --layers "$L" --heads "$H" --embd "$C" \
+      --seq-len "$T" --micro-batch "$MB" --sequences "$NSEQ" --iters "$iters" --device "$device" \
+      --threads "$threads" "${flags[@]}" 2> "$work/err") || r=$(error_json "$work/err")
+  record "{\"part\": \"speed\", \"arch\": \"$arch\", \"runner\": \"py $2\", \"r\": $r}"
+}
+if wants speed; then
+  echo "== speed: dtrain" >&2
+  for arch in "${archs[@]}"; do bench "$arch" "dtrain train-step" $MB; done
+  bench "${archs[0]}" "dtrain, no sketches" $MB --sketch-k 0
+  bench "${archs[0]}" "dtrain, micro-batch $((MB / 2))" $((MB / 2))
 fi
 
-echo "== 4. verify across devices" >&2
-"$D" keygen -o "$work/m.key" > "$work/m.pub"
-"$D" init --arch "$verify_arch" --seed 0 -o "$work/v-model" > /dev/null
-"$D" init --arch "$verify_arch" --seed 1 -o "$work/v-stale" > /dev/null
-verify_one() { # miner-label validator case grad receipt
-  local v
-  v=$("$D" verify --receipt "$5" --grad "$4" --model "$work/v-model" --tokens "$work/s.bin" \
-      --pubkey "$(cat "$work/m.pub")" --device "$2" --json 2> "$work/verr") \
-    || [ $? = 1 ] || v="{\"error\": \"$(tail -1 "$work/verr" | tr -d "\"\\\\")\"}"
-  record "{\"part\": \"verify\", \"miner\": \"$1\", \"validator\": \"$2\", \"case\": \"$3\", \"r\": $v}"
+verify_one() { # miner-label validator case grad receipt [extra verify args...]
+  local v label=$1 vdev=$2 case=$3 grad=$4 receipt=$5; shift 5
+  v=$(timeout $LIMIT "$D" verify --receipt "$receipt" --grad "$grad" --model "$work/v-model" --tokens "$work/s.bin" \
+      --pubkey "$(cat "$work/m.pub")" --device "$vdev" --json "$@" 2> "$work/verr") \
+    || [ $? = 1 ] || v=$(error_json "$work/verr")
+  record "{\"part\": \"verify\", \"miner\": \"$label\", \"validator\": \"$vdev\", \"case\": \"$case\", \"r\": $v}"
 }
-for m in "${miners[@]}"; do
-  read -r mdev mprec <<< "$m"
-  label="$mdev $mprec"
-  train() { # model out-prefix
-    "$D" train-step --model "$1" --tokens "$work/s.bin" --seq-len $VT --micro-batch $VMB --sequences "0-$((VSEQ - 1))" \
-      --device "$mdev" --precision "$mprec" --key "$work/m.key" -o "$2.safetensors" --receipt "$2.json" > /dev/null
-  }
-  train "$work/v-model" "$work/honest"
-  train "$work/v-stale" "$work/stale"
-  for case in x1.01 x1.04 random; do
-    cp "$work/honest.safetensors" "$work/$case.safetensors"; cp "$work/honest.json" "$work/$case.json"
-    case $case in
-      random) "$R" forge --grad "$work/$case.safetensors" --receipt "$work/$case.json" --key "$work/m.key" --random ;;
-      *) "$R" forge --grad "$work/$case.safetensors" --receipt "$work/$case.json" --key "$work/m.key" --scale "${case#x}" ;;
-    esac
-  done
-  for vdev in "${validators[@]}"; do
-    for case in honest x1.01 x1.04 random stale; do
-      verify_one "$label" "$vdev" "$case" "$work/$case.safetensors" "$work/$case.json"
+verify_pairings() {
+  "$D" keygen -o "$work/m.key" > "$work/m.pub"
+  "$D" init --arch "$verify_arch" --seed 0 -o "$work/v-model" > /dev/null
+  "$D" init --arch "$verify_arch" --seed 1 -o "$work/v-stale" > /dev/null
+  local inner=(--inner-steps 4 --inner-lr 1e-3)
+  for m in "${miners[@]}"; do
+    local mdev mprec case vdev
+    read -r mdev mprec <<< "$m"
+    train() { # model out-prefix sequences [extra args...]
+      local model=$1 out=$2 seqs=$3; shift 3
+      "$D" train-step --model "$model" --tokens "$work/s.bin" --seq-len $VT --micro-batch $VMB --sequences "$seqs" \
+        --device "$mdev" --precision "$mprec" --key "$work/m.key" -o "$out.safetensors" --receipt "$out.json" "$@" > /dev/null
+    }
+    train "$work/v-model" "$work/honest" "0-$((VSEQ - 1))"
+    train "$work/v-model" "$work/honest2" "$VSEQ-$((2 * VSEQ - 1))"
+    train "$work/v-stale" "$work/stale" "0-$((VSEQ - 1))"
+    rm -rf "$work/states"
+    train "$work/v-model" "$work/diloco" "0-$((VSEQ - 1))" "${inner[@]}" --states "$work/states"
+    for case in x1.01 x1.04 random; do
+      cp "$work/honest.safetensors" "$work/$case.safetensors"; cp "$work/honest.json" "$work/$case.json"
+      case $case in
+        random) "$R" forge --grad "$work/$case.safetensors" --receipt "$work/$case.json" --key "$work/m.key" --random ;;
+        *) "$R" forge --grad "$work/$case.safetensors" --receipt "$work/$case.json" --key "$work/m.key" \
+             --scale "${case#x}" --consistent ;;
+      esac
+    done
+    for vdev in "${validators[@]}"; do
+      for case in honest honest2 x1.01 x1.04 random stale; do
+        verify_one "$mdev $mprec" "$vdev" "$case" "$work/$case.safetensors" "$work/$case.json"
+      done
+      verify_one "$mdev $mprec" "$vdev" "diloco" "$work/diloco.safetensors" "$work/diloco.json" \
+        "${inner[@]}" --states "$work/states"
     done
   done
-done
+}
+if wants verify; then
+  echo "== verify across devices" >&2
+  verify_pairings
+fi
 
-"$PY" - "$log" "$OUT" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-out = sys.argv[2]
-json.dump(rows, open(f"{out}/results.json", "w"), indent=1)
-md = []
-info = next(r["r"] for r in rows if r["part"] == "info")
-md.append(f"dtrain info: libtorch {info.get('libtorch')}, cuda available {info.get('cuda_available')}, "
-          f"devices {info.get('cuda_devices')}, cudnn {info.get('cudnn')}")
-md += ["", "| model | runner | tok/s | ms/iter | MFU | dtrain / runner |", "|---|---|---|---|---|---|"]
-for arch in dict.fromkeys(r["arch"] for r in rows if r["part"] == "speed"):
-    speed = [r for r in rows if r["part"] == "speed" and r["arch"] == arch]
-    ours = speed[0]["r"].get("tokens_per_s", 0)
-    for r in speed:
-        x = r["r"]
-        if "error" in x:
-            md.append(f"| {arch} | {r['runner']} | error: {x['error']} | | | |")
-            continue
-        mfu = f"{x['mfu'] * 100:.1f}%" if x.get("mfu") else "-"
-        md.append(f"| {arch} | {r['runner']} | {x['tokens_per_s']:.0f} | {x['ms_per_iter']:.1f} | {mfu} | {ours / x['tokens_per_s']:.2f}x |")
-inner = next(r["r"] for r in rows if r["part"] == "inner")
-md += ["", f"inner steps: {json.dumps(inner)}"]
-md += ["", "| miner | validator | honest: worst loss / sketch / grad | tolerances loss / sketch / grad | x1.01 | x1.04 | random | stale |",
-       "|---|---|---|---|---|---|---|---|"]
-verify = [r for r in rows if r["part"] == "verify"]
-for pair in dict.fromkeys((r["miner"], r["validator"]) for r in verify):
-    cases = {r["case"]: r["r"] for r in verify if (r["miner"], r["validator"]) == pair}
-    h = cases.get("honest", {})
-    if "error" in h or "measured" not in h:
-        md.append(f"| {pair[0]} | {pair[1]} | error: {h.get('error', h)} | | | | | |")
-        continue
-    m, t = h["measured"], h["tolerances"]
-    fmt = lambda v: "-" if v is None else f"{v:.1e}"
-    honest = f"{'PASS' if h['pass'] else 'FAIL'}: {fmt(m['loss'])} / {fmt(m['sketch'])} / {fmt(m['grad'])}"
-    tol = f"{t['loss']:.0e} / {t['sketch']:.0e} / {t['grad']:.0e}"
-    caught = lambda c: "error" if "error" in cases.get(c, {"error": 1}) else ("caught" if not cases[c]["pass"] else "**PASSED**")
-    md.append(f"| {pair[0]} | {pair[1]} | {honest} | {tol} | {caught('x1.01')} | {caught('x1.04')} | {caught('random')} | {caught('stale')} |")
-open(f"{out}/results.md", "w").write("\n".join(md) + "\n")
-print("\n".join(md))
-PY
+if wants inner; then
+  echo "== inner steps" >&2
+  arch=${archs[0]} seqs="0-$((H * MB - 1))"
+  for mode in plain inner; do
+    extra=(); [ $mode = plain ] || extra=(--inner-steps $H --inner-lr 3e-4 --states "$work/inner-states")
+    start=$(date +%s%N)
+    r=$(timeout $LIMIT "$D" train-step --model "$work/$arch" --tokens "$work/s.bin" --seq-len $T --micro-batch $MB \
+        --sequences "$seqs" --device "$device" --precision $precision -o "$work/g-$mode.safetensors" \
+        --receipt "$work/r-$mode.json" --json "${extra[@]}" 2> "$work/err") || r=$(error_json "$work/err")
+    wall_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+    record "{\"part\": \"inner\", \"arch\": \"$arch\", \"mode\": \"$mode\", \"steps\": $H, \"tokens\": $((H * MB * T)), \"wall_ms\": $wall_ms, \"r\": $r}"
+    rm -rf "$work/inner-states"
+  done
+fi
+
+if wants speed; then
+  echo "== speed: PyTorch peers" >&2
+  for arch in "${archs[@]}"; do
+    for p in "${peers[@]}"; do
+      [ "$arch" != "${archs[0]}" ] && [ "$p" = "hf --compile" ] && continue
+      peer "$arch" "$p"
+    done
+  done
+fi
+
+if wants profile && command -v nsys > /dev/null; then
+  echo "== profile (nsys)" >&2
+  arch=${archs[0]}
+  timeout $LIMIT nsys profile -t cuda,nvtx -o "$work/prof" --force-overwrite true \
+    "$D" train-step --model "$work/$arch" --tokens "$work/s.bin" --seq-len $T --micro-batch $MB \
+    --sequences "0-$((NSEQ - 1))" --device "$device" --precision $precision --benchmark 2 > /dev/null 2>&1 \
+    && timeout 90 nsys stats -r cuda_gpu_kern_sum -f csv "$work/prof.nsys-rep" > "$OUT/kernels.csv" 2> /dev/null \
+    && record "{\"part\": \"profile\", \"file\": \"kernels.csv\"}" \
+    || record '{"part": "profile", "r": {"error": "nsys failed"}}'
+elif wants profile; then
+  record '{"part": "profile", "r": {"skipped": "no nsys on this machine"}}'
+fi
+
+"$PY" scripts/bench/gpu_report.py "$log" "$OUT"
 echo "results in $OUT (results.json, results.md)" >&2

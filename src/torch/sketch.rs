@@ -36,6 +36,12 @@ pub struct DeviceSketcher {
 impl DeviceSketcher {
     /// The sketch of a flat f32 gradient tensor of n elements, as f64 on the CPU.
     pub fn sketch(&self, flat: &Tensor) -> Vec<f64> {
+        to_host(&self.sketch_on_device(flat))
+    }
+
+    /// The sketch as a (k,) f64 tensor left on the device: no host sync, so a
+    /// training loop can queue the next micro-batch while this one runs.
+    pub fn sketch_on_device(&self, flat: &Tensor) -> Tensor {
         let _g = tch::no_grad_guard();
         let pad = (self.padded - self.n) as i64;
         let x = if pad > 0 {
@@ -48,13 +54,13 @@ impl DeviceSketcher {
             false,
             Kind::Float,
         );
-        let s = self
-            .r
-            .mv(&folded)
-            .to_kind(Kind::Double)
-            .to_device(Device::Cpu);
-        Vec::<f64>::try_from(s).expect("a 1-D tensor")
+        self.r.mv(&folded).to_kind(Kind::Double)
     }
+}
+
+/// A sketch tensor read back to the host.
+pub fn to_host(sketch: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(sketch.to_device(Device::Cpu)).expect("a 1-D tensor")
 }
 
 #[cfg(test)]

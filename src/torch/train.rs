@@ -212,6 +212,18 @@ impl Engine {
         Ok(())
     }
 
+    /// Replaces the parameters' values with `flat` (file order, f32, on any device).
+    pub fn set_params_from(&mut self, flat: &Tensor) -> Result<(), Error> {
+        let mut off = 0;
+        for p in &mut self.gpt.params {
+            let n = p.numel() as i64;
+            let values = flat.f_narrow(0, off, n)?.f_view(p.size().as_slice())?;
+            tch::no_grad(|| p.f_copy_(&values))?;
+            off += n;
+        }
+        Ok(())
+    }
+
     pub fn zero_grad(&mut self) {
         for p in &mut self.gpt.params {
             p.zero_grad();
@@ -258,23 +270,33 @@ impl Engine {
     ) -> (MicroBatchResults, Tensor) {
         let total = seqs.len() as f64;
         let mut acc: Option<Tensor> = None;
-        let mut out = Vec::new();
+        let mut losses = Vec::new();
+        let mut sketches = Vec::new();
         let started = Instant::now();
         let mut tokens_done = 0usize;
         for mb in seqs.chunks(opts.micro_batch) {
             let scale = mb.len() as f64 / total;
             let (loss, flat) = self.micro_batch(tokens, mb, opts.seq_len, scale);
-            let sketch = sketcher
-                .map(|s| s.sketch(&flat).into_iter().map(|v| v / scale).collect())
-                .unwrap_or_default();
-            acc = Some(match acc {
-                None => flat,
-                Some(a) => a + flat,
-            });
-            out.push((loss, sketch));
+            // left on the device: reading it here would stall the queue every micro-batch
+            sketches.push(sketcher.map(|s| (s.sketch_on_device(&flat), scale)));
+            match &mut acc {
+                None => acc = Some(flat),
+                Some(a) => {
+                    let _ = a.g_add_(&flat);
+                }
+            }
+            losses.push(loss);
             tokens_done += mb.len() * opts.seq_len;
             advance(bar, tokens_done, started);
         }
+        let sketches = sketches.into_iter().map(|s| match s {
+            Some((t, scale)) => crate::sketch::to_host(&t)
+                .into_iter()
+                .map(|v| v / scale)
+                .collect(),
+            None => Vec::new(),
+        });
+        let out = losses.into_iter().zip(sketches).collect();
         (out, acc.expect("at least one micro-batch"))
     }
 }
@@ -503,25 +525,42 @@ pub struct InnerRun<'a> {
 
 impl InnerRun<'_> {
     /// One inner step per batch from `state`: the batch's gradient (as
-    /// `train-step` computes it), then an optimizer step on the parameters
-    /// held in memory (as `apply` computes it). `after_step(i, state)` runs
-    /// after batch i. Returns each batch's micro-batches (loss, sketch).
+    /// `train-step` computes it), then an optimizer step (as `apply` computes
+    /// it; AdamW on CUDA stays on the device, [`crate::optim`]).
+    /// `after_step(i, state)` runs after batch i; `state` is current there
+    /// when `wants_state(i)` and after the last batch (on the host path,
+    /// always). Returns each batch's micro-batches (loss, sketch).
     pub fn run(
         &mut self,
         batches: &[&[u64]],
         state: &mut LoopState,
+        wants_state: impl Fn(usize) -> bool,
         mut after_step: impl FnMut(usize, &LoopState) -> Result<(), Error>,
     ) -> Result<Vec<MicroBatchResults>, Error> {
         self.engine.set_params(&state.theta)?;
+        let mut on_device = crate::optim::steps_on_device(self.engine.device, self.optim)
+            .then(|| crate::optim::DeviceAdamw::new(self.engine.device, self.specs, state))
+            .transpose()?;
         let mut out = Vec::with_capacity(batches.len());
         for (i, batch) in batches.iter().enumerate() {
             let (mbs, sum) =
                 self.engine
                     .step(self.tokens, batch, self.opts, self.sketcher, self.bar);
-            let grad: Vec<f32> = sum.to_device(Device::Cpu).try_into()?;
-            let (theta, memory) = (&mut state.theta, &mut state.memory);
-            dtrain::optim::step_in_memory(self.specs, theta, &grad, memory, self.optim)?;
-            self.engine.set_params(&state.theta)?;
+            match &mut on_device {
+                Some(adamw) => {
+                    adamw.step(&sum, self.optim)?;
+                    adamw.load_into(self.engine)?;
+                    if wants_state(i) || i + 1 == batches.len() {
+                        adamw.read_back(self.specs, state)?;
+                    }
+                }
+                None => {
+                    let grad: Vec<f32> = sum.to_device(Device::Cpu).try_into()?;
+                    let (theta, memory) = (&mut state.theta, &mut state.memory);
+                    dtrain::optim::step_in_memory(self.specs, theta, &grad, memory, self.optim)?;
+                    self.engine.set_params(&state.theta)?;
+                }
+            }
             out.push(mbs);
             after_step(i, state)?;
         }
@@ -591,8 +630,9 @@ fn inner_loop(
     let mut states = Vec::with_capacity(publish_at.len());
     let batches: Vec<&[u64]> = used.chunks(per).collect();
     let specs = run.specs;
-    let mbs = run.run(&batches, &mut state, |i, s| {
-        if publish_at.contains(&(i + 1)) {
+    let wants_state = |i: usize| publish_at.contains(&(i + 1));
+    let mbs = run.run(&batches, &mut state, wants_state, |i, s| {
+        if wants_state(i) {
             let path = dtrain::inner::state_path(&inner.states, i + 1);
             let memory = s.memory.as_ref().expect("a step was taken");
             states.push(dtrain::inner::write_state(

@@ -176,10 +176,15 @@ fn recompute_segments(
         };
         let refs: Vec<&[u64]> = batches[seg.clone()].iter().map(Vec::as_slice).collect();
         let steps = crate::train::guarded(device, || {
-            run.run(&refs, &mut state, |_, _| {
-                bar.inc(1);
-                Ok(())
-            })
+            run.run(
+                &refs,
+                &mut state,
+                |_| false,
+                |_, _| {
+                    bar.inc(1);
+                    Ok(())
+                },
+            )
         })?;
         for (k, (loss, sketch)) in steps.into_iter().flatten().enumerate() {
             let i = seg.start * per_step + k;
