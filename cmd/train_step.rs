@@ -51,6 +51,10 @@ pub struct TrainStepArgs {
     /// Peak FLOP/s of the device, to report MFU in benchmark mode
     #[arg(long, requires = "benchmark")]
     peak_flops: Option<f64>,
+    /// Benchmark mode: also time the forward, the LM head and the backward
+    /// (synchronising the device between them)
+    #[arg(long, requires = "benchmark")]
+    profile: bool,
 }
 
 #[cfg(dtrain_torch)]
@@ -97,7 +101,13 @@ mod with_torch {
             .map(dtrain::keys::Key::load)
             .transpose()?;
         if let Some(iters) = args.benchmark {
-            let r = dtrain_torch::train::bench(&ckpt, &shard, &opts, 3, iters, args.peak_flops)?;
+            let settings = dtrain_torch::train::BenchSettings {
+                warmup: 3,
+                iters,
+                peak_flops: args.peak_flops,
+                profile: args.profile,
+            };
+            let r = dtrain_torch::train::bench(&ckpt, &shard, &opts, &settings)?;
             if args.json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
@@ -111,6 +121,12 @@ mod with_torch {
                         .map(|m| format!("  mfu {:.1}%", m * 100.0))
                         .unwrap_or_default()
                 );
+                if let Some(p) = r.phases_ms {
+                    println!(
+                        "ms/iter: trunk forward {:.1}  head {:.1}  trunk backward {:.1}",
+                        p.trunk_forward, p.head, p.trunk_backward
+                    );
+                }
             }
             return Ok(());
         }

@@ -12,9 +12,10 @@
 #            time goes)
 #   verify   across devices: per miner/validator pairing the honest spreads
 #            (two honest gradients, worst loss, sketch, whole gradient, and a
-#            DiLoCo round's segment end state) and whether x1.01, x1.04 (the
-#            receipt's sketches scaled too: only recomputation can tell), a
-#            random gradient and a stale model are caught
+#            DiLoCo round's segment end state) and whether x1.01, x1.01c and
+#            x1.04c (c: the receipt's sketches scaled too, so only
+#            recomputation can tell), a random gradient and a stale model are
+#            caught
 #   inner    DiLoCo inner steps (H=32) against plain train-step over the same
 #            sequences, whole commands (states published as verify needs)
 #   profile  nsys's CUDA kernel summary of train-step, when nsys is there
@@ -24,19 +25,23 @@
 #   DTRAIN_BIN=bin/dtrain REDTEAM_BIN=bin/dtrain-redteam OUT=/tmp/gpu scripts/bench/gpu-suite.sh
 # Options: --device cpu|cuda, --arch a,b, --parts info,speed,...,
 #   --peers "hf,hf --compile,nanogpt,nanogpt --compile" (the second model
-#   skips hf --compile: its time goes to the rest).
+#   skips hf --compile: its time goes to the rest), or --peer-runs
+#   "gpt2:nanogpt --compile,gpt2-medium:nanogpt" for exactly those,
+#   --variants 0 to time train-step only as configured (no variants).
 # Smoke test on a CPU machine (the same steps, small):
 #   scripts/bench/gpu-suite.sh --device cpu --arch tiny
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 device=cuda archs=(gpt2 gpt2-medium) parts=info,speed,verify,inner,profile
-peer_list="hf,hf --compile,nanogpt,nanogpt --compile"
+peer_list="hf,hf --compile,nanogpt,nanogpt --compile" peer_runs="" variants=1
 while [ $# -gt 0 ]; do
   case $1 in
     --device) device=$2; shift 2 ;;
     --arch) IFS=, read -r -a archs <<< "$2"; shift 2 ;;
     --parts) parts=$2; shift 2 ;;
     --peers) peer_list=$2; shift 2 ;;
+    --peer-runs) peer_runs=$2; shift 2 ;;
+    --variants) variants=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu-suite.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -55,7 +60,8 @@ else
   T=64 MB=4 NSEQ=16 iters=2 precision=f32 threads=2 peak=0 H=4 LIMIT=120
   miners=("cpu f32") validators=(cpu) VT=32 VSEQ=8 VMB=2 verify_arch=${archs[0]}
 fi
-record() { echo "$1" >> "$log"; }
+started=$(date +%s)
+record() { echo "$1" | sed "s/^{/{\"at_s\": $(( $(date +%s) - started )), /" >> "$log"; }
 wants() { [[ ",$parts," == *",$1,"* ]]; }
 error_json() { printf '{"error": "%s"}' "$(tail -1 "$1" 2> /dev/null | tr -d "\"\\\\" | cut -c1-300)"; }
 shape() { case $1 in tiny) echo "2 2 64" ;; gpt2) echo "12 12 768" ;; gpt2-medium) echo "24 16 1024" ;; esac; }
@@ -92,9 +98,14 @@ peer() { # arch peer-flags
 }
 if wants speed; then
   echo "== speed: dtrain" >&2
-  for arch in "${archs[@]}"; do bench "$arch" "dtrain train-step" $MB; done
-  bench "${archs[0]}" "dtrain, no sketches" $MB --sketch-k 0
-  bench "${archs[0]}" "dtrain, micro-batch $((MB / 2))" $((MB / 2))
+  for arch in "${archs[@]}"; do
+    bench "$arch" "dtrain train-step" $MB
+    bench "$arch" "dtrain, phases timed" $MB --profile
+  done
+  if [ "$variants" = 1 ]; then
+    bench "${archs[0]}" "dtrain, no sketches" $MB --sketch-k 0
+    bench "${archs[0]}" "dtrain, micro-batch $((MB / 2))" $((MB / 2))
+  fi
 fi
 
 verify_one() { # miner-label validator case grad receipt [extra verify args...]
@@ -122,16 +133,17 @@ verify_pairings() {
     train "$work/v-stale" "$work/stale" "0-$((VSEQ - 1))"
     rm -rf "$work/states"
     train "$work/v-model" "$work/diloco" "0-$((VSEQ - 1))" "${inner[@]}" --states "$work/states"
-    for case in x1.01 x1.04 random; do
+    for case in x1.01 x1.01c x1.04c random; do
       cp "$work/honest.safetensors" "$work/$case.safetensors"; cp "$work/honest.json" "$work/$case.json"
+      forge=("$R" forge --grad "$work/$case.safetensors" --receipt "$work/$case.json" --key "$work/m.key")
       case $case in
-        random) "$R" forge --grad "$work/$case.safetensors" --receipt "$work/$case.json" --key "$work/m.key" --random ;;
-        *) "$R" forge --grad "$work/$case.safetensors" --receipt "$work/$case.json" --key "$work/m.key" \
-             --scale "${case#x}" --consistent ;;
+        random) "${forge[@]}" --random ;;
+        *c) scale=${case#x}; "${forge[@]}" --scale "${scale%c}" --consistent ;;
+        *) "${forge[@]}" --scale "${case#x}" ;;
       esac
     done
     for vdev in "${validators[@]}"; do
-      for case in honest honest2 x1.01 x1.04 random stale; do
+      for case in honest honest2 x1.01 x1.01c x1.04c random stale; do
         verify_one "$mdev $mprec" "$vdev" "$case" "$work/$case.safetensors" "$work/$case.json"
       done
       verify_one "$mdev $mprec" "$vdev" "diloco" "$work/diloco.safetensors" "$work/diloco.json" \
@@ -147,8 +159,12 @@ fi
 if wants inner; then
   echo "== inner steps" >&2
   arch=${archs[0]} seqs="0-$((H * MB - 1))"
-  for mode in plain inner; do
-    extra=(); [ $mode = plain ] || extra=(--inner-steps $H --inner-lr 3e-4 --states "$work/inner-states")
+  for mode in plain inner one-state; do
+    case $mode in
+      plain) extra=() ;;
+      inner) extra=(--inner-steps $H --inner-lr 3e-4 --states "$work/inner-states") ;;
+      one-state) extra=(--inner-steps $H --inner-lr 3e-4 --states "$work/inner-states" --state-every $H) ;;
+    esac
     start=$(date +%s%N)
     r=$(timeout $LIMIT "$D" train-step --model "$work/$arch" --tokens "$work/s.bin" --seq-len $T --micro-batch $MB \
         --sequences "$seqs" --device "$device" --precision $precision -o "$work/g-$mode.safetensors" \
@@ -161,12 +177,17 @@ fi
 
 if wants speed; then
   echo "== speed: PyTorch peers" >&2
-  for arch in "${archs[@]}"; do
-    for p in "${peers[@]}"; do
-      [ "$arch" != "${archs[0]}" ] && [ "$p" = "hf --compile" ] && continue
-      peer "$arch" "$p"
+  if [ -n "$peer_runs" ]; then
+    IFS=, read -r -a runs <<< "$peer_runs"
+    for run in "${runs[@]}"; do peer "${run%%:*}" "${run#*:}"; done
+  else
+    for arch in "${archs[@]}"; do
+      for p in "${peers[@]}"; do
+        [ "$arch" != "${archs[0]}" ] && [ "$p" = "hf --compile" ] && continue
+        peer "$arch" "$p"
+      done
     done
-  done
+  fi
 fi
 
 if wants profile && command -v nsys > /dev/null; then

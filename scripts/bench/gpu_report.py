@@ -30,6 +30,7 @@ def speed_table():
     if not speed:
         return []
     t = ["| model | runner | tok/s | ms/iter | MFU | peak mem GiB | dtrain / runner |", "|---|---|---|---|---|---|---|"]
+    phases = []
     for arch in dict.fromkeys(r["arch"] for r in speed):
         these = [r for r in speed if r["arch"] == arch]
         ours = next((r["r"].get("tokens_per_s") for r in these if r["runner"] == "dtrain train-step"), None)
@@ -43,7 +44,11 @@ def speed_table():
             mem = f"{mem / 2**30:.1f}" if mem else "-"
             ratio = f"{ours / x['tokens_per_s']:.2f}x" if ours else "-"
             t.append(f"| {arch} | {r['runner']} | {x['tokens_per_s']:.0f} | {x['ms_per_iter']:.1f} | {mfu} | {mem} | {ratio} |")
-    return t + [""]
+            if x.get("phases_ms"):
+                p = x["phases_ms"]
+                phases.append(f"{arch}: trunk forward {p['trunk_forward']:.1f} ms, LM head and loss {p['head']:.1f} ms, "
+                              f"trunk backward {p['trunk_backward']:.1f} ms per iteration")
+    return t + [""] + phases + ([""] if phases else [])
 
 
 def inner_table():
@@ -57,7 +62,8 @@ def inner_table():
             t.append(f"| {r['mode']} | {r['arch']} | error: {x['error']} | | | |")
             continue
         wall = r["wall_ms"] / 1e3
-        label = f"H={r['steps']}" if r["mode"] == "inner" else "plain"
+        label = {"plain": "plain", "inner": f"H={r['steps']}",
+                 "one-state": f"H={r['steps']}, one state published"}.get(r["mode"], r["mode"])
         t.append(f"| {label} | {r['arch']} | {r['tokens']} | {wall:.1f} | {r['tokens'] / wall:.0f} | {x.get('seconds', 0):.1f} |")
     return t + [""]
 
@@ -72,8 +78,8 @@ def verify_table():
     verify = [r for r in rows if r["part"] == "verify"]
     if not verify:
         return []
-    t = ["| miner | validator | honest worst loss / sketch / grad / segment | tolerances | x1.01 | x1.04 | random | stale |",
-         "|---|---|---|---|---|---|---|---|"]
+    t = ["| miner | validator | honest worst loss / sketch / grad / segment | tolerances | x1.01 | x1.01c | x1.04c | random | stale |",
+         "|---|---|---|---|---|---|---|---|---|"]
     detail = ["", "Every case's measured deviations (loss / sketch / grad / segment / linearity) and verdict:", "",
               "| miner | validator | case | loss | sketch | grad | segment | linearity | verdict |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -82,7 +88,7 @@ def verify_table():
         honest = [cases.get(c, {}) for c in ("honest", "honest2", "diloco")]
         if any("measured" not in h for h in honest):
             bad = next(h for h in honest if "measured" not in h)
-            t.append(f"| {pair[0]} | {pair[1]} | error: {bad.get('error', bad)} | | | | | |")
+            t.append(f"| {pair[0]} | {pair[1]} | error: {bad.get('error', bad)} | | | | | | |")
         else:
             worst = {k: max((h["measured"].get(k) or 0) for h in honest) for k in ("loss", "sketch", "grad", "segment")}
             ok = "PASS" if all(h["pass"] for h in honest) else "FAIL"
@@ -90,7 +96,7 @@ def verify_table():
             t.append(f"| {pair[0]} | {pair[1]} | {ok}: {fmt(worst['loss'])} / {fmt(worst['sketch'])} / "
                      f"{fmt(worst['grad'])} / {fmt(worst['segment'])} | {tol['loss']:.0e} / {tol['sketch']:.0e} / "
                      f"{tol['grad']:.0e} / {tol['segment']:.0e} | {caught(cases.get('x1.01'))} | "
-                     f"{caught(cases.get('x1.04'))} | {caught(cases.get('random'))} | {caught(cases.get('stale'))} |")
+                     f"{caught(cases.get('x1.01c'))} | {caught(cases.get('x1.04c'))} | {caught(cases.get('random'))} | {caught(cases.get('stale'))} |")
         for name, c in cases.items():
             m = c.get("measured", {})
             verdict = "error" if "pass" not in c else ("PASS" if c["pass"] else "FAIL")

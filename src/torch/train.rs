@@ -673,19 +673,30 @@ pub struct BenchResult {
     pub iters: usize,
     pub mfu: Option<f64>,
     pub peak_memory_bytes: u64,
+    /// With `profile`: milliseconds per iteration in each phase (the device
+    /// is synchronised between phases, so the total runs a little slower).
+    pub phases_ms: Option<crate::gpt::PhaseTimes>,
+}
+
+/// How a benchmark runs.
+pub struct BenchSettings {
+    pub warmup: usize,
+    pub iters: usize,
+    /// The device's peak FLOP/s, for MFU.
+    pub peak_flops: Option<f64>,
+    /// Time the phases of each forward-backward.
+    pub profile: bool,
 }
 
 pub fn bench(
     ckpt: &Checkpoint,
     shard: &Shard,
     opts: &StepOptions,
-    warmup: usize,
-    iters: usize,
-    peak_flops: Option<f64>,
+    settings: &BenchSettings,
 ) -> Result<BenchResult, Error> {
     let seqs = select_sequences(shard.len(), opts, ckpt.config.n_positions)?;
     guarded(opts.device, || {
-        bench_inner(ckpt, shard, opts, &seqs, warmup, iters, peak_flops)
+        bench_inner(ckpt, shard, opts, &seqs, settings)
     })
 }
 
@@ -694,9 +705,7 @@ fn bench_inner(
     shard: &Shard,
     opts: &StepOptions,
     seqs: &[u64],
-    warmup: usize,
-    iters: usize,
-    peak_flops: Option<f64>,
+    settings: &BenchSettings,
 ) -> Result<BenchResult, Error> {
     let mut engine = Engine::load(ckpt, opts.device, opts.precision)?;
     let sync = |d: Device| {
@@ -713,25 +722,37 @@ fn bench_inner(
         let _ = mbs.last().map(|t| t.0.double_value(&[]));
         drop(sum);
     };
-    for _ in 0..warmup {
+    for _ in 0..settings.warmup {
         run(&mut engine);
+    }
+    if settings.profile {
+        engine.gpt.profile = Some(crate::gpt::PhaseTimes::default());
     }
     sync(opts.device);
     let t0 = Instant::now();
-    for _ in 0..iters {
+    for _ in 0..settings.iters {
         run(&mut engine);
     }
     sync(opts.device);
-    let dt = t0.elapsed().as_secs_f64() / iters.max(1) as f64;
+    let iters = settings.iters.max(1) as f64;
+    let dt = t0.elapsed().as_secs_f64() / iters;
     let tokens = seqs.len() as u64 * opts.seq_len as u64;
     let tps = tokens as f64 / dt;
+    let per_iter_ms = |s: f64| s / iters * 1e3;
     Ok(BenchResult {
         tokens_per_s: tps,
         ms_per_iter: dt * 1e3,
         tokens_per_iter: tokens,
-        iters,
-        mfu: peak_flops.map(|p| tps * ckpt.config.flops_per_token(opts.seq_len) / p),
+        iters: settings.iters,
+        mfu: settings
+            .peak_flops
+            .map(|p| tps * ckpt.config.flops_per_token(opts.seq_len) / p),
         peak_memory_bytes: peak_memory(opts.device),
+        phases_ms: engine.gpt.profile.map(|p| crate::gpt::PhaseTimes {
+            trunk_forward: per_iter_ms(p.trunk_forward),
+            head: per_iter_ms(p.head),
+            trunk_backward: per_iter_ms(p.trunk_backward),
+        }),
     })
 }
 
