@@ -1945,7 +1945,7 @@ _dtrain() {
             return 0
             ;;
         dtrain__subcmd__train__subcmd__step)
-            opts="-o -v -q -h -V --model --tokens --seq-len --micro-batch --sequences --device --precision --sketch-k --output --receipt --key --miner --round --inner-steps --inner-optim --inner-lr --inner-weight-decay --inner-clip --inner-beta1 --inner-beta2 --inner-eps --state-every --states --inner-state --json --benchmark --peak-flops --verbose --quiet --help --version"
+            opts="-o -v -q -h -V --model --tokens --seq-len --micro-batch --sequences --device --precision --sketch-k --output --receipt --key --miner --round --inner-steps --inner-optim --inner-lr --inner-weight-decay --inner-clip --inner-beta1 --inner-beta2 --inner-eps --state-every --states --inner-state --json --benchmark --peak-flops --profile --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -127,6 +127,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l inner-state
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l benchmark -d 'Benchmark mode: time N steady-state passes over the micro-batches (after 3 warm-up passes) and print tokens/s; writes nothing' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l peak-flops -d 'Peak FLOP/s of the device, to report MFU in benchmark mode' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l json -d 'Print the summary as JSON'
+complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -l profile -d 'Benchmark mode: also time the forward, the LM head and the backward (synchronising the device between them)'
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
 complete -c dtrain -n "__fish_dtrain_using_subcommand train-step" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -123,6 +123,7 @@ pub struct Tolerances {
 ///   ×1.04 moves them by (3.6e-2–4.1e-2 measured, the receipt's sketches
 ///   scaled to match), so ×1.04 is caught and ×1.01 is not (bf16 rounding
 ///   alone moves an honest sketch by 1.7e-2); segment 0.15 (2.6×).
+///
 /// Linearity is summed where the gradient is, in f32: 1.9e-7 worst anywhere.
 pub fn tolerances(device: &str, precision: &str) -> Tolerances {
     match (device, precision) {
