@@ -61,7 +61,7 @@ else
   miners=("cpu f32") validators=(cpu) VT=32 VSEQ=8 VMB=2 verify_arch=${archs[0]}
 fi
 started=$(date +%s)
-record() { echo "$1" | sed "s/^{/{\"at_s\": $(( $(date +%s) - started )), /" >> "$log"; }
+record() { echo "{\"at_s\": $(( $(date +%s) - started )), ${1#\{}" >> "$log"; }
 wants() { [[ ",$parts," == *",$1,"* ]]; }
 error_json() { printf '{"error": "%s"}' "$(tail -1 "$1" 2> /dev/null | tr -d "\"\\\\" | cut -c1-300)"; }
 shape() { case $1 in tiny) echo "2 2 64" ;; gpt2) echo "12 12 768" ;; gpt2-medium) echo "24 16 1024" ;; esac; }
@@ -162,8 +162,8 @@ if wants inner; then
   for mode in plain inner one-state; do
     case $mode in
       plain) extra=() ;;
-      inner) extra=(--inner-steps $H --inner-lr 3e-4 --states "$work/inner-states") ;;
-      one-state) extra=(--inner-steps $H --inner-lr 3e-4 --states "$work/inner-states" --state-every $H) ;;
+      inner) extra=(--inner-steps "$H" --inner-lr 3e-4 --states "$work/inner-states") ;;
+      one-state) extra=(--inner-steps "$H" --inner-lr 3e-4 --states "$work/inner-states" --state-every "$H") ;;
     esac
     start=$(date +%s%N)
     r=$(timeout $LIMIT "$D" train-step --model "$work/$arch" --tokens "$work/s.bin" --seq-len $T --micro-batch $MB \
@@ -193,12 +193,14 @@ fi
 if wants profile && command -v nsys > /dev/null; then
   echo "== profile (nsys)" >&2
   arch=${archs[0]}
-  timeout $LIMIT nsys profile -t cuda,nvtx -o "$work/prof" --force-overwrite true \
-    "$D" train-step --model "$work/$arch" --tokens "$work/s.bin" --seq-len $T --micro-batch $MB \
-    --sequences "0-$((NSEQ - 1))" --device "$device" --precision $precision --benchmark 2 > /dev/null 2>&1 \
-    && timeout 90 nsys stats -r cuda_gpu_kern_sum -f csv "$work/prof.nsys-rep" > "$OUT/kernels.csv" 2> /dev/null \
-    && record "{\"part\": \"profile\", \"file\": \"kernels.csv\"}" \
-    || record '{"part": "profile", "r": {"error": "nsys failed"}}'
+  if timeout $LIMIT nsys profile -t cuda,nvtx -o "$work/prof" --force-overwrite true \
+      "$D" train-step --model "$work/$arch" --tokens "$work/s.bin" --seq-len $T --micro-batch $MB \
+      --sequences "0-$((NSEQ - 1))" --device "$device" --precision $precision --benchmark 2 > /dev/null 2>&1 \
+    && timeout 90 nsys stats -r cuda_gpu_kern_sum -f csv "$work/prof.nsys-rep" > "$OUT/kernels.csv" 2> /dev/null; then
+    record '{"part": "profile", "file": "kernels.csv"}'
+  else
+    record '{"part": "profile", "r": {"error": "nsys failed"}}'
+  fi
 elif wants profile; then
   record '{"part": "profile", "r": {"skipped": "no nsys on this machine"}}'
 fi
