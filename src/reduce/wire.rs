@@ -12,7 +12,8 @@
 //! Number formats: `f32` as is; `bf16` (round to nearest even) halves the bytes;
 //! `q8` is blockwise 8-bit: per block of [`Q8_BLOCK`] values an f32 scale
 //! (absmax/127) then one i8 per value; `ternary` is blockwise {−s, 0, +s}: per
-//! block of [`TERNARY_BLOCK`] values a bf16 scale s (the largest |x|), then one
+//! block of [`TERNARY_BLOCK`] values a bf16 scale s (the block's least-squares
+//! scale, see [`TernaryBlock`]), then one
 //! trit t = round(x/s) ∈ {−1, 0, +1} per value, stored as t+1 five to a byte (base 3, first value lowest): 15 bytes
 //! per 64 values, 1.875 bits a value. Made for error feedback, which carries
 //! what quantisation loses into the next round.
