@@ -757,9 +757,17 @@ mod tests {
             .collect();
         let mut q = x.clone();
         Wire::Ternary.round_trip(&mut q);
-        let err: f64 = x.iter().zip(&q).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+        let err: f64 = x
+            .iter()
+            .zip(&q)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum();
         let energy: f64 = x.iter().map(|a| (*a as f64).powi(2)).sum();
-        assert!(err / energy < 0.25, "relative squared error {}", err / energy);
+        assert!(
+            err / energy < 0.25,
+            "relative squared error {}",
+            err / energy
+        );
     }
 
     #[test]
