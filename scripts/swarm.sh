@@ -164,7 +164,8 @@ printf '%s\nDTRAIN_NAME=validator\nDTRAIN_KEY=%s\nDTRAIN_WORK=%s\nDTRAIN_METRICS
   "${ports[$miners]}" "$relay_addr" >> "$work/validator.env"
 [ -n "$cheat" ] && echo "DTRAIN_CHEAT_HOOK=\"$cheat\"" >> "$work/miner-${cheater:-$((miners - 1))}.env"
 
-# miners alive in epoch E (by the drills), and the epochs the validator is restarted in
+# miners alive in epoch E (by the drills; with --churn the newcomer from epoch
+# 2 on), and the epochs the validator is restarted in
 alive_in() { # epoch
   local n=0 i e=$1 state d action name at
   for i in $(seq 0 $((miners - 1))); do
@@ -175,6 +176,7 @@ alive_in() { # epoch
     done
     n=$((n + state))
   done
+  if [ "$churn" = 1 ] && [ "$e" -ge 2 ]; then n=$((n + 1)); fi
   echo "$n"
 }
 validator_restarted_in() { [[ " ${pending[*]} " == *" restart validator $1 "* ]]; }

@@ -1055,6 +1055,8 @@ fn churn_members_come_and_go_by_roster_and_one_is_reached_through_a_relay() {
     assert!(traffic.iter().all(|l| l["relayed"] == true), "{traffic:?}");
     let env = read(&work.join("miner-3.env"));
     assert!(!env.contains("DTRAIN_PEERS"), "{env}");
+    // three miners alive in every epoch: miner-1 gone from 2, the newcomer counted from 2
+    assert_eq!(read(&work.join("alive")), "0 3\n1 3\n2 3\n3 3");
     let roster = read(&work.join("miner-0/epoch-3/round/roster.json"));
     assert!(roster.contains("\"relay\""), "{roster}");
 }
