@@ -59,7 +59,8 @@ impl PhaseClock {
     }
 }
 
-fn sync(device: tch::Device) {
+/// Waits for a CUDA device's queued work (nothing on a CPU).
+pub fn sync(device: tch::Device) {
     if let tch::Device::Cuda(i) = device {
         tch::Cuda::synchronize(i as i64);
     }

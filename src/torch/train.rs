@@ -200,16 +200,8 @@ impl Engine {
 
     /// Replaces the parameters' values with `flat` (file order, f32).
     pub fn set_params(&mut self, flat: &[f32]) -> Result<(), Error> {
-        let mut off = 0;
-        for p in &mut self.gpt.params {
-            let n = p.numel();
-            let values = Tensor::f_from_slice(&flat[off..off + n])?
-                .f_reshape(p.size())?
-                .f_to_device(self.device)?;
-            tch::no_grad(|| p.f_copy_(&values))?;
-            off += n;
-        }
-        Ok(())
+        let values = Tensor::f_from_slice(flat)?.f_to_device(self.device)?;
+        self.set_params_from(&values)
     }
 
     /// Replaces the parameters' values with `flat` (file order, f32, on any device).
@@ -708,11 +700,6 @@ fn bench_inner(
     settings: &BenchSettings,
 ) -> Result<BenchResult, Error> {
     let mut engine = Engine::load(ckpt, opts.device, opts.precision)?;
-    let sync = |d: Device| {
-        if let Device::Cuda(i) = d {
-            tch::Cuda::synchronize(i as i64);
-        }
-    };
     let sketcher = dtrain::sketch::Sketcher::new(&ckpt.hash, "benchmark", opts.sketch_k);
     let dev_sketch = (opts.sketch_k > 0)
         .then(|| crate::sketch::on_device(&sketcher, ckpt.config.num_params(), opts.device));
@@ -728,12 +715,12 @@ fn bench_inner(
     if settings.profile {
         engine.gpt.profile = Some(crate::gpt::PhaseTimes::default());
     }
-    sync(opts.device);
+    crate::gpt::sync(opts.device);
     let t0 = Instant::now();
     for _ in 0..settings.iters {
         run(&mut engine);
     }
-    sync(opts.device);
+    crate::gpt::sync(opts.device);
     let iters = settings.iters.max(1) as f64;
     let dt = t0.elapsed().as_secs_f64() / iters;
     let tokens = seqs.len() as u64 * opts.seq_len as u64;
