@@ -445,6 +445,15 @@ pub struct TensorWriter {
     reserved: bool,
 }
 
+/// Whether a new file's pages are mapped in when it is created.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pages {
+    /// For writes through the mapping: no page faults while writing.
+    MappedIn,
+    /// For positional writes: pages come as the data is written.
+    LeftOut,
+}
+
 impl TensorWriter {
     pub fn create(
         dest: impl AsRef<Path>,
@@ -463,7 +472,29 @@ impl TensorWriter {
         metadata: &BTreeMap<String, String>,
         room: usize,
     ) -> Result<Self, Error> {
-        let dest = dest.as_ref();
+        Self::create_prepared(dest.as_ref(), specs, metadata, room, Pages::MappedIn)
+    }
+
+    /// As [`create_with_room`](Self::create_with_room) for a file whose data
+    /// is written with positional writes ([`data_file`](Self::data_file)) as
+    /// it arrives: its blocks are reserved but its pages are not mapped in,
+    /// so no page is zero-filled only to be overwritten.
+    pub fn create_for_pwrite(
+        dest: impl AsRef<Path>,
+        specs: &[TensorSpec],
+        metadata: &BTreeMap<String, String>,
+        room: usize,
+    ) -> Result<Self, Error> {
+        Self::create_prepared(dest.as_ref(), specs, metadata, room, Pages::LeftOut)
+    }
+
+    fn create_prepared(
+        dest: &Path,
+        specs: &[TensorSpec],
+        metadata: &BTreeMap<String, String>,
+        room: usize,
+        pages: Pages,
+    ) -> Result<Self, Error> {
         let io_err = |source| Error::Io {
             path: dest.to_path_buf(),
             source,
@@ -507,7 +538,7 @@ impl TensorWriter {
             offsets,
             reserved: false,
         };
-        w.reserved = w.preallocate().map_err(io_err)?;
+        w.reserved = w.preallocate(pages).map_err(io_err)?;
         Ok(w)
     }
 
@@ -573,12 +604,12 @@ impl TensorWriter {
         &mut self.data_mut()[r]
     }
 
-    /// Reserves the file's blocks (`fallocate`) and maps its pages in
-    /// (`MADV_POPULATE_WRITE`) when the file is created, so that writes
+    /// Reserves the file's blocks (`fallocate`) and, for [`Pages::MappedIn`],
+    /// maps its pages in (`MADV_POPULATE_WRITE`) when the file is created, so that writes
     /// through the mapping take no page faults and cannot fail with SIGBUS on
     /// a full disk: a full disk is the creation's error instead. `Ok(false)`
     /// where the file system cannot reserve blocks.
-    fn preallocate(&mut self) -> io::Result<bool> {
+    fn preallocate(&mut self, pages: Pages) -> io::Result<bool> {
         use std::os::fd::AsRawFd;
         let Some(map) = &mut self.map else {
             return Ok(true);
@@ -593,10 +624,12 @@ impl TensorWriter {
                 _ => Err(e),
             };
         }
-        // best effort (kernels before 5.14 refuse it): faults then happen on first write
-        // SAFETY: the whole mapping, page aligned.
-        unsafe {
-            libc::madvise(map.as_mut_ptr().cast(), len, libc::MADV_POPULATE_WRITE);
+        if pages == Pages::MappedIn {
+            // best effort (kernels before 5.14 refuse it): faults then happen on first write
+            // SAFETY: the whole mapping, page aligned.
+            unsafe {
+                libc::madvise(map.as_mut_ptr().cast(), len, libc::MADV_POPULATE_WRITE);
+            }
         }
         Ok(true)
     }

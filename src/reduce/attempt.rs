@@ -17,7 +17,7 @@ use super::coordinator::{Coordinator, Stop};
 use super::link::{Event, Item};
 use super::mean::{all_finite, centered_clip, weighted_mean_of, Values};
 use super::peers::Plan;
-use super::wire::{self, kind};
+use super::wire::{self, kind, Wire};
 use super::Error;
 
 /// A confirmed round, as the transcript records it.
@@ -347,14 +347,7 @@ impl Coordinator {
         let s = at.my_start + c * self.chunk;
         let l = self.chunk.min(at.my_start + at.my_len - s);
         let frames = self.take_contributions(at, l)?;
-        // straight into the output where it is mapped in (see Shared::direct)
-        let out = self.sh.out;
-        let res: &mut [f32] = if self.sh.direct && !self.sh.transport_only {
-            // SAFETY: my span's chunk, enqueued to writers only below
-            unsafe { out.region_mut(s, l) }
-        } else {
-            &mut at.result[..l]
-        };
+        let res: &mut [f32] = &mut at.result[..l];
         let reduced = if self.sh.transport_only {
             res.copy_from_slice(self.sh.input_values(s, l));
             Ok(())
@@ -403,10 +396,11 @@ impl Coordinator {
                 }
                 None => self.wire.round_trip(res),
             }
-            if let Err(e) = self.sh.store(s, res) {
-                tracing::error!(me = %self.name(self.me), "writing the output failed: {e}");
-                return Err(Stop::Io(e.to_string()));
-            }
+        }
+        // written before writers read it back from the output (the floor writes too)
+        if let Err(e) = self.sh.store(s, res) {
+            tracing::error!(me = %self.name(self.me), "writing the output failed: {e}");
+            return Err(Stop::Io(e.to_string()));
         }
         // the chunk's identity: blake3 of the phase-2 payload every member receives
         let hash = if self.sh.transport_only {
@@ -599,18 +593,13 @@ impl Coordinator {
         }
         let s = start + c * self.chunk;
         let l = self.chunk.min(start + len - s);
-        if !self.sh.transport_only {
-            let body = &frame.payload[DATA_HDR..];
-            let out = self.sh.out;
-            // decoded straight into the output where it is mapped in
-            let vals: &mut [f32] = if self.sh.direct {
-                // SAFETY: another owner's span: no writer of mine reads it
-                unsafe { out.region_mut(s, l) }
-            } else {
-                at.scratch.decoded.resize(l, 0.0);
-                &mut at.scratch.decoded[..l]
-            };
-            let finite = match self.wire.decode_checked(body, vals) {
+        let body = &frame.payload[DATA_HDR..];
+        let stored = if self.sh.transport_only {
+            // the floor writes what it received, unchecked
+            self.sh.store_bytes(s, body)
+        } else {
+            let decoded = &mut at.scratch.decoded;
+            let finite = match self.wire.check_result(body, l, decoded) {
                 Ok(f) => f,
                 Err(e) => {
                     self.fail(owner, at.number, format!("malformed result chunk: {e}"));
@@ -621,9 +610,14 @@ impl Coordinator {
                 self.fail(owner, at.number, "its averaged span contains NaN or Inf");
                 return Ok(false);
             }
-            if let Err(e) = self.sh.store(s, vals) {
-                return Err(Stop::Io(e.to_string()));
+            match self.wire {
+                // as it came: little-endian f32, the file's format
+                Wire::F32 => self.sh.store_bytes(s, body),
+                _ => self.sh.store(s, &decoded[..l]),
             }
+        };
+        if let Err(e) = stored {
+            return Err(Stop::Io(e.to_string()));
         }
         at.result_hashes.insert((owner, c), frame.hash);
         self.sh.recycle(frame.payload);

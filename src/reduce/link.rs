@@ -23,7 +23,7 @@ use super::{Error, CREDITS};
 use crate::tensors::TensorFile;
 
 /// The output's f32 data region: writers read this peer's span from it. The
-/// coordinator writes a region (in the mapping, or with pwrite) before it enqueues
+/// coordinator writes a region (with pwrite) before it enqueues
 /// frames that read it and never rewrites it in the same attempt; a new attempt
 /// takes the attempt fence for writing, which waits for writers still sending
 /// the previous attempt's data.
@@ -111,10 +111,6 @@ pub(super) struct Shared {
     pub stop: Arc<AtomicBool>,
     /// Hashes of the phase-1 chunks this peer sent: (attempt, owner) → (chunk, hash).
     pub sent: Mutex<SentHashes>,
-    /// The output's blocks are reserved and its pages mapped in: results go
-    /// straight into the mapping. Otherwise (file systems without fallocate)
-    /// they are written with pwrite, which takes no zero-filled page faults.
-    pub direct: bool,
     /// The output file and the offset of its data region, for positional writes.
     pub out_file: std::fs::File,
     pub out_data: u64,
@@ -143,20 +139,17 @@ impl Shared {
         &self.input.flat_f32().expect("checked")[start..start + len]
     }
 
-    /// Stores result values for elements `start..` of the output: with pwrite,
-    /// or nothing to do where the output is mapped in (`direct`), since the
-    /// values were then computed or decoded in the mapping itself.
+    /// Writes result values for elements `start..` of the output.
     pub fn store(&self, start: usize, values: &[f32]) -> std::io::Result<()> {
+        self.store_bytes(start, wire::f32_bytes(values))
+    }
+
+    /// As [`store`](Self::store) with the values as little-endian f32 bytes
+    /// (an f32 result chunk as it came off the wire).
+    pub fn store_bytes(&self, start: usize, bytes: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
-        if self.direct {
-            debug_assert!(std::ptr::eq(
-                values.as_ptr(),
-                self.out.ptr.wrapping_add(start)
-            ));
-            return Ok(());
-        }
         self.out_file
-            .write_all_at(wire::f32_bytes(values), self.out_data + start as u64 * 4)
+            .write_all_at(bytes, self.out_data + start as u64 * 4)
     }
 }
 

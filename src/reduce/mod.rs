@@ -28,10 +28,13 @@
 //! On one host every byte costs a kernel copy at each end, a blake3 pass at
 //! each end (the frame MACs) and, at its owner, the f64 sum. So the owner sums
 //! contributions in place in the received frames (bf16 and q8 are decoded
-//! inside the sum), writes the mean and decodes received results straight into
-//! the output mapping (blocks reserved and pages mapped in while the peers
-//! connect), checks finiteness in the same passes, and the few loops over
-//! whole chunks are compiled for AVX-512 and AVX2 as well ([`crate::simd`]).
+//! inside the sum), checks finiteness in the same passes, and the few loops
+//! over whole chunks are compiled for AVX-512 and AVX2 as well
+//! ([`crate::simd`]). The output's blocks are reserved while the peers connect
+//! (a full disk fails the round before it starts), but its pages are not
+//! mapped in: each result chunk is written with `pwrite` as it is ready (an f32
+//! result straight from the frame it came in), so the output is filled while
+//! the bytes flow, and no page is zero-filled only to be overwritten.
 //!
 //! # Connections and security
 //!
@@ -301,13 +304,12 @@ fn create_output(
             .sum::<usize>()
         + cfg.round.len();
     let specs = input.file.specs();
-    let mut out = TensorWriter::create_with_room(&cfg.output, &specs, &BTreeMap::new(), room)?;
+    // its blocks reserved now, while the peers connect; its pages come as
+    // the results are written
+    let mut out = TensorWriter::create_for_pwrite(&cfg.output, &specs, &BTreeMap::new(), room)?;
     let (out_file, out_data) = out
         .data_file()
         .map_err(|e| Error::Io(cfg.output.display().to_string(), e))?;
-    // its blocks reserved and pages mapped in now, while the peers connect,
-    // not during the transfer
-    let direct = out.reserved();
     let region = out.flat_f32_mut();
     let out_buf = OutBuf {
         ptr: region.as_mut_ptr(),
@@ -318,7 +320,6 @@ fn create_output(
         out: out_buf,
         wire: cfg.wire,
         transport_only: cfg.transport_only,
-        direct,
         attempt: AtomicU32::new(0),
         attempt_fence: RwLock::new(()),
         rate: cfg.max_rate.map(RateLimit::new),

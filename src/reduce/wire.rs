@@ -118,6 +118,29 @@ impl Wire {
         })
     }
 
+    /// Checks `n` encoded values: their length, their decoding and whether
+    /// every value is finite. f32 is checked where it lies (the bytes are the
+    /// values); the other wires are decoded into `decoded` (its first `n`).
+    pub fn check_result(
+        self,
+        bytes: &[u8],
+        n: usize,
+        decoded: &mut Vec<f32>,
+    ) -> Result<bool, Malformed> {
+        if let Wire::F32 = self {
+            if bytes.len() != n * 4 {
+                return Err(Malformed::Length {
+                    bytes: bytes.len(),
+                    values: n,
+                    wire: self,
+                });
+            }
+            return Ok(f32_bytes_finite(bytes));
+        }
+        decoded.resize(n, 0.0);
+        self.decode_checked(bytes, &mut decoded[..n])
+    }
+
     /// What a receiver decodes from `encode(x)`, computed in place.
     pub fn round_trip(self, x: &mut [f32]) {
         match self {
@@ -152,6 +175,24 @@ pub(crate) fn nonfinite(x: f32) -> u32 {
 }
 
 // The codecs' loops, compiled for each vector width (see crate::simd).
+
+crate::simd_fn! {
+    /// Whether every little-endian f32 in `bytes` is finite.
+    fn f32_bytes_finite(bytes: &[u8]) -> bool {
+        let mut bad = 0u32;
+        // SAFETY: any 4 bytes are a valid f32; the aligned middle is taken as such.
+        if let ([], mid, []) = unsafe { bytes.align_to::<f32>() } {
+            for &x in mid {
+                bad |= nonfinite(x);
+            }
+        } else {
+            for c in bytes.chunks_exact(4) {
+                bad |= nonfinite(f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+            }
+        }
+        bad == 0
+    }
+}
 
 crate::simd_fn! {
     /// Returns whether every value is finite.
