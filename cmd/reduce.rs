@@ -56,7 +56,7 @@ pub struct ReduceArgs {
     /// Elements per chunk
     #[arg(long, default_value_t = reduce::DEFAULT_CHUNK, hide = true)]
     chunk: usize,
-    /// Benchmark the transport floor: same bytes and connections, no MAC, no arithmetic
+    /// Benchmark the transport floor: same bytes, connections and output writes, no MAC, no arithmetic
     #[arg(long, hide = true)]
     floor: bool,
     /// Members needed to finish [default: a majority of the peers file]

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # All-reduce benchmark, one run, 4 peers by default, GPT-2 124M's gradient (498 MB f32):
 # dtrain reduce (f32, bf16, q8) vs torch.distributed Gloo all_reduce of the same
-# vectors vs the transport floor (dtrain's connections and bytes with no MAC and
-# no arithmetic), on loopback. Then, as root, the rate-limited case: 4 network
+# vectors vs the transport floor (dtrain's connections, bytes and output writes
+# with no MAC and no arithmetic), on loopback. Then, as root, the rate-limited case: 4 network
 # namespaces with tc tbf links. Prints seconds (median of 3 runs), algbw, busbw
 # (nccl-tests' definitions), peak anonymous RSS and ratios. Seconds are the
 # collective itself, as for Gloo (whose processes load and allocate their
 # tensors before the timer): dtrain's from the first attempt to the confirmed
-# result (its transcript's seconds_reduce; the input is checked and the output
-# allocated while the peers connect); "process s" is the whole dtrain process
-# (seconds_total: the check and the allocation included). File to file, whole
+# result (its transcript's seconds_reduce; the input is checked and the output's
+# blocks reserved while the peers connect, the output written as results are
+# ready); "process s" is the whole dtrain process (seconds_total). File to file, whole
 # processes: 4 `dtrain reduce` vs 4 processes of the Gloo script a user would
 # write (scripts/bench/gloo_files.py: load, all_reduce, save), wall time from the
 # first start to the last exit; and where a dtrain peer's time went (--json's

@@ -175,7 +175,7 @@ pub struct Config {
     pub max_rate: Option<f64>,
     pub chunk: usize,
     /// The transport-only benchmark (`--floor`): same connections and bytes,
-    /// no MAC, no arithmetic.
+    /// no MAC, no arithmetic; the bytes received are written to the output.
     pub transport_only: bool,
 
     /// Members needed to finish (default: a majority of the peers file), so a
