@@ -53,7 +53,7 @@ struct Pending {
 struct Scratch {
     /// Centered clipping's f64 aggregate.
     clipped: Vec<f64>,
-    /// A received result chunk where the output is not mapped in.
+    /// A received result chunk (bf16, q8 or ternary) decoded before it is written.
     decoded: Vec<f32>,
     /// Per contributor: its chunk decoded to f32 where needed.
     contributions: Vec<Vec<f32>>,
@@ -88,7 +88,7 @@ struct Attempt<'m> {
     /// (owner, chunk) → blake3 of that result chunk's phase-2 payload.
     result_hashes: BTreeMap<(usize, usize), [u8; 32]>,
     scratch: Scratch,
-    /// A chunk's result where the output is not mapped in.
+    /// A chunk's result, written to the output and read back by the writers.
     result: Vec<f32>,
     last_progress: Instant,
     phase1_bar: indicatif::ProgressBar,
@@ -395,6 +395,9 @@ impl Coordinator {
                     res.copy_from_slice(&sc.decoded_result);
                 }
                 None => self.wire.round_trip(res),
+            }
+            if std::mem::take(&mut self.fault.nan_result) {
+                res[0] = f32::NAN;
             }
         }
         // written before writers read it back from the output (the floor writes too)

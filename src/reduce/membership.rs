@@ -98,15 +98,18 @@ pub fn who_leaves(
 }
 
 /// Misbehaviour on purpose, for tests of the other peers' defences
-/// (`DTRAIN_REDUCE_FAULT=false-report:NAME,sync-flood:N,corrupt-chunk`):
+/// (`DTRAIN_REDUCE_FAULT=false-report:NAME,sync-flood:N,corrupt-chunk,nan-result`):
 /// report NAME as unreachable at every sync; send N syncs with random
 /// attempt numbers; send the first contribution chunk with a byte no wire
-/// format decodes in its place (a trit code above 2 for ternary), signed.
+/// format decodes in its place (a trit code above 2 for ternary), signed;
+/// send the first result chunk with a NaN in it, signed.
 #[derive(Default)]
 pub(super) struct Fault {
     pub false_report: Option<usize>,
     pub sync_flood: usize,
     pub corrupt_chunk: bool,
+    /// An owner that puts a NaN in the first result chunk it sends.
+    pub nan_result: bool,
 }
 
 impl Fault {
@@ -118,6 +121,7 @@ impl Fault {
                 Some(("false-report", name)) => f.false_report = peers.rank(name),
                 Some(("sync-flood", n)) => f.sync_flood = n.parse().unwrap_or(0),
                 None if item == "corrupt-chunk" => f.corrupt_chunk = true,
+                None if item == "nan-result" => f.nan_result = true,
                 _ => {}
             }
         }

@@ -341,7 +341,7 @@ pub struct Timings {
     pub open: f64,
     /// Checking the input's values, while the peers connect.
     pub check: f64,
-    /// Creating the output (blocks reserved, pages mapped in), while the peers connect.
+    /// Creating the output (its blocks reserved), while the peers connect.
     pub output: f64,
     /// Waiting for the connections after that.
     pub connect: f64,

@@ -778,6 +778,42 @@ mod tests {
         assert!(largest[1] <= 1.05 * largest[0], "{largest:?}");
     }
 
+    /// A received f32 result is checked where it lies: NaN and Inf anywhere
+    /// (aligned or not) make it not finite, a wrong length is malformed, and
+    /// the other wires decode into the scratch buffer as `decode_checked` does.
+    #[test]
+    fn check_result_finds_nonfinite_f32_in_place_and_wrong_lengths() {
+        let vals: Vec<f32> = (0..1000).map(|i| i as f32 * 0.5 - 7.0).collect();
+        let mut scratch = Vec::new();
+        let bytes = f32_bytes(&vals).to_vec();
+        assert!(Wire::F32.check_result(&bytes, 1000, &mut scratch).unwrap());
+        assert!(scratch.is_empty(), "f32 is not copied");
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0, 517, 999] {
+                let mut v = vals.clone();
+                v[at] = bad;
+                let b = f32_bytes(&v).to_vec();
+                assert!(!Wire::F32.check_result(&b, 1000, &mut scratch).unwrap());
+                // the same bytes one off 4-byte alignment
+                let mut shifted = vec![0u8; b.len() + 1];
+                shifted[1..].copy_from_slice(&b);
+                assert!(!Wire::F32
+                    .check_result(&shifted[1..], 1000, &mut scratch)
+                    .unwrap());
+            }
+        }
+        assert!(matches!(
+            Wire::F32.check_result(&bytes[..3996], 1000, &mut scratch),
+            Err(Malformed::Length { .. })
+        ));
+        let mut enc = Vec::new();
+        Wire::Bf16.encode(&vals, &mut enc);
+        assert!(Wire::Bf16.check_result(&enc, 1000, &mut scratch).unwrap());
+        let mut want = vec![0f32; 1000];
+        Wire::Bf16.decode(&enc, &mut want).unwrap();
+        assert_eq!(&scratch[..1000], &want[..]);
+    }
+
     /// The least-squares scale: a Gaussian block loses under a quarter of
     /// its energy in one round (s = max |x| loses about half).
     #[test]

@@ -1306,6 +1306,53 @@ fn ternary_with_residuals_converges_and_misfit_residuals_are_refused() {
     );
 }
 
+/// An owner whose f32 result holds a NaN (signed with its session keys, so
+/// every frame authenticates) is dropped by every member it sent it to, each
+/// checking the bytes as they came before writing them to its output; the
+/// other four finish without it, identical and finite, never with the NaN.
+#[test]
+fn an_owner_sending_a_nan_result_is_dropped_and_the_rest_finish_finite() {
+    let _machine = beside_others();
+    let s = Swarm::new(5, 20_000, &[1, 2, 3, 4, 5]);
+    let extra = ["--deadline", "20"];
+    let kids: Vec<Child> = (0..5)
+        .map(|i| {
+            let fault: &[(&str, &str)] = if i == 4 {
+                &[("DTRAIN_REDUCE_FAULT", "nan-result")]
+            } else {
+                &[]
+            };
+            s.spawn_env(i, "nanresult", &extra, fault)
+        })
+        .collect();
+    let res: Vec<_> = kids
+        .into_iter()
+        .map(|c| finish(c, Duration::from_secs(30)))
+        .collect();
+    for (i, (code, _, err)) in res.iter().enumerate() {
+        assert_ne!(*code, Some(101), "p{i} panicked: {err}");
+    }
+    assert!(
+        (0..4).any(|i| res[i]
+            .2
+            .contains("dropped p4: its averaged span contains NaN or Inf")),
+        "a member names p4's NaN: {:?}",
+        res.iter().map(|r| &r.2).collect::<Vec<_>>()
+    );
+    assert_ne!(res[4].0, Some(0), "the owner of the NaN cannot finish");
+    let first = std::fs::read(s.out(0)).unwrap();
+    for i in 0..4 {
+        assert_eq!(res[i].0, Some(0), "p{i}: {}", res[i].2);
+        assert_eq!(std::fs::read(s.out(i)).unwrap(), first, "p{i} differs");
+    }
+    let t = TensorFile::open(s.out(0)).unwrap();
+    assert!(t.flat_f32().unwrap().iter().all(|x| x.is_finite()));
+    assert_eq!(
+        s.transcript(0)["body"]["members"],
+        serde_json::json!(["p0", "p1", "p2", "p3"])
+    );
+}
+
 /// A member whose ternary contribution does not decode (a trit code above 2,
 /// signed with its session key) is dropped by the owner it sent it to, never
 /// a panic. As for any single broken link, the membership rule cannot tell
