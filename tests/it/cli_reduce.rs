@@ -1341,8 +1341,8 @@ fn an_owner_sending_a_nan_result_is_dropped_and_the_rest_finish_finite() {
     );
     assert_ne!(res[4].0, Some(0), "the owner of the NaN cannot finish");
     let first = std::fs::read(s.out(0)).unwrap();
-    for i in 0..4 {
-        assert_eq!(res[i].0, Some(0), "p{i}: {}", res[i].2);
+    for (i, (code, _, err)) in res.iter().enumerate().take(4) {
+        assert_eq!(*code, Some(0), "p{i}: {err}");
         assert_eq!(std::fs::read(s.out(i)).unwrap(), first, "p{i} differs");
     }
     let t = TensorFile::open(s.out(0)).unwrap();
