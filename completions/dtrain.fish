@@ -189,7 +189,7 @@ complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l min-peers -d 'M
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l residual -d 'Error feedback: keep what the lossy --wire loses in FILE, add it next round (missing: zeros; written only when the round succeeds; publish the file as it was before the round: `verify --residual` checks what was sent with it)' -r -F
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l inner-steps -d 'DiLoCo: the round averages pseudo-gradients of H inner steps; an --in that says otherwise is refused, and peers expecting another H do not connect' -r
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l allow-nonfinite -d 'Send and accept contributions containing NaN or Inf'
-complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l floor -d 'Benchmark the transport floor: same bytes and connections, no MAC, no arithmetic'
+complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l floor -d 'Benchmark the transport floor: same bytes, connections and output writes, no MAC, no arithmetic'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -l json -d 'Print a JSON summary (with where the time went: "breakdown")'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -s v -l verbose -d 'More log lines on stderr: -v info, -vv debug, -vvv everything'
 complete -c dtrain -n "__fish_dtrain_using_subcommand reduce" -s q -l quiet -d 'Errors only on stderr: no warnings, no summary line, no progress bar'
